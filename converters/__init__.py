@@ -1,0 +1,1 @@
+"""Corpus converters: raw or tokenized corpora -> fixed-length zstd MDS shards."""
