@@ -1,0 +1,67 @@
+"""The ``slwdata`` command line: one entry point, one module per subcommand.
+
+Each subcommand module exposes ``register(subparsers)``, which adds its parser and sets
+``func`` (``args -> int`` exit code). Modules are imported only when listed here, and
+must stay importable without torch so ``slwdata convert --help`` is quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+# (module, one-line summary). Order is the order in --help.
+SUBCOMMANDS: list[tuple[str, str]] = [
+    ("converters.cli", "convert, inspect, verify: corpora -> fixed-length zstd MDS shards"),
+    ("slwdata.quickstart", "quickstart: end-to-end SLW demo on an embedded corpus"),
+]
+
+
+class UserError(Exception):
+    """An error caused by input or configuration; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="slwdata",
+        description=(
+            "Sequence Length Warmup at scale. Convert corpora to fixed-length shards, "
+            "stream them with tail reuse, and train with the SLW Composer algorithm."
+        ),
+        epilog="Run 'slwdata COMMAND --help' for the options of each command.",
+    )
+    from slwdata import __version__
+
+    parser.add_argument("--version", action="version", version=f"slwdata {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name, _summary in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:  # a subcommand whose module is not built yet
+            if exc.name and module_name.startswith(exc.name):
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"slwdata {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"slwdata {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
