@@ -1,0 +1,225 @@
+"""Cut a batch to the paced sequence length: the plain-PyTorch path of Sequence Length Warmup.
+
+Every sequence-shaped tensor (``ndim >= 2`` and ``shape[1]`` equal to the batch's full length:
+``input_ids``, ``labels``, ``attention_mask``, ``position_ids``...) is sliced to ``[:, :seq_len]``,
+which is a view: nothing is copied. Keys starting with ``slw_`` are dataset metadata (see
+docs/DESIGN.md): they are removed from the batch and handed back in :class:`TruncateInfo`.
+
+Example (a training loop without Composer):
+
+    >>> import torch
+    >>> from slwdata.pacing import PacingSchedule
+    >>> sched = PacingSchedule(start=8, end=32, duration="4ba")
+    >>> batch = {"input_ids": torch.zeros(2, 32, dtype=torch.long), "labels": torch.zeros(2, 32)}
+    >>> short, n = slw_step(batch, step=1, schedule=sched)
+    >>> n, tuple(short["input_ids"].shape), tuple(short["labels"].shape)
+    (8, (2, 8), (2, 8))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterable, Mapping
+
+import torch
+
+from slwdata.pacing import PacingSchedule
+
+__all__ = ["TruncateInfo", "truncate_batch", "full_length", "slw_step", "PlainSLW", "SLW_PREFIX"]
+
+SLW_PREFIX = "slw_"
+
+
+@dataclasses.dataclass
+class TruncateInfo:
+    """What :func:`truncate_batch` did to one batch (on this process)."""
+
+    full_len: int
+    seq_len: int
+    rows: int
+    dropped_tokens: int
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def kept_tokens(self) -> int:
+        return self.rows * self.seq_len
+
+
+def _is_seq_tensor(x: Any) -> bool:
+    return hasattr(x, "shape") and hasattr(x, "ndim") and x.ndim >= 2
+
+
+def _first_seq_tensor(batch: Any) -> Any:
+    if _is_seq_tensor(batch):
+        return batch
+    if isinstance(batch, Mapping):
+        if "input_ids" in batch and _is_seq_tensor(batch["input_ids"]):
+            return batch["input_ids"]
+        items: Iterable[Any] = (v for k, v in batch.items() if not str(k).startswith(SLW_PREFIX))
+    elif isinstance(batch, (list, tuple)):
+        items = batch
+    else:
+        return None
+    for value in items:
+        found = _first_seq_tensor(value)
+        if found is not None:
+            return found
+    return None
+
+
+def full_length(batch: Any) -> int:
+    """The batch's full sequence length: ``input_ids.shape[1]``, else the first 2-D tensor's.
+
+    Raises:
+        ValueError: if the batch holds no tensor with at least two dimensions.
+    """
+    ref = _first_seq_tensor(batch)
+    if ref is None:
+        raise ValueError(
+            f"cannot find a sequence-shaped tensor ([rows, length, ...]) in a batch of type {type(batch).__name__}; "
+            "Sequence Length Warmup needs input_ids (or the first tensor of an (inputs, targets) tuple) to be 2-D"
+        )
+    return int(ref.shape[1])
+
+
+def _cut(obj: Any, full: int, seq_len: int, keys: frozenset[str] | None, meta: dict[str, Any], top: bool) -> Any:
+    if _is_seq_tensor(obj):
+        return obj[:, :seq_len] if obj.shape[1] == full else obj
+    if isinstance(obj, Mapping):
+        out = {}
+        for k, v in obj.items():
+            if isinstance(k, str) and k.startswith(SLW_PREFIX):
+                meta[k] = v
+            elif keys is not None and top and k not in keys:
+                out[k] = v
+            else:
+                out[k] = _cut(v, full, seq_len, keys, meta, top=False)
+        if type(obj) is dict:
+            return out
+        try:  # keep dict subclasses such as transformers' BatchEncoding
+            return type(obj)(out)
+        except TypeError:
+            return out
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
+        return type(obj)(*(_cut(v, full, seq_len, keys, meta, top) for v in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cut(v, full, seq_len, keys, meta, top) for v in obj)
+    return obj
+
+
+def truncate_batch(
+    batch: Any,
+    seq_len: int,
+    keys: Iterable[str] | None = None,
+    *,
+    full_len: int | None = None,
+    return_info: bool = False,
+) -> Any:
+    """Cut every sequence-shaped tensor of ``batch`` to ``seq_len`` (views, no copy).
+
+    Args:
+        batch: a tensor, a dict (``input_ids``, ``labels``, ...), or a tuple/list such as
+            ``(inputs, targets)``; nested containers are walked.
+        seq_len: the length to keep. A batch already no longer than that is left as is.
+        keys: for dict batches, only these top-level keys are cut (default: every tensor whose
+            dim 1 equals the full length).
+        full_len: the full length; default :func:`full_length` of the batch.
+        return_info: also return a :class:`TruncateInfo` (dropped tokens, popped ``slw_*`` keys).
+
+    Returns:
+        The truncated batch, or ``(batch, info)`` with ``return_info=True``.
+
+    Example:
+        >>> import torch
+        >>> x, y = torch.arange(12).view(2, 6), torch.arange(12).view(2, 6)
+        >>> (x8, y8), info = truncate_batch((x, y), 4, return_info=True)
+        >>> x8.tolist(), info.dropped_tokens
+        ([[0, 1, 2, 3], [6, 7, 8, 9]], 4)
+    """
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+        raise ValueError(f"seq_len must be a positive int, got {seq_len!r}")
+    ref = _first_seq_tensor(batch)
+    if full_len is None:
+        full_len = full_length(batch)
+    rows = int(ref.shape[0]) if ref is not None else 0
+    keep = min(seq_len, full_len)
+    meta: dict[str, Any] = {}
+    key_set = frozenset(keys) if keys is not None else None
+    out = _cut(batch, full_len, keep, key_set, meta, top=True)
+    if not return_info:
+        return out
+    return out, TruncateInfo(full_len=full_len, seq_len=keep, rows=rows, dropped_tokens=rows * (full_len - keep), meta=meta)
+
+
+def slw_step(
+    batch: Any,
+    step: int,
+    schedule: PacingSchedule,
+    *,
+    samples: int = 0,
+    tokens: int = 0,
+    total: Any = None,
+    keys: Iterable[str] | None = None,
+) -> tuple[Any, int]:
+    """Truncate ``batch`` to the schedule's length at this point of training.
+
+    ``samples``/``tokens`` are the *trained* (global) counts so far, needed when the schedule's
+    duration is in samples or tokens. Returns ``(batch, seq_len)``. A schedule without ``end``
+    takes the batch's full length. For a loop that keeps the counters for you see
+    :class:`PlainSLW`.
+    """
+    full = full_length(batch)
+    if schedule.end is None:
+        schedule = schedule.with_end(full)
+    seq_len = min(schedule.seq_len(step=step, samples=samples, tokens=tokens, total=total), full)
+    return truncate_batch(batch, seq_len, keys, full_len=full), seq_len
+
+
+class PlainSLW:
+    """Sequence Length Warmup for a hand-written PyTorch loop: counts trained steps/samples/tokens.
+
+    ``world_size`` multiplies this process's rows and tokens so progress is global; every rank
+    must see the same row count per step (as with a ``DistributedSampler`` and ``drop_last``).
+
+    Example:
+        >>> import torch
+        >>> slw = PlainSLW(PacingSchedule(start=8, end=16, duration="32tok"))
+        >>> [tuple(slw(torch.zeros(2, 16, dtype=torch.long)).shape) for _ in range(3)]
+        [(2, 8), (2, 8), (2, 16)]
+        >>> slw.trained_tokens, slw.dropped_tokens
+        (64, 32)
+    """
+
+    def __init__(self, schedule: PacingSchedule, total: Any = None, world_size: int = 1, keys: Iterable[str] | None = None):
+        if world_size < 1:
+            raise ValueError(f"world_size must be >= 1, got {world_size}")
+        self.schedule = schedule
+        self.total = total
+        self.world_size = world_size
+        self.keys = keys
+        self.step = 0
+        self.samples = 0
+        self.trained_tokens = 0
+        self.dropped_tokens = 0
+        self.last_info: TruncateInfo | None = None
+
+    def __call__(self, batch: Any) -> Any:
+        full = full_length(batch)
+        if self.schedule.end is None:
+            self.schedule = self.schedule.with_end(full)
+        seq_len = self.schedule.seq_len(step=self.step, samples=self.samples, tokens=self.trained_tokens, total=self.total)
+        out, info = truncate_batch(batch, seq_len, self.keys, full_len=full, return_info=True)
+        self.last_info = info
+        self.step += 1
+        self.samples += info.rows * self.world_size
+        self.trained_tokens += info.kept_tokens * self.world_size
+        self.dropped_tokens += info.dropped_tokens * self.world_size
+        return out
+
+    def state_dict(self) -> dict[str, int]:
+        return {"step": self.step, "samples": self.samples, "trained_tokens": self.trained_tokens,
+                "dropped_tokens": self.dropped_tokens}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        for key in ("step", "samples", "trained_tokens", "dropped_tokens"):
+            setattr(self, key, int(state[key]))
