@@ -1,0 +1,394 @@
+"""``slwdata quickstart``: Sequence Length Warmup end to end, offline, on a CPU, in a few minutes.
+
+What it does, in order (everything lands under ``--out``, default ``./slw-quickstart``):
+
+1. builds a small corpus from this Python's standard library (``slwdata.corpus``, no download),
+   in The Pile's ``*.jsonl.zst`` layout;
+2. converts it with the real converter into fixed-length zstd MDS shards (train and validation);
+3. trains a small GPT with Composer twice, same data, seed and (aggressive) learning rate:
+   a *baseline* at full length, and *SLW* (``SequenceLengthWarmup`` + ``SLWDataset`` with
+   ``reuse="deferred"``, so truncated tails are served again), both watched by ``StabilityMonitor``;
+   both stop at the same number of *trained tokens* (Composer ``max_duration`` in ``tok``), so
+   SLW takes more, shorter steps;
+4. prints a table, writes ``seq_len.png``, ``loss.png``, ``report.md`` and ``report.json``.
+
+Python use::
+
+    >>> from slwdata.quickstart import QuickstartConfig, run_quickstart
+    >>> result = run_quickstart(QuickstartConfig(out="/tmp/qs", steps=4))   # doctest: +SKIP
+    >>> result["runs"][1]["name"]                                           # doctest: +SKIP
+    'slw'
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_OUT = "./slw-quickstart"
+
+
+@dataclasses.dataclass
+class QuickstartConfig:
+    """Every knob of the quickstart; the CLI flags map one to one onto these fields."""
+
+    out: str = DEFAULT_OUT
+    steps: int = 60  # baseline optimizer steps; fixes the token budget for both runs
+    seq_len: int = 128
+    batch_size: int = 8
+    model_size: str = "tiny"
+    lr: float = 6e-3  # aggressive for this model: the regime where the paper sees spikes
+    lr_warmup: str = "0.02dur"
+    warmup_duration: str = "0.4dur"  # SLW's T, here a fraction of the token budget
+    slw_start: int = 8
+    seed: int = 17
+    device: str = "cpu"
+    precision: str | None = None  # None: fp32 on CPU, amp_bf16 on GPU
+    corpus_mb: float = 2.0
+    tokenizer: str = "gpt2"
+    eval_batches: int = 8
+    workers: int | None = None
+    progress: bool = True
+    reuse: str = "deferred"
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _log(msg: str) -> None:
+    print(f"[slwdata quickstart] {msg}", flush=True)
+
+
+def prepare_data(cfg: QuickstartConfig) -> dict[str, Any]:
+    """Build the corpus and convert it; returns the train/val shard folders and counts.
+
+    The last corpus file is held out for validation. Reuses shards already converted with the
+    same settings (the converter's ``slwdata.json`` records them), so a rerun starts training
+    at once.
+    """
+    from converters import convert
+
+    from slwdata.corpus import build_corpus
+
+    out = Path(cfg.out)
+    corpus_dir = out / "corpus"
+    stamp = {"corpus_mb": cfg.corpus_mb, "seq_len": cfg.seq_len, "tokenizer": cfg.tokenizer,
+             "python": sys.version.split()[0]}
+    stamp_file = out / "shards" / "quickstart-data.json"
+    train_dir, val_dir = out / "shards" / "train", out / "shards" / "val"
+    if stamp_file.exists() and json.loads(stamp_file.read_text()).get("stamp") == stamp:
+        _log(f"reusing shards in {out / 'shards'}")
+        return json.loads(stamp_file.read_text())
+    t0 = time.time()
+    corpus = build_corpus(corpus_dir, max_mb=cfg.corpus_mb, num_files=4)
+    _log(f"corpus: {corpus['documents']} documents, {corpus['text_bytes'] / 1e6:.1f} MB of text "
+         f"from {corpus['source']} -> {corpus_dir}")
+    files = corpus["files"]
+    counts = {}
+    for name, inputs, dest in (("train", files[:-1], train_dir), ("val", files[-1:], val_dir)):
+        import shutil
+
+        shutil.rmtree(dest, ignore_errors=True)
+        counts[name] = convert(inputs, str(dest), seq_len=cfg.seq_len, tokenizer=cfg.tokenizer,
+                               workers=cfg.workers)
+        c = counts[name].get("counts", counts[name])
+        _log(f"converted {name}: {c.get('tokens', '?'):,} tokens -> {c.get('rows', '?'):,} rows "
+             f"of {cfg.seq_len} -> {dest}")
+    info = {"stamp": stamp, "train": str(train_dir), "val": str(val_dir), "corpus": corpus,
+            "convert": counts, "seconds": round(time.time() - t0, 1)}
+    stamp_file.write_text(json.dumps(info, indent=1, default=str))
+    return info
+
+
+def shard_meta(shard_dir: str | os.PathLike) -> dict[str, Any]:
+    """The converter's ``slwdata.json`` (seq_len, tokenizer.vocab_size, counts)."""
+    path = Path(shard_dir) / "slwdata.json"
+    if not path.exists():
+        from slwdata.cli import UserError
+
+        raise UserError(f"{path}: missing; not a folder written by 'slwdata convert'")
+    return json.loads(path.read_text())
+
+
+class _TokensCollate:
+    """Stack MDS ``tokens`` rows into ``{"input_ids": int64 [B, L]}`` (picklable for workers)."""
+
+    def __call__(self, samples: list[dict]) -> dict:
+        import numpy as np
+        import torch
+
+        return {"input_ids": torch.from_numpy(np.stack([s["tokens"] for s in samples]).astype(np.int64))}
+
+
+def val_dataloader(val_dir: str, batch_size: int):
+    """Full-length validation batches from converted shards (plain ``StreamingDataset``)."""
+    from streaming import StreamingDataset
+    from torch.utils.data import DataLoader
+
+    ds = StreamingDataset(local=val_dir, shuffle=False, batch_size=batch_size)
+    return DataLoader(ds, batch_size=batch_size, collate_fn=_TokensCollate(), num_workers=0)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclasses.dataclass
+class RunSpec:
+    """One training run of the comparison (quickstart and ``benchmarks/bench_table1.py``)."""
+
+    name: str
+    kind: str  # "baseline" | "slw" | "shortformer"
+    train_dir: str
+    val_dir: str
+    total_tokens: int
+    seq_len: int
+    batch_size: int
+    lr: float
+    lr_warmup: str = "0.02dur"
+    model_size: str = "tiny"
+    seed: int = 17
+    device: str = "cpu"
+    precision: str | None = None
+    slw_start: int = 8
+    warmup_duration: str = "0.4dur"
+    shortformer_short: int = 0  # first-stage length for "shortformer" (0: seq_len // 4)
+    shortformer_switch: float = 0.5  # fraction of the token budget spent on the first stage
+    reuse: str = "deferred"
+    eval_batches: int = 8
+    progress: bool = True
+    weight_decay: float = 0.1
+
+
+def _schedule(spec: RunSpec):
+    from slwdata.pacing import PacingSchedule
+
+    if spec.kind == "slw":
+        return PacingSchedule(start=spec.slw_start, end=spec.seq_len, duration=spec.warmup_duration)
+    if spec.kind == "shortformer":
+        short = spec.shortformer_short or max(8, spec.seq_len // 4)
+        switch = int(spec.total_tokens * spec.shortformer_switch)
+        return PacingSchedule(kind="stages", end=spec.seq_len,
+                              stages=[(0, short), (f"{switch}tok", spec.seq_len)])
+    return None
+
+
+def train_run(spec: RunSpec) -> dict[str, Any]:
+    """Train one run with Composer and return its figures and per-step history."""
+    import torch
+    from composer import Trainer
+    from composer.loggers import InMemoryLogger
+    from composer.optim import CosineAnnealingWithWarmupScheduler, DecoupledAdamW
+    from torch.utils.data import DataLoader
+
+    from slwdata.composer import SequenceLengthWarmup, StabilityMonitor
+    from slwdata.dataset import SLWDataset
+    from slwdata.models import ComposerGPT
+    from slwdata.report import LOSS_RATIO_THRESHOLD, loss_ratios
+
+    meta = shard_meta(spec.train_dir)
+    vocab = int(meta["tokenizer"]["vocab_size"])
+    if meta["seq_len"] != spec.seq_len:
+        from slwdata.cli import UserError
+
+        raise UserError(f"{spec.train_dir}: rows are {meta['seq_len']} tokens, run asks for {spec.seq_len}")
+    torch.manual_seed(spec.seed)
+    model = ComposerGPT(spec.model_size, vocab_size=vocab, block_size=spec.seq_len)
+    schedule = _schedule(spec)
+    # Same dataset class, order and seed for every run: only truncation and reuse differ.
+    dataset = SLWDataset(local=spec.train_dir, batch_size=spec.batch_size, shuffle=True,
+                         shuffle_seed=spec.seed, reuse=spec.reuse if schedule is not None else "off")
+    train_dl = DataLoader(dataset, batch_size=None, num_workers=0)
+    algorithms = [SequenceLengthWarmup(schedule=schedule)] if schedule is not None else []
+    monitor = StabilityMonitor()
+    mem = InMemoryLogger()
+    optimizer = DecoupledAdamW(model.parameters(), lr=spec.lr, betas=(0.9, 0.95), eps=1e-8,
+                               weight_decay=spec.weight_decay * spec.lr)
+    # max_duration in tokens: the LR schedule decays token-wise and both runs stop at equal
+    # trained tokens (Composer counts tokens after SLW's truncation; see docs/DESIGN.md).
+    duration = f"{spec.total_tokens}tok"
+    precision = spec.precision or ("fp32" if spec.device == "cpu" else "amp_bf16")
+    trainer = Trainer(
+        model=model,
+        train_dataloader=train_dl,
+        eval_dataloader=val_dataloader(spec.val_dir, spec.batch_size),
+        eval_interval=duration,
+        eval_subset_num_batches=spec.eval_batches,
+        max_duration=duration,
+        optimizers=optimizer,
+        schedulers=CosineAnnealingWithWarmupScheduler(t_warmup=spec.lr_warmup, alpha_f=0.1),
+        algorithms=algorithms,
+        callbacks=[monitor],
+        loggers=[mem],
+        device=spec.device,
+        precision=precision,
+        seed=spec.seed,
+        progress_bar=spec.progress,
+        log_to_console=False,
+        python_log_level=None,
+    )
+    t0 = time.time()
+    trainer.fit()
+    wall = time.time() - t0
+
+    def series(key: str) -> list[float]:
+        return [float(v) for _, v in mem.data.get(key, [])]
+
+    loss_entries = mem.data.get("loss/train/total", [])
+    losses = [float(v) for _, v in loss_entries]
+    hist: dict[str, list] = {
+        "step": [int(ts.batch) for ts, _ in loss_entries],
+        "tokens": [int(ts.token) for ts, _ in loss_entries],
+        "loss": losses,
+        "loss_ratio": loss_ratios(losses),
+        "seq_len": [int(v) for v in series("slw/seq_len")] or [spec.seq_len] * len(losses),
+    }
+    summary = monitor.summary()
+    state = trainer.state
+    val_loss = _last_metric(mem, "LanguageCrossEntropy")
+    result = {
+        "name": spec.name,
+        "kind": spec.kind,
+        "steps": int(state.timestamp.batch),
+        "trained_tokens": int(state.timestamp.token),
+        "reserved_tokens": _last_int(mem, "slw/reserved_tokens"),
+        "dropped_tokens": _last_int(mem, "slw/dropped_tokens"),
+        "loss_ratio_spikes": summary.get("loss_ratio_count", sum(r > LOSS_RATIO_THRESHOLD for r in hist["loss_ratio"])),
+        "max_loss_ratio": summary.get("max_loss_ratio", max(hist["loss_ratio"], default=float("nan"))),
+        "adam_var_max": summary.get("adam_var_max"),
+        "final_val_loss": val_loss,
+        "final_val_ppl": math.exp(val_loss) if val_loss is not None else None,
+        "wall_s": wall,
+        "monitor": summary,
+        "history": hist,
+    }
+    if schedule is None:
+        result["reserved_tokens"] = result["reserved_tokens"] or 0
+        result["dropped_tokens"] = result["dropped_tokens"] or 0
+    trainer.close()
+    del trainer, train_dl, dataset
+    gc.collect()
+    return result
+
+
+def _last_metric(mem, name: str) -> float | None:
+    for key in sorted(mem.data):
+        if key.endswith(name) and key.startswith("metrics/eval"):
+            return float(mem.data[key][-1][1])
+    return None
+
+
+def _last_int(mem, key: str) -> int | None:
+    values = mem.data.get(key)
+    return int(values[-1][1]) if values else None
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
+    """Data, two trainings, table, plots and report; returns ``{"runs", "table", "files"}``."""
+    from slwdata.report import format_table, plot_runs, write_report
+
+    _validate(cfg)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = prepare_data(cfg)
+    total = cfg.steps * cfg.batch_size * cfg.seq_len
+    common = dict(train_dir=data["train"], val_dir=data["val"], total_tokens=total,
+                  seq_len=cfg.seq_len, batch_size=cfg.batch_size, lr=cfg.lr, lr_warmup=cfg.lr_warmup,
+                  model_size=cfg.model_size, seed=cfg.seed, device=cfg.device, precision=cfg.precision,
+                  slw_start=cfg.slw_start, warmup_duration=cfg.warmup_duration, reuse=cfg.reuse,
+                  eval_batches=cfg.eval_batches, progress=cfg.progress)
+    runs = []
+    for name in ("baseline", "slw"):
+        _log(f"training {name}: {cfg.model_size} GPT, {total:,} tokens, lr {cfg.lr:g}, device {cfg.device}")
+        runs.append(train_run(RunSpec(name=name, kind=name, **common)))
+        _log(f"{name} done in {runs[-1]['wall_s']:.0f}s")
+    table = format_table(runs)
+    print("\n" + table + "\n", flush=True)
+    plots = plot_runs(runs, out)
+    notes = [
+        f"Both runs train the same {cfg.model_size} GPT on the same shards with the same seed and "
+        f"peak LR {cfg.lr:g}; both stop at {total:,} trained tokens (Composer max_duration in tokens), "
+        "so the comparison is at equal trained tokens and SLW takes more, shorter steps.",
+        f"SLW: linear pacing from {cfg.slw_start} to {cfg.seq_len} over T = {cfg.warmup_duration} "
+        f"(of the token budget), tails re-served with reuse='{cfg.reuse}'.",
+        "Loss ratio = a step's training loss / the minimum training loss of all previous steps "
+        "(Li, Zhang, He, NeurIPS 2022); a step counts as a spike when the ratio exceeds 1.2.",
+        "Final validation loss: full-length rows of the held-out corpus file, "
+        f"first {cfg.eval_batches} batches.",
+    ]
+    files = write_report(runs, out, title="slwdata quickstart: baseline vs Sequence Length Warmup",
+                         notes=notes, config={"quickstart": dataclasses.asdict(cfg), "data": data},
+                         plots=plots)
+    _log(f"plots: {', '.join(plots)}")
+    _log(f"report: {files['markdown']} and {files['json']}")
+    return {"runs": runs, "table": table, "files": {**files, "plots": plots}, "data": data}
+
+
+def _validate(cfg: QuickstartConfig) -> None:
+    from slwdata.cli import UserError
+    from slwdata.models.gpt import CONFIGS
+
+    if cfg.steps < 1:
+        raise UserError(f"--steps must be >= 1, got {cfg.steps}")
+    if cfg.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {cfg.batch_size}")
+    if cfg.seq_len < 16 or cfg.seq_len % 8:
+        raise UserError(f"--seq-len must be a multiple of 8 and >= 16, got {cfg.seq_len}")
+    if not 1 <= cfg.slw_start <= cfg.seq_len:
+        raise UserError(f"--slw-start must lie in [1, --seq-len], got {cfg.slw_start}")
+    if cfg.model_size not in CONFIGS:
+        raise UserError(f"--model-size must be one of {', '.join(CONFIGS)}, got {cfg.model_size!r}")
+    if cfg.corpus_mb <= 0:
+        raise UserError(f"--corpus-mb must be positive, got {cfg.corpus_mb}")
+    if not cfg.lr > 0:
+        raise UserError(f"--lr must be positive, got {cfg.lr}")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``slwdata quickstart`` to the CLI."""
+    d = QuickstartConfig()
+    p = subparsers.add_parser(
+        "quickstart",
+        help="end-to-end SLW demo on an embedded corpus (offline, CPU, a few minutes)",
+        description=__doc__.split("Python use::")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", default=d.out, help=f"output folder (default {d.out})")
+    p.add_argument("--steps", type=int, default=d.steps,
+                   help="baseline steps; sets the token budget steps*batch*seq-len for both runs (default %(default)s)")
+    p.add_argument("--seq-len", type=int, default=d.seq_len, help="full row length (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="rows per step (default %(default)s)")
+    p.add_argument("--model-size", default=d.model_size, choices=["tiny", "small", "gpt2-124m"],
+                   help="GPT size (default %(default)s)")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak LR for both runs (default %(default)s)")
+    p.add_argument("--lr-warmup", default=d.lr_warmup, help="LR warmup, Composer time string (default %(default)s)")
+    p.add_argument("--warmup-duration", default=d.warmup_duration,
+                   help="SLW pacing duration T: '200ba', '50000tok' or a fraction '0.4dur' (default %(default)s)")
+    p.add_argument("--slw-start", type=int, default=d.slw_start, help="SLW start length (default %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed for data order and init (default %(default)s)")
+    p.add_argument("--device", default=d.device, help="cpu or gpu (default %(default)s)")
+    p.add_argument("--precision", default=None, help="Composer precision (default fp32 on cpu, amp_bf16 on gpu)")
+    p.add_argument("--corpus-mb", type=float, default=d.corpus_mb, help="embedded corpus size in MB (default %(default)s)")
+    p.add_argument("--tokenizer", default=d.tokenizer,
+                   help="'gpt2' (local file in ../shared, no download) or 'bytes' (default %(default)s)")
+    p.add_argument("--eval-batches", type=int, default=d.eval_batches, help="validation batches (default %(default)s)")
+    p.add_argument("--workers", type=int, default=None, help="converter processes (default: all cores)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    fields = {f.name for f in dataclasses.fields(QuickstartConfig)}
+    cfg = QuickstartConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    run_quickstart(cfg)
+    return 0
