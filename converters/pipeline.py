@@ -1,0 +1,600 @@
+"""``convert``: corpora -> fixed-length zstd MDS shards plus ``slwdata.json``.
+
+Design (why it is exact, deterministic and resumable):
+
+1. Inputs are expanded into ordered *work units* (files, parquet row groups) that depend only
+   on the inputs.
+2. A process pool tokenizes units into token files in ``<out>/.slwdata-work/``. Each unit's
+   token file and then its small JSON result are written to a temp name and renamed, so a
+   unit is either complete or absent after ``kill -9``.
+3. ONE writer consumes the units strictly in order, appends them to a carry buffer and cuts
+   rows of ``seq_len`` into a ``streaming.MDSWriter``. Only the corpus' last
+   ``< seq_len`` tokens are left over. Shards never depend on ``workers`` or timing.
+4. On rerun with the same settings, completed units are reused and the shards are rewritten
+   (writing is cheap next to tokenizing). Shards are written into the work folder and moved
+   into place at the end; ``slwdata.json`` is written last and marks the output complete.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from converters.readers import (ConvertError, ReadOptions, SkipLog, Source, Unit, expand_inputs,
+                                iter_unit_documents, plan_units, read_megatron_index)
+from slwdata.shards import META_NAME, ShardMeta, diff_config, dtype_for_vocab, read_meta, write_meta
+from slwdata.tokenizers import Tokenizer, load_tokenizer
+
+__all__ = ["convert", "ConvertError", "WORK_DIR_NAME"]
+
+WORK_DIR_NAME = ".slwdata-work"
+_PLAN = "plan.json"
+_MDS_DIR = "mds"
+_BATCH_DOCS = 256
+_BATCH_CHARS = 4 << 20
+_ROW_CHUNK = 1 << 22  # tokens read per step by the writer (bounded memory)
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _is_remote(out: str) -> bool:
+    return "://" in out and not out.startswith("file://")
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _parse_compression(compression: str | None) -> str | None:
+    if compression in (None, "", "none", "None"):
+        return None
+    from streaming.base.compression import get_compressions, is_compression
+
+    if not is_compression(compression):
+        raise ConvertError(f"unknown --compression {compression!r}; e.g. zstd:3, zstd:19, none "
+                           f"(supported: {', '.join(sorted(get_compressions()))})")
+    return compression
+
+
+# ---------------------------------------------------------------------------------------------
+# unit workers (run in pool processes, or inline with workers=1)
+
+_WORKER_TOK: dict[str, Tokenizer] = {}
+_PROGRESS: Any = None  # (docs, tokens) shared counters, inherited by pool workers
+
+
+def _init_worker(progress: Any) -> None:
+    global _PROGRESS
+    _PROGRESS = progress
+
+
+def _bump(docs: int, tokens: int) -> None:
+    if _PROGRESS is not None:
+        with _PROGRESS[0].get_lock():
+            _PROGRESS[0].value += docs
+        with _PROGRESS[1].get_lock():
+            _PROGRESS[1].value += tokens
+
+
+def _worker_tokenizer(spec: dict[str, Any]) -> Tokenizer:
+    key = json.dumps(spec, sort_keys=True)
+    if key not in _WORKER_TOK:
+        _WORKER_TOK[key] = load_tokenizer(spec)
+    return _WORKER_TOK[key]
+
+
+def _unit_paths(work: Path, index: int) -> tuple[Path, Path]:
+    return work / f"unit-{index:06d}.tok", work / f"unit-{index:06d}.json"
+
+
+def _finish_unit(work: Path, unit: Unit, result: dict[str, Any]) -> dict[str, Any]:
+    result.update({"unit": unit.index, "label": unit.label})
+    _, res_path = _unit_paths(work, unit.index)
+    _atomic_write_bytes(res_path, json.dumps(result, sort_keys=True).encode())
+    return result
+
+
+def _tokenize_text_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, opts: ReadOptions,
+                        on_error: str, work: str) -> dict[str, Any]:
+    workp = Path(work)
+    tok = _worker_tokenizer(tok_spec)
+    eos = tok.eos_id
+    skip = SkipLog(on_error)
+    tok_path, _ = _unit_paths(workp, unit.index)
+    tmp = tok_path.with_name(tok_path.name + ".tmp")
+    docs = tokens = 0
+    with open(tmp, "wb") as out:
+        batch: list[str] = []
+        chars = 0
+
+        def flush() -> None:
+            nonlocal docs, tokens, chars
+            if not batch:
+                return
+            flat: list[int] = []
+            for ids in tok.encode_batch(batch):
+                flat.extend(ids)
+                flat.append(eos)
+            arr = np.asarray(flat, dtype=dtype)
+            out.write(arr.tobytes())
+            docs += len(batch)
+            tokens += len(flat)
+            _bump(len(batch), len(flat))
+            batch.clear()
+            chars = 0
+
+        for text in iter_unit_documents(unit, opts, skip):
+            batch.append(text)
+            chars += len(text)
+            if len(batch) >= _BATCH_DOCS or chars >= _BATCH_CHARS:
+                flush()
+        flush()
+    os.replace(tmp, tok_path)
+    return _finish_unit(workp, unit, {
+        "documents": docs, "tokens": tokens, "skipped": skip.counts, "skip_examples": skip.examples,
+        "filtered": skip.filtered,
+        "segments": [{"path": tok_path.name, "dtype": dtype, "offset": 0, "count": tokens}],
+    })
+
+
+def _check_ids(arr: np.ndarray, vocab: int, where: str) -> None:
+    if arr.size and (int(arr.max()) >= vocab or int(arr.min()) < 0):
+        bad = int(arr.max()) if int(arr.max()) >= vocab else int(arr.min())
+        raise ConvertError(f"{where}: token id {bad} is outside the tokenizer's vocabulary "
+                           f"(0..{vocab - 1}); pass the --tokenizer the data was made with")
+
+
+def _nanogpt_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, work: str) -> dict[str, Any]:
+    """nanoGPT ``train.bin``: headerless uint16 tokens, each document followed by EOT."""
+    tok = _worker_tokenizer(tok_spec)
+    size = os.path.getsize(unit.path)
+    if size % 2:
+        raise ConvertError(f"{unit.name}: nanoGPT .bin size {size} is not a multiple of 2 (uint16 tokens)")
+    n = size // 2
+    data = np.memmap(unit.path, np.uint16, "r") if n else np.zeros(0, np.uint16)
+    eos_count = 0
+    for a in range(0, n, _ROW_CHUNK):
+        chunk = np.asarray(data[a:a + _ROW_CHUNK])
+        _check_ids(chunk, tok.vocab_size, f"{unit.name} (tokens {a}..{a + len(chunk)})")
+        eos_count += int(np.count_nonzero(chunk == tok.eos_id))
+    segments: list[dict[str, Any]] = [{"source": unit.path, "dtype": "uint16", "offset": 0, "count": n}] if n else []
+    added = 0
+    if n and int(data[n - 1]) != tok.eos_id:  # last document without its EOT: keep the invariant
+        segments.append({"eos": 1})
+        added = 1
+    _bump(eos_count + added, n + added)
+    return _finish_unit(Path(work), unit, {
+        "documents": eos_count + added, "tokens": n + added, "skipped": {}, "skip_examples": [],
+        "filtered": 0, "eos_added": added, "segments": segments})
+
+
+def _megatron_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, work: str) -> dict[str, Any]:
+    """Megatron ``.bin``/``.idx``: documents (``doc_idx`` ranges of sequences) copied in order,
+    with EOS appended to any document that does not already end with it."""
+    tok = _worker_tokenizer(tok_spec)
+    idx = read_megatron_index(Path(unit.path).with_suffix(".idx"))
+    sizes, pointers, doc_idx = idx["sizes"], idx["pointers"], idx["doc_idx"]
+    n_seq = idx["n_sequences"]
+    src_dtype = idx["dtype"]
+    bin_size = os.path.getsize(unit.path)
+    if n_seq:
+        end = int(pointers[-1]) + int(sizes[-1]) * src_dtype.itemsize
+        if end > bin_size or int(sizes.min()) < 0:
+            raise ConvertError(f"{unit.name}: index points past the end of the .bin ({end} > {bin_size} bytes)")
+    data = np.memmap(unit.path, src_dtype, "r") if bin_size else np.zeros(0, src_dtype)
+    if len(doc_idx) >= 2 and int(doc_idx[0]) == 0 and int(doc_idx[-1]) == n_seq:
+        bounds = [int(x) for x in doc_idx]
+    else:  # no usable document index: every sequence is a document
+        bounds = list(range(n_seq + 1))
+    workp = Path(work)
+    tok_path, _ = _unit_paths(workp, unit.index)
+    tmp = tok_path.with_name(tok_path.name + ".tmp")
+    docs = tokens = added = 0
+    with open(tmp, "wb") as out:
+        pending: list[np.ndarray] = []
+        pending_n = 0
+        for d in range(len(bounds) - 1):
+            parts = []
+            for s in range(bounds[d], bounds[d + 1]):
+                start = int(pointers[s]) // src_dtype.itemsize
+                parts.append(np.asarray(data[start:start + int(sizes[s])]))
+            doc = np.concatenate(parts) if parts else np.zeros(0, src_dtype)
+            if doc.size == 0:
+                continue  # an empty document has nothing to keep, not even an EOS
+            _check_ids(doc, tok.vocab_size, f"{unit.name} document {d}")
+            doc = doc.astype(dtype)
+            if int(doc[-1]) != tok.eos_id:
+                doc = np.append(doc, np.array([tok.eos_id], dtype))
+                added += 1
+            pending.append(doc)
+            pending_n += len(doc)
+            docs += 1
+            tokens += len(doc)
+            if pending_n >= _ROW_CHUNK:
+                out.write(np.concatenate(pending).tobytes())
+                _bump(len(pending), pending_n)
+                pending, pending_n = [], 0
+        if pending:
+            out.write(np.concatenate(pending).tobytes())
+            _bump(len(pending), pending_n)
+    os.replace(tmp, tok_path)
+    return _finish_unit(workp, unit, {
+        "documents": docs, "tokens": tokens, "skipped": {}, "skip_examples": [], "filtered": 0,
+        "eos_added": added,
+        "segments": [{"path": tok_path.name, "dtype": dtype, "offset": 0, "count": tokens}]})
+
+
+def run_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, opts: ReadOptions, on_error: str,
+             work: str) -> dict[str, Any]:
+    """Process one unit into ``work`` and return its result (also saved as JSON)."""
+    if unit.fmt == "nanogpt":
+        return _nanogpt_unit(unit, tok_spec, dtype, work)
+    if unit.fmt == "megatron":
+        return _megatron_unit(unit, tok_spec, dtype, work)
+    return _tokenize_text_unit(unit, tok_spec, dtype, opts, on_error, work)
+
+
+def _load_done_unit(work: Path, unit: Unit) -> dict[str, Any] | None:
+    """A completed unit's result, if its files are intact (else None: redo it)."""
+    _, res_path = _unit_paths(work, unit.index)
+    if not res_path.exists():
+        return None
+    try:
+        res = json.loads(res_path.read_text())
+        for seg in res["segments"]:
+            if "eos" in seg:
+                continue
+            p = Path(seg["source"]) if "source" in seg else work / seg["path"]
+            need = (seg["offset"] + seg["count"]) * np.dtype(seg["dtype"]).itemsize
+            if not p.exists() or p.stat().st_size < need:
+                return None
+        return res
+    except (ValueError, KeyError, TypeError, OSError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# writer
+
+
+class _RowWriter:
+    """Stitches unit token streams and cuts rows of ``seq_len`` into an MDSWriter."""
+
+    def __init__(self, writer: Any, seq_len: int, dtype: str, eos_id: int) -> None:
+        self.writer, self.seq_len, self.dtype, self.eos_id = writer, seq_len, np.dtype(dtype), eos_id
+        self.carry = np.zeros(0, self.dtype)
+        self.rows = 0
+
+    def feed(self, arr: np.ndarray) -> None:
+        buf = np.concatenate([self.carry, arr.astype(self.dtype, copy=False)]) if self.carry.size else \
+            np.ascontiguousarray(arr, dtype=self.dtype)
+        L = self.seq_len
+        n = len(buf) // L
+        write = self.writer.write
+        for r in range(n):
+            write({"tokens": buf[r * L:(r + 1) * L]})
+        self.rows += n
+        self.carry = buf[n * L:].copy()
+
+    def feed_segments(self, work: Path, segments: Iterable[dict[str, Any]]) -> None:
+        for seg in segments:
+            if "eos" in seg:
+                self.feed(np.full(int(seg["eos"]), self.eos_id, self.dtype))
+                continue
+            path = Path(seg["source"]) if "source" in seg else work / seg["path"]
+            count, off = int(seg["count"]), int(seg["offset"])
+            if count == 0:
+                continue
+            dt = np.dtype(seg["dtype"])
+            data = np.memmap(path, dt, "r", off * dt.itemsize, (count,))
+            for a in range(0, count, _ROW_CHUNK):
+                self.feed(np.asarray(data[a:a + _ROW_CHUNK]))
+            del data
+
+
+# ---------------------------------------------------------------------------------------------
+# output-state handling
+
+
+def _our_files(names: Iterable[str]) -> list[str]:
+    return [n for n in names if n in ("index.json", META_NAME, META_NAME + ".tmp", WORK_DIR_NAME)
+            or n.startswith("shard.")]
+
+
+def _clear_output(out_dir: Path) -> None:
+    """Remove what a previous conversion wrote; refuse when anything else is there."""
+    if not out_dir.exists():
+        return
+    names = os.listdir(out_dir)
+    ours = set(_our_files(names))
+    foreign = sorted(n for n in names if n not in ours)
+    if foreign:
+        raise ConvertError(f"{out_dir} holds files that slwdata did not write ({', '.join(foreign[:5])}); "
+                           "refusing to delete them with --overwrite: choose an empty output directory")
+    for n in ours:
+        p = out_dir / n
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def _remote_meta(remote: str, scratch: Path) -> ShardMeta | None:
+    from streaming.base.storage.download import CloudDownloader
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    local = scratch / "remote-slwdata.json"
+    try:
+        CloudDownloader.direct_download(remote.rstrip("/") + "/" + META_NAME, str(local), timeout=60)
+    except Exception:  # noqa: BLE001 - absent (or unreadable) means "not finished"
+        return None
+    try:
+        return ShardMeta.from_dict(json.loads(local.read_text()))
+    finally:
+        local.unlink(missing_ok=True)
+
+
+def _mismatch(what: str, where: str, old: dict[str, Any], new: dict[str, Any]) -> ConvertError:
+    diffs = diff_config(old, new)
+    shown = "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
+    return ConvertError(f"{where} already holds {what} made with different settings ({shown}). "
+                        "Use the same settings, another output, or --overwrite to replace it.")
+
+
+# ---------------------------------------------------------------------------------------------
+# the public entry point
+
+
+def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: int = 1024,
+            tokenizer: str | Tokenizer = "gpt2", workers: int | None = None, fmt: str | None = None,
+            on_error: str = "skip", overwrite: bool = False, compression: str | None = "zstd:3",
+            text_key: str = "text", pile_sets: Iterable[str] | None = None, progress: bool = True,
+            engine: str = "local", hashes: Iterable[str] = ("xxh64",), size_limit: int | str = "64mb",
+            work_dir: str | Path | None = None, log: Any = None) -> dict[str, Any]:
+    """Convert corpora to fixed-length MDS shards; return the ``slwdata.json`` contents.
+
+    Example::
+
+        >>> meta = convert(["../shared/data/corpora/pile-mini"], "/tmp/pile-gpt2",
+        ...                seq_len=1024, tokenizer="gpt2")          # doctest: +SKIP
+        >>> meta["counts"]["tokens"], meta["counts"]["documents"]   # doctest: +SKIP
+        (5859234, 690)
+
+    ``out`` may be a local directory or a remote URL (``s3://bucket/prefix``; shards are staged
+    in ``work_dir`` and uploaded by ``streaming.MDSWriter``). Raises :class:`ConvertError`
+    (a ``slwdata.cli.UserError``) for bad input or settings.
+    """
+    t0 = time.time()
+    log = log if log is not None else (lambda msg: print(msg, file=sys.stderr))
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    if engine not in ("local", "spark"):
+        raise ConvertError(f"unknown --engine {engine!r}; choose 'local' or 'spark'")
+    if int(seq_len) < 1:
+        raise ConvertError(f"--seq-len must be >= 1, got {seq_len}")
+    seq_len = int(seq_len)
+    if on_error not in ("skip", "fail"):
+        raise ConvertError(f"--on-error must be 'skip' or 'fail', got {on_error!r}")
+    if workers is not None and int(workers) < 1:
+        raise ConvertError(f"--workers must be >= 1, got {workers}")
+    workers = int(workers) if workers else (os.cpu_count() or 1)
+    compression = _parse_compression(compression)
+    hashes = list(hashes)
+    from streaming.base.hashing import get_hashes
+
+    for h in hashes:
+        if h not in get_hashes():
+            raise ConvertError(f"unknown hash {h!r}; choose from {', '.join(sorted(get_hashes()))}")
+
+    tok = load_tokenizer(tokenizer)
+    dtype = dtype_for_vocab(tok.vocab_size)
+    sources = expand_inputs(list(inputs), fmt)
+    out = str(out)
+    remote = out if _is_remote(out) else None
+    if remote is None:
+        out_dir = Path(out).expanduser().resolve()
+        for s in sources:
+            if Path(s.path).is_relative_to(out_dir):
+                raise ConvertError(f"input {s.name} lies inside the output directory {out_dir}")
+        work = Path(work_dir).resolve() if work_dir else out_dir / WORK_DIR_NAME
+    else:
+        out_dir = None
+        work = Path(work_dir).resolve() if work_dir else (
+            Path(tempfile.gettempdir()) / "slwdata-work" / hashlib.sha1(out.encode()).hexdigest()[:16])
+
+    source_info = [{"name": s.name, "format": s.fmt, "size": os.path.getsize(s.path), "sha256": _sha256(s.path)}
+                   for s in sources]
+    opts = ReadOptions(text_key=text_key, pile_sets=tuple(sorted(pile_sets)) if pile_sets else None)
+    config = {
+        "seq_len": seq_len, "dtype": dtype, "column": "tokens",
+        "tokenizer": {**tok.describe(), "eos_id": tok.eos_id},
+        "compression": compression, "hashes": hashes, "size_limit": size_limit,
+        "text_key": text_key, "pile_sets": list(opts.pile_sets) if opts.pile_sets else None,
+        "sources": [{k: v for k, v in s.items()} for s in source_info],
+    }
+
+    # --- existing output? ------------------------------------------------------------------
+    if remote is None:
+        existing = read_meta(out_dir) if (out_dir / META_NAME).exists() else None
+    else:
+        existing = _remote_meta(remote, work)
+    if existing is not None:
+        if overwrite:
+            if out_dir is not None:
+                _clear_output(out_dir)
+        elif existing.config == config:
+            log(f"slwdata convert: {out} is already complete with these settings; nothing to do")
+            if work.exists():
+                shutil.rmtree(work, ignore_errors=True)
+            return existing.to_dict()
+        else:
+            raise _mismatch("a finished conversion", out, existing.config, config)
+    plan_path = work / _PLAN
+    if plan_path.exists():
+        try:
+            old_plan = json.loads(plan_path.read_text())
+        except ValueError:
+            old_plan = {}
+        if old_plan.get("config") != config:
+            if not overwrite:
+                raise _mismatch("an interrupted conversion", str(work), old_plan.get("config", {}), config)
+            shutil.rmtree(work)
+    if out_dir is not None and out_dir.exists() and not work.exists():
+        names = os.listdir(out_dir)
+        if names:
+            if not overwrite:
+                raise ConvertError(f"output directory {out_dir} is not empty and holds no slwdata "
+                                   "conversion to resume; choose an empty directory or pass --overwrite")
+            _clear_output(out_dir)
+
+    units = plan_units(sources)
+    work.mkdir(parents=True, exist_ok=True)
+    if not plan_path.exists():
+        _atomic_write_bytes(plan_path, json.dumps({"config": config, "units": [asdict(u) for u in units]},
+                                                  indent=1).encode())
+    for stale in work.glob("*.tmp"):  # half-written files of a killed run
+        stale.unlink()
+
+    if engine == "spark":
+        from converters.spark import tokenize_units_spark  # noqa: F401 - optional engine
+
+        tokenize_units_spark(units, tok.spec, dtype, opts, on_error, work)
+
+    # --- tokenize (pool) and write (in order) -----------------------------------------------
+    done: dict[int, dict[str, Any]] = {}
+    for u in units:
+        r = _load_done_unit(work, u)
+        if r is not None:
+            done[u.index] = r
+    todo = [u for u in units if u.index not in done]
+    if done:
+        log(f"slwdata convert: resuming: {len(done)} of {len(units)} work units already tokenized")
+
+    progress_vals = (mp.Value("q", 0), mp.Value("q", 0))
+    pool: cf.ProcessPoolExecutor | None = None
+    futures: dict[int, cf.Future] = {}
+    if todo and workers > 1 and len(todo) > 1:
+        # fork is cheap and inherits the loaded tokenizer; only safe while no other thread runs.
+        method = "fork" if ("fork" in mp.get_all_start_methods() and threading.active_count() == 1) else "spawn"
+        pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context(method),
+                                      initializer=_init_worker, initargs=(progress_vals,))
+        for u in todo:
+            futures[u.index] = pool.submit(run_unit, u, tok.spec, dtype, opts, on_error, str(work))
+    else:
+        _init_worker(progress_vals)
+
+    from streaming import MDSWriter
+    from tqdm import tqdm
+
+    mds_local = work / _MDS_DIR
+    if mds_local.exists():
+        shutil.rmtree(mds_local)
+    skip = SkipLog("skip")
+    docs = tokens = 0
+    bar = tqdm(total=None, unit="tok", unit_scale=True, desc="slwdata convert", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+    base_docs = sum(r["documents"] for r in done.values())
+    base_tokens = sum(r["tokens"] for r in done.values())
+
+    def refresh() -> None:
+        n_tok = base_tokens + progress_vals[1].value
+        bar.update(max(0, n_tok - bar.n))
+        bar.set_postfix_str(f"{base_docs + progress_vals[0].value:,} docs", refresh=False)
+
+    try:
+        writer = MDSWriter(out=str(mds_local) if remote is None else (str(mds_local), remote),
+                           columns={"tokens": f"ndarray:{dtype}:{seq_len}"}, compression=compression,
+                           hashes=hashes, size_limit=size_limit, keep_local=True)
+        rows = _RowWriter(writer, seq_len, dtype, tok.eos_id)
+        for u in units:
+            if u.index in done:
+                res = done[u.index]
+            elif u.index in futures:
+                fut = futures[u.index]
+                while True:
+                    try:
+                        res = fut.result(timeout=0.5)
+                        break
+                    except cf.TimeoutError:
+                        refresh()
+            else:
+                res = run_unit(u, tok.spec, dtype, opts, on_error, str(work))
+            refresh()
+            rows.feed_segments(work, res["segments"])
+            docs += int(res["documents"])
+            tokens += int(res["tokens"])
+            skip.merge(res)
+        writer.finish()
+    except BaseException:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        bar.close()
+        raise
+    if pool is not None:
+        pool.shutdown(wait=True)
+    refresh()
+    bar.close()
+
+    leftover = int(rows.carry.size)
+    assert tokens == rows.rows * seq_len + leftover, "token accounting mismatch"
+    counts = {"documents": docs, "tokens": tokens, "rows": rows.rows, "leftover_tokens": leftover,
+              "skipped": dict(sorted(skip.counts.items())), "filtered": skip.filtered,
+              "skip_examples": skip.examples}
+    meta = ShardMeta(seq_len=seq_len, dtype=dtype, eos_id=tok.eos_id,
+                     tokenizer=tok.describe(), sources=[{k: s[k] for k in ("name", "size", "sha256")}
+                                                        for s in source_info],
+                     counts=counts, config=config)
+
+    # --- publish ----------------------------------------------------------------------------
+    if remote is None:
+        assert out_dir is not None
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for n in os.listdir(out_dir):  # shards of an interrupted publish step
+            if n.startswith("shard.") or n == "index.json":
+                (out_dir / n).unlink()
+        index = json.loads((mds_local / "index.json").read_text())
+        for shard in index["shards"]:
+            name = (shard.get("zip_data") or shard["raw_data"])["basename"]
+            os.replace(mds_local / name, out_dir / name)
+        os.replace(mds_local / "index.json", out_dir / "index.json")
+        write_meta(out_dir, meta)
+    else:
+        from streaming.base.storage.upload import CloudUploader
+
+        write_meta(mds_local, meta)
+        CloudUploader.get((str(mds_local), remote), keep_local=True, exist_ok=True).upload_file(META_NAME)
+    shutil.rmtree(work, ignore_errors=True)
+
+    elapsed = time.time() - t0
+    skipped = sum(skip.counts.values())
+    log(f"slwdata convert: {docs:,} documents, {tokens:,} tokens -> {rows.rows:,} rows of {seq_len} "
+        f"({leftover} tokens left over) in {elapsed:.1f}s"
+        + (f"; skipped {skipped:,} records: " + ", ".join(f"{k}={v}" for k, v in sorted(skip.counts.items()))
+           if skipped else "")
+        + (f"; {skip.filtered:,} filtered out by --pile-sets" if skip.filtered else ""))
+    for m in skip.examples:
+        log(f"  skipped: {m}")
+    return meta.to_dict()
