@@ -1,0 +1,17 @@
+"""The SLW streaming dataset: fast batch reads over MDS shards and re-served truncated tails.
+
+Example::
+
+    from slwdata.dataset import SLWDataset, make_dataloader
+    ds = SLWDataset(local='shards/', batch_size=8)
+    loader = make_dataloader(ds, num_workers=2)
+"""
+
+from slwdata.dataset.dataset import (REUSE_POLICIES, BatchPlanView, EpochAccount,
+                                     ResumeMismatchError, SLWDataset, make_dataloader)
+from slwdata.dataset.reader import ShardFormatError, ShardTokenReader
+
+__all__ = [
+    'SLWDataset', 'make_dataloader', 'EpochAccount', 'BatchPlanView', 'REUSE_POLICIES',
+    'ResumeMismatchError', 'ShardTokenReader', 'ShardFormatError'
+]

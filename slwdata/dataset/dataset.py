@@ -1,0 +1,555 @@
+"""``SLWDataset``: a StreamingDataset that yields whole batches and re-serves truncated tails.
+
+See ``docs/DESIGN.md`` for the contract with the pacing module and the Composer algorithm.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from time import time_ns
+from typing import Any, Iterator, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from streaming import StreamingDataset
+from streaming.base.batching import generate_work
+from streaming.base.constant import RESUME
+from streaming.base.shared import SharedMemory, _get_path
+from streaming.base.world import World
+
+from slwdata.dataset.reader import ShardFormatError, ShardTokenReader
+
+__all__ = ['SLWDataset', 'EpochAccount', 'BatchPlanView', 'REUSE_POLICIES', 'make_dataloader']
+
+logger = logging.getLogger(__name__)
+
+REUSE_POLICIES = ('off', 'deferred', 'interleave')
+STATE_VERSION = 1
+META_BASENAME = 'slwdata.json'
+
+
+class ResumeMismatchError(RuntimeError):
+    """A checkpoint was written under a different world size / batch size / pacing."""
+
+
+@dataclass
+class BatchPlanView:
+    """What one step of a rank consists of (the dataset's view of the planner's BatchPlan).
+
+    ``fresh_ids`` are global sample ids served whole; tail rows are ``pieces`` (segments
+    ``row, start, length``) cut into rows by ``row_offsets`` (row ``i`` is
+    ``pieces[row_offsets[i]:row_offsets[i+1]]``). Fresh rows come first in the batch.
+    """
+    step: int
+    kind: str
+    seq_len: int
+    fresh_ids: NDArray[np.int64]
+    pieces: Optional[np.ndarray] = None
+    row_offsets: Optional[NDArray[np.int64]] = None
+    fresh_index: int = -1
+
+    @property
+    def tail_rows(self) -> int:
+        return 0 if self.row_offsets is None else len(self.row_offsets) - 1
+
+    @property
+    def rows(self) -> int:
+        return len(self.fresh_ids) + self.tail_rows
+
+
+@dataclass
+class EpochAccount:
+    """Per-rank account of one epoch (every token is either trained, carried or dropped)."""
+    epoch: int
+    rank: int
+    steps: int = 0
+    fresh_rows: int = 0
+    tail_rows: int = 0
+    tokens_trained: int = 0
+    tokens_dropped: int = 0
+    tokens_carried_in: int = 0
+    tokens_carried_out: int = 0
+    ledger_peak_segments: int = 0
+    ledger_peak_bytes: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != 'extra'}
+        out.update(self.extra)
+        return out
+
+
+def _read_resume_shm(shm_prefix_int: int) -> Optional[dict[str, Any]]:
+    """The JSON that ``load_state_dict`` left in shared memory, or ``None``."""
+    try:
+        shm = SharedMemory(name=_get_path(shm_prefix_int, RESUME), create=False)
+    except FileNotFoundError:
+        return None
+    buf = bytes(shm.buf)
+    end = buf.find(b'\0')
+    return json.loads((buf[:end] if end != -1 else buf).decode('utf-8'))
+
+
+class SLWDataset(StreamingDataset):
+    """Streaming token dataset for Sequence Length Warmup that yields whole batches.
+
+    Keeps StreamingDataset's shuffling, partitioning over nodes/ranks/workers, remote download,
+    cache eviction and resumption, but reads a batch at a time: the sample ids of a batch come
+    from streaming's partition for this rank, the shards are prepared through streaming's own
+    cache bookkeeping, and rows are gathered with one fancy index per memory-mapped shard.
+
+    Shards: a ``tokens`` column encoded ``ndarray:<dtype>:<L>`` (written by ``slwdata convert``
+    or llm-foundry) uses the fast path. Variable-size token columns (``ndarray`` without a
+    shape, or ``bytes`` holding ``bytes_dtype`` values) fall back to streaming's per-sample
+    ``get_item``: correct, but about as slow as plain StreamingDataset, and every row must have
+    the same length.
+
+    Each iteration step yields one batch dict:
+
+    - ``input_ids``: ``[rows, L]`` full-length rows (``int64``, or ``output_dtype``);
+    - ``labels``: a copy of ``input_ids`` if ``labels=True``;
+    - ``slw_seq_len``: ``[rows]`` int64, the length the dataset planned for this step;
+    - ``slw_tail_rows``: 0-d int64, how many rows (the last ones) are re-served tail rows.
+
+    Use it with ``DataLoader(ds, batch_size=None)`` (or :func:`make_dataloader`). Without a
+    bound pacing schedule every row is fresh and ``slw_seq_len`` is ``L``. With
+    :meth:`bind_pacing` the dataset predicts, per rank, which tail each step's truncation drops
+    and re-serves it according to ``reuse`` (``"off"``: drop and count, ``"deferred"``: after
+    warmup, ``"interleave"``: mixed into batches as soon as a full row is available).
+
+    Notes:
+        - streaming pads partitions so every rank gets the same number of samples (it repeats
+          a few samples) and pads the last batch of a rank with ``-1``: a rank's final partial
+          batch (fewer than ``batch_size`` real rows) is not yielded as a short batch; its rows
+          join the tail ledger as whole rows and are served as tail rows (policy ``off``:
+          dropped and counted). Choose ``epoch_size`` divisible by ``batch_size * world_size``
+          to avoid both effects.
+        - Resuming with a different world size or batch size stops with
+          :class:`ResumeMismatchError`: the ledger of tails is per rank.
+        - Call :meth:`bind_pacing` before the DataLoader's iterator is created (Composer does,
+          at ``Event.FIT_START``); persistent workers keep the pacing they were started with.
+
+    Args:
+        batch_size: rows per batch per rank (required).
+        reuse: tail policy, one of ``"off"``, ``"deferred"``, ``"interleave"``.
+        column: the token column name.
+        output_dtype: dtype of ``input_ids`` (``"int64"``; ``None`` keeps the shard dtype).
+        labels: also emit ``labels`` (same tensor values as ``input_ids``).
+        bytes_dtype: dtype of tokens stored as ``bytes`` (fallback path).
+        prefetch_batches: batches ahead whose shards a background thread prepares.
+        **kwargs: passed to :class:`streaming.StreamingDataset` (``remote``, ``local``,
+            ``shuffle``, ``cache_limit``, ...).
+
+    Example::
+
+        ds = SLWDataset(local='shards/', batch_size=8, shuffle=True)
+        loader = make_dataloader(ds, num_workers=2)
+        batch = next(iter(loader))
+        batch['input_ids'].shape       # torch.Size([8, 1024])
+    """
+
+    def __init__(self,
+                 *,
+                 batch_size: int,
+                 reuse: str = 'deferred',
+                 column: str = 'tokens',
+                 output_dtype: Optional[str] = 'int64',
+                 labels: bool = False,
+                 bytes_dtype: str = 'int64',
+                 prefetch_batches: int = 2,
+                 **kwargs: Any) -> None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f'SLWDataset needs batch_size= (rows per rank per step), '
+                             f'got {batch_size!r}.')
+        if reuse not in REUSE_POLICIES:
+            raise ValueError(f'reuse={reuse!r}; choose one of {", ".join(REUSE_POLICIES)}.')
+        super().__init__(batch_size=batch_size, **kwargs)
+        self.reuse = reuse
+        self.column = column
+        self.output_dtype = None if output_dtype is None else np.dtype(output_dtype)
+        self.emit_labels = labels
+        self.prefetch_batches = max(0, int(prefetch_batches))
+        self.meta = self._load_meta()
+        self.reader = ShardTokenReader(self.shards,
+                                       self.sample_offset_per_shard,
+                                       column=column,
+                                       ensure=self._ensure_shard,
+                                       touch=self._touch_shard,
+                                       fallback_get=self.get_item,
+                                       bytes_dtype=bytes_dtype)
+        self.seq_len = self._resolve_seq_len()
+        self.eos_id = self.meta.get('eos_id') if self.meta else None
+        # Pacing (bound later by the algorithm or the user).
+        self.pacing = None
+        self.rows_per_step: Optional[int] = None
+        self.run_total: Any = None
+        self._lengths: list[int] = []
+        # Plan caches: epoch -> (global step at epoch start, ledger carried in).
+        self._epoch_starts: dict[int, tuple[int, Any]] = {}
+        self._resume_slw: Optional[dict[str, Any]] = None
+        self.last_account: Optional[EpochAccount] = None
+        self.accounts: dict[int, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ metadata
+    def _load_meta(self) -> dict[str, Any]:
+        """``slwdata.json`` of the first stream that has one (fetched from remote if needed)."""
+        metas = []
+        for stream in self.streams:
+            path = os.path.join(stream.local, stream.split or '', META_BASENAME)
+            if not os.path.isfile(path) and stream.remote and \
+                    self._unique_rank_world.is_local_leader:
+                try:
+                    stream._download_file(META_BASENAME)
+                except Exception:  # noqa: BLE001 - plain MDS shards have no metadata file.
+                    pass
+            if os.path.isfile(path):
+                try:
+                    with open(path) as f:
+                        metas.append((path, json.load(f)))
+                except (OSError, json.JSONDecodeError) as err:
+                    raise ShardFormatError(f'{path}: unreadable slwdata metadata ({err}).') \
+                        from err
+        if not metas:
+            return {}
+        path, meta = metas[0]
+        for other_path, other in metas[1:]:
+            for key in ('seq_len', 'dtype', 'column'):
+                if other.get(key) != meta.get(key):
+                    raise ShardFormatError(f'{other_path}: {key}={other.get(key)!r} differs from '
+                                           f'{path}: {key}={meta.get(key)!r}; streams must agree.')
+        return meta
+
+    def _resolve_seq_len(self) -> int:
+        meta_len = self.meta.get('seq_len') if self.meta else None
+        if self.reader.seq_len is not None:
+            if meta_len is not None and int(meta_len) != self.reader.seq_len:
+                raise ShardFormatError(f'{META_BASENAME} says seq_len={meta_len} but the shards '
+                                       f'hold rows of {self.reader.seq_len} tokens.')
+            return self.reader.seq_len
+        if meta_len is not None:
+            self.reader.seq_len = int(meta_len)
+            return int(meta_len)
+        # Variable-size column without metadata: learn the length from the first row.
+        first = self.reader.read_rows(np.array([0]))
+        return int(first.shape[1])
+
+    # ------------------------------------------------------------------ shard cache glue
+    def _ensure_shard(self, shard_id: int) -> None:
+        """Make the raw shard file local through streaming's locked cache bookkeeping."""
+        shard = self.shards[shard_id]
+        name = os.path.join(shard.dirname, shard.split or '', shard.raw_data.basename)
+        for _ in range(8):
+            try:
+                self.prepare_shard(shard_id, blocking=True)
+            except Exception as err:
+                self._release_failed_shard(shard_id)
+                remote = self.streams[self.stream_per_shard[shard_id]].remote
+                raise RuntimeError(f'Could not prepare shard {name}'
+                                   f'{f" from {remote}" if remote else ""}: {err}') from err
+            if os.path.isfile(name):
+                return
+        raise RuntimeError(f'Shard {name} keeps disappearing after download; the cache_limit '
+                           f'is probably too small for the shards in use.')
+
+    def _release_failed_shard(self, shard_id: int) -> None:
+        """A failed download leaves the shard PREPARING; put it back so nobody waits forever."""
+        from streaming.base.dataset import _ShardState
+        try:
+            if self._shard_states[shard_id] == _ShardState.PREPARING:
+                self._shard_states[shard_id] = _ShardState.REMOTE
+        except Exception:  # noqa: BLE001 - best effort on an error path.
+            pass
+
+    def _touch_shard(self, shard_id: int) -> None:
+        self._shard_access_times[shard_id] = time_ns()
+
+    # ------------------------------------------------------------------ pacing
+    def bind_pacing(self, schedule: Any, rows_per_step: int, run_total: Any = None) -> None:
+        """Predict truncation with ``schedule`` (a :class:`slwdata.pacing.PacingSchedule`).
+
+        ``rows_per_step`` is the *global* row count per optimizer step (``batch_size *
+        world size`` unless gradient accumulation changes it); ``run_total`` resolves a
+        duration given as a fraction of the run (``"1000ba"``, ``"5000000tok"``).
+
+        Example::
+
+            ds.bind_pacing(PacingSchedule(start=8, duration='200ba'), rows_per_step=16)
+        """
+        if schedule is not None and getattr(schedule, 'end', None) is None:
+            schedule = schedule.with_end(self.seq_len)
+        if schedule is not None and schedule.end != self.seq_len:
+            raise ValueError(f'Pacing ends at {schedule.end} tokens but the shards hold rows of '
+                             f'{self.seq_len} tokens.')
+        if schedule is not None and (not isinstance(rows_per_step, int) or rows_per_step < 1):
+            raise ValueError(f'rows_per_step must be a positive int, got {rows_per_step!r}.')
+        self.pacing = schedule
+        self.rows_per_step = rows_per_step if schedule is not None else None
+        self.run_total = run_total
+        self._lengths = []
+        self._epoch_starts = {}
+
+    def pacing_config(self) -> Optional[dict[str, Any]]:
+        """The bound pacing as plain data (part of the checkpoint)."""
+        if self.pacing is None:
+            return None
+        return {
+            'schedule': self.pacing.to_config(allow_callable=True) if
+                        self.pacing.kind != 'callable' or isinstance(self.pacing.fn_spec, str)
+                        else repr(self.pacing),
+            'rows_per_step': self.rows_per_step,
+            'run_total': None if self.run_total is None else str(self.run_total),
+        }
+
+    def seq_len_at(self, global_step: int) -> int:
+        """The planned length of a global step (``L`` without pacing)."""
+        if self.pacing is None:
+            return self.seq_len
+        if not self._lengths:
+            warm = self.pacing.warmup_steps(self.rows_per_step, total=self.run_total)
+            self._lengths = self.pacing.plan(warm, self.rows_per_step, total=self.run_total)
+        if global_step < len(self._lengths):
+            return self._lengths[global_step]
+        return self.seq_len
+
+    # ------------------------------------------------------------------ partition
+    def _rank_world(self) -> World:
+        """This rank's place, with one worker per rank: a rank's batch order does not depend
+        on the number of DataLoader workers (streaming only pads the tail of a rank)."""
+        w = self._parallel_rank_world
+        return World(num_nodes=w.num_nodes, ranks_per_node=w.ranks_per_node, workers_per_rank=1,
+                     worker=w.rank)
+
+    def _ensure_resume_params(self) -> None:
+        """Fill ``num_canonical_nodes`` / ``shuffle_block_size`` as streaming's ``_resume`` does."""
+        if self.num_canonical_nodes is None or self.shuffle_block_size is None:
+            world = self._parallel_rank_world
+            self._resume(world, self.next_epoch)
+
+    def rank_batches(self, epoch: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """This rank's full fresh batches of ``epoch`` in delivery order, ``[n, batch_size]``,
+        and the real ids of its final partial batch (usually empty)."""
+        self._ensure_resume_params()
+        world = self._rank_world()
+        work = generate_work(self.batching_method, self, world, epoch, 0)
+        ids = work[world.node, world.rank_of_node].reshape(-1)
+        ids = ids[ids != -1]
+        full = len(ids) // self.batch_size * self.batch_size
+        return ids[:full].reshape(-1, self.batch_size), ids[full:]
+
+    # ------------------------------------------------------------------ planning (seam)
+    def _plan_epoch(self, epoch: int, step0: int, carried: Any) -> Iterator[BatchPlanView]:
+        """Every step of this rank's epoch, in order; sets ``self._plan_out`` when done."""
+        fresh, leftover = self.rank_batches(epoch)
+        account = EpochAccount(epoch=epoch, rank=self._parallel_rank_world.rank)
+        for i, ids in enumerate(fresh):
+            account.steps += 1
+            account.fresh_rows += len(ids)
+            account.tokens_trained += len(ids) * self.seq_len
+            yield BatchPlanView(step=i, kind='fresh', seq_len=self.seq_len, fresh_ids=ids,
+                                fresh_index=i)
+        # Without pacing there is no ledger: the partial batch's rows are dropped and counted.
+        account.tokens_dropped += len(leftover) * self.seq_len
+        account.extra['leftover_rows'] = len(leftover)
+        self._plan_out = (carried, account)
+
+    def _epoch_start(self, epoch: int) -> tuple[int, Any]:
+        """(global step at the start of ``epoch``, ledger carried into it), by replay."""
+        if epoch in self._epoch_starts:
+            return self._epoch_starts[epoch]
+        known = [e for e in self._epoch_starts if e < epoch]
+        e = max(known) if known else 0
+        step0, carried = self._epoch_starts.get(e, (0, None))
+        while e < epoch:
+            steps = 0
+            for _ in self._plan_epoch(e, step0, carried):
+                steps += 1
+            carried, _account = self._plan_out
+            step0 += steps
+            e += 1
+            self._epoch_starts[e] = (step0, carried)
+        self._epoch_starts[epoch] = (step0, carried)
+        return step0, carried
+
+    def epoch_account(self, epoch: int = 0) -> EpochAccount:
+        """Plan ``epoch`` for this rank without reading any token and return its account."""
+        step0, carried = self._epoch_start(epoch)
+        for plan in self._plan_epoch(epoch, step0, carried):
+            pass
+        return self._plan_out[1]
+
+    def __len__(self) -> int:
+        """Batches this rank yields in an epoch (the DataLoader length with batch_size=None)."""
+        try:
+            fresh, _ = self.rank_batches(0)
+        except Exception:  # noqa: BLE001 - len() must not fail before iteration is possible.
+            return math.ceil(self.length / self.batch_size)
+        if self.pacing is None:
+            return len(fresh)
+        step0, carried = self._epoch_start(0)
+        return sum(1 for _ in self._plan_epoch(0, step0, carried))
+
+    # ------------------------------------------------------------------ checkpointing
+    def _resume(self, world: World, epoch: int) -> tuple[int, int]:
+        obj = _read_resume_shm(self._shm_prefix_int)
+        out = super()._resume(world, epoch)
+        self._resume_slw = obj.get('slw') if obj and obj.get('epoch', -1) >= epoch else None
+        return out
+
+    def state_dict(self, num_samples: int, from_beginning: bool) -> dict[str, Any]:
+        """Streaming's resume state plus the SLW keys (``slw``): steps done in the epoch, the
+        world and batch shape, the reuse policy and the bound pacing.
+
+        The per-rank tail ledger is not stored: it is a deterministic function of (epoch, steps,
+        pacing, world) and every rank rebuilds its own by replaying the plan, so a checkpoint
+        written by rank 0 alone (Composer, StreamingDataLoader) resumes every rank exactly.
+        """
+        obj = super().state_dict(num_samples, from_beginning)
+        world = self._parallel_rank_world
+        rows_per_global_step = self.batch_size * world.num_ranks
+        obj['slw'] = {
+            'version': STATE_VERSION,
+            'steps_in_epoch': math.ceil(obj['sample_in_epoch'] / rows_per_global_step),
+            'num_ranks': world.num_ranks,
+            'batch_size': self.batch_size,
+            'reuse': self.reuse,
+            'seq_len': self.seq_len,
+            'pacing': self.pacing_config(),
+        }
+        return obj
+
+    def _check_resume(self, slw: dict[str, Any]) -> None:
+        world = self._parallel_rank_world
+        problems = []
+        if slw.get('version') != STATE_VERSION:
+            problems.append(f'state version {slw.get("version")} (expected {STATE_VERSION})')
+        for key, mine in (('num_ranks', world.num_ranks), ('batch_size', self.batch_size),
+                          ('reuse', self.reuse), ('seq_len', self.seq_len),
+                          ('pacing', self.pacing_config())):
+            if slw.get(key) != mine:
+                problems.append(f'{key}: checkpoint {slw.get(key)!r}, now {mine!r}')
+        if problems:
+            raise ResumeMismatchError(
+                'Cannot resume SLWDataset: ' + '; '.join(problems) + '. The tail ledger and the '
+                'pacing plan are per rank and per step, so a resumed run must keep the world '
+                'size, batch size, reuse policy and pacing of the checkpoint.')
+
+    # ------------------------------------------------------------------ iteration
+    def _materialize(self, plan: BatchPlanView) -> dict[str, Any]:
+        parts = []
+        if len(plan.fresh_ids):
+            parts.append(self.reader.read_rows(plan.fresh_ids))
+        if plan.tail_rows:
+            pieces = plan.pieces
+            flat = self.reader.read_segments(pieces['row'], pieces['start'], pieces['length'])
+            parts.append(flat.reshape(plan.tail_rows, self.seq_len))
+        rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if self.output_dtype is not None and rows.dtype != self.output_dtype:
+            rows = rows.astype(self.output_dtype)
+        input_ids = torch.from_numpy(np.ascontiguousarray(rows))
+        batch: dict[str, Any] = {'input_ids': input_ids}
+        if self.emit_labels:
+            batch['labels'] = input_ids.clone()
+        batch['slw_seq_len'] = torch.full((len(rows),), plan.seq_len, dtype=torch.int64)
+        batch['slw_tail_rows'] = torch.tensor(plan.tail_rows, dtype=torch.int64)
+        return batch
+
+    def _prepare_plan(self, plan: BatchPlanView) -> None:
+        ids = plan.fresh_ids
+        if plan.tail_rows:
+            ids = np.concatenate([ids, plan.pieces['row']])
+        states = self._shard_states
+        from streaming.base.dataset import _ShardState
+        for shard_id in np.unique(self.reader.shard_of(ids)):
+            if states[int(shard_id)] != _ShardState.LOCAL:
+                self._ensure_shard(int(shard_id))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        """Yield this worker's batches of this rank's epoch plan.
+
+        Step ``j`` of the rank goes to worker ``(j - first) % num_workers`` where ``first`` is the
+        first step of this iteration (0, or the resume point): PyTorch's DataLoader collects
+        batches from its workers round-robin starting with worker 0."""
+        self._unique_worker_world = self._unique_rank_world.detect_workers()
+        self._parallel_worker_world = self._parallel_rank_world.detect_workers()
+        epoch, sample_in_epoch = self._resume_incr_epoch()
+        world = self._parallel_worker_world
+        steps_done = 0
+        if sample_in_epoch:
+            slw = self._resume_slw
+            if slw is None:
+                raise ResumeMismatchError('Checkpoint has no SLWDataset state (key "slw"); it was '
+                                          'written by another dataset class.')
+            self._check_resume(slw)
+            steps_done = int(slw['steps_in_epoch'])
+        self.reader.close()  # a forked worker must not reuse the parent's memory maps
+        step0, carried = self._epoch_start(epoch)
+        num_workers = world.workers_per_rank
+        worker = world.worker_of_rank
+        mine = (plan for plan in self._plan_epoch(epoch, step0, carried)
+                if plan.step >= steps_done and (plan.step - steps_done) % num_workers == worker)
+        yield from self._iter_prefetched(mine)
+        carried, account = self._plan_out
+        account.extra['resumed_at_step'] = steps_done
+        self._epoch_starts[epoch + 1] = (step0 + account.steps, carried)
+        self.last_account = account
+        self.accounts[epoch] = account.as_dict()
+        if worker == 0:
+            logger.info('SLWDataset epoch %d rank %d: %s', epoch, account.rank,
+                        json.dumps(account.as_dict(), sort_keys=True))
+
+    def _iter_prefetched(self, plans: Iterator[BatchPlanView]) -> Iterator[dict[str, Any]]:
+        """Materialize plans in order while a thread prepares the shards of the next ones."""
+        if self.prefetch_batches == 0:
+            for plan in plans:
+                self._prepare_plan(plan)
+                yield self._materialize(plan)
+            return
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix='slw-prefetch')
+        pending: list[tuple[BatchPlanView, Future]] = []
+        try:
+            for plan in plans:
+                pending.append((plan, pool.submit(self._prepare_plan, plan)))
+                if len(pending) <= self.prefetch_batches:
+                    continue
+                head, fut = pending.pop(0)
+                fut.result()
+                yield self._materialize(head)
+            for head, fut in pending:
+                fut.result()
+                yield self._materialize(head)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def make_dataloader(dataset: SLWDataset,
+                    num_workers: int = 0,
+                    streaming_loader: bool = True,
+                    **kwargs: Any) -> torch.utils.data.DataLoader:
+    """A DataLoader that passes SLWDataset's whole batches through (``batch_size=None``).
+
+    ``streaming_loader=True`` returns streaming's ``StreamingDataLoader`` (tracks samples for
+    ``state_dict()`` / ``load_state_dict()`` resumption).
+
+    Example::
+
+        loader = make_dataloader(ds, num_workers=2)
+        for batch in loader:
+            ...
+    """
+    if 'batch_size' in kwargs and kwargs['batch_size'] is not None:
+        raise ValueError('SLWDataset yields whole batches: leave batch_size unset (None).')
+    kwargs['batch_size'] = None
+    if num_workers > 0:
+        kwargs.setdefault('prefetch_factor', 2)
+        kwargs.setdefault('persistent_workers', False)
+    if streaming_loader:
+        from streaming import StreamingDataLoader
+        return StreamingDataLoader(dataset, num_workers=num_workers, **kwargs)
+    return torch.utils.data.DataLoader(dataset, num_workers=num_workers, **kwargs)

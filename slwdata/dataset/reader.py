@@ -1,0 +1,283 @@
+"""Batch-at-a-time token reader over MDS shards.
+
+StreamingDataset reads one sample at a time: it opens the shard file, seeks, reads and decodes
+for every row, then its iterator threads hand the ids over one by one. For fixed-shape token
+columns every raw sample is exactly ``seq_len * itemsize`` bytes at a computable offset, so a
+whole batch can be gathered from a memory-mapped shard with one fancy index per shard.
+
+MDS raw shard layout (``streaming.base.format.mds``)::
+
+    u32 num_samples | u32 offsets[num_samples + 1] (absolute byte offsets) | sample bytes
+
+A sample is the concatenation of its columns; variable-size columns are preceded by u32 sizes
+(listed first). When every column has a fixed size the sample stride is constant and the
+``tokens`` column sits at a constant offset inside each sample: that is the fast path.
+Otherwise (``ndarray`` without a shape, ``bytes``) :class:`ShardTokenReader` falls back to
+decoding each sample with streaming's own reader; it is still correct, just slower.
+
+Example::
+
+    reader = ShardTokenReader(dataset.shards, dataset.sample_offset_per_shard,
+                              ensure=dataset._ensure_local)
+    rows = reader.read_rows(np.array([3, 17, 4]))          # [3, seq_len]
+    flat = reader.read_segments(np.array([3, 17]), np.array([0, 8]), np.array([8, 16]))
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ['ColumnLayout', 'ShardTokenReader', 'parse_token_encoding', 'ShardFormatError']
+
+
+class ShardFormatError(ValueError):
+    """A shard does not hold what the reader expects (names the shard file)."""
+
+
+# Value dtypes streaming's MDS ``ndarray`` encoding can declare.
+_NDARRAY_DTYPES = {
+    'uint8', 'int8', 'uint16', 'int16', 'uint32', 'int32', 'uint64', 'int64', 'float16',
+    'float32', 'float64'
+}
+
+
+def parse_token_encoding(encoding: str) -> tuple[Optional[np.dtype], Optional[int]]:
+    """Parse an MDS column encoding into ``(dtype, num_tokens)``; either may be ``None``.
+
+    ``None`` dtype means the encoding does not declare one (``bytes``, ``ndarray``), ``None``
+    length means variable length.
+
+    Example::
+
+        >>> parse_token_encoding('ndarray:uint16:1024')
+        (dtype('uint16'), 1024)
+        >>> parse_token_encoding('ndarray')
+        (None, None)
+    """
+    parts = encoding.split(':')
+    if parts[0] != 'ndarray':
+        return None, None
+    dtype = np.dtype(parts[1]) if len(parts) > 1 and parts[1] in _NDARRAY_DTYPES else None
+    length = None
+    if len(parts) > 2 and parts[2]:
+        length = int(np.prod([int(x) for x in parts[2].split(',')]))
+    return dtype, length
+
+
+@dataclass(frozen=True)
+class ColumnLayout:
+    """Where the token column lives inside a raw MDS sample.
+
+    ``fixed`` is True when every column of the shard has a fixed size, i.e. the fast path
+    applies: a sample is ``stride`` bytes and the tokens start ``offset`` bytes into it.
+    """
+    column: str
+    column_index: int
+    dtype: Optional[np.dtype]
+    seq_len: Optional[int]
+    fixed: bool
+    stride: int = 0
+    offset: int = 0
+
+    @classmethod
+    def of_shard(cls, shard, column: str) -> 'ColumnLayout':
+        """Describe ``column`` of a streaming ``MDSReader`` shard."""
+        names = list(getattr(shard, 'column_names', []))
+        where = _shard_name(shard)
+        if column not in names:
+            raise ShardFormatError(f'{where}: no column {column!r} (columns: {names}).')
+        index = names.index(column)
+        dtype, length = parse_token_encoding(shard.column_encodings[index])
+        sizes = list(shard.column_sizes)
+        fixed = all(s is not None for s in sizes) and dtype is not None and length is not None
+        if not fixed:
+            return cls(column, index, dtype, length, False)
+        if sizes[index] != length * dtype.itemsize:
+            raise ShardFormatError(f'{where}: column {column!r} is declared '
+                                   f'{shard.column_encodings[index]} but has size {sizes[index]}.')
+        return cls(column, index, dtype, length, True, int(sum(sizes)), int(sum(sizes[:index])))
+
+
+def _shard_name(shard) -> str:
+    raw = getattr(shard, 'raw_data', None)
+    base = raw.basename if raw is not None else '?'
+    return os.path.join(getattr(shard, 'dirname', ''), getattr(shard, 'split', '') or '', base)
+
+
+class ShardTokenReader:
+    """Gather token rows and row segments by global sample id, one fancy index per shard.
+
+    Args:
+        shards: streaming shard readers (``dataset.shards``), in global sample order.
+        sample_offset_per_shard: first global sample id of each shard.
+        column: the token column (``tokens``).
+        ensure: called with a shard id before its raw file is opened; it must make the raw
+            (decompressed) file exist locally (``StreamingDataset.prepare_shard`` does).
+        touch: called with a shard id each time it is read (cache LRU bookkeeping).
+        fallback_get: ``sample_id -> sample dict`` used for shards without a fixed layout.
+        bytes_dtype: dtype of tokens stored as raw ``bytes`` (llm-foundry used int64).
+        max_open: memory maps kept open at once.
+    """
+
+    def __init__(self,
+                 shards: Sequence,
+                 sample_offset_per_shard: NDArray[np.int64],
+                 column: str = 'tokens',
+                 ensure: Optional[Callable[[int], None]] = None,
+                 touch: Optional[Callable[[int], None]] = None,
+                 fallback_get: Optional[Callable[[int], dict]] = None,
+                 bytes_dtype: str = 'int64',
+                 max_open: int = 256) -> None:
+        self.shards = list(shards)
+        self.offsets = np.asarray(sample_offset_per_shard, np.int64)
+        self.samples = np.array([s.samples for s in self.shards], np.int64)
+        self.column = column
+        self.layouts = [ColumnLayout.of_shard(s, column) for s in self.shards]
+        self.ensure = ensure
+        self.touch = touch
+        self.fallback_get = fallback_get
+        self.bytes_dtype = np.dtype(bytes_dtype)
+        self.max_open = max_open
+        self._maps: 'OrderedDict[int, np.ndarray]' = OrderedDict()
+        self.all_fixed = all(layout.fixed for layout in self.layouts)
+        lengths = {layout.seq_len for layout in self.layouts if layout.seq_len is not None}
+        dtypes = {layout.dtype for layout in self.layouts if layout.dtype is not None}
+        self.seq_len: Optional[int] = lengths.pop() if len(lengths) == 1 else None
+        self.dtype: Optional[np.dtype] = dtypes.pop() if len(dtypes) == 1 else None
+        if len(lengths) > 1:
+            raise ShardFormatError(f'Shards disagree on the token row length: {sorted(lengths)}; '
+                                   f'first shard {_shard_name(self.shards[0])}.')
+
+    # ----------------------------------------------------------------------------------------
+    def shard_of(self, ids: NDArray[np.int64]) -> NDArray[np.int64]:
+        """Shard id of each global sample id."""
+        ids = np.asarray(ids, np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.offsets[-1] + self.samples[-1]):
+            raise IndexError(f'Sample id out of range [0, {self.offsets[-1] + self.samples[-1]}).')
+        return np.searchsorted(self.offsets, ids, side='right') - 1
+
+    def _map(self, shard_id: int) -> np.ndarray:
+        """Memory-map the token column of a fixed-layout shard as ``[samples, seq_len]``."""
+        mm = self._maps.get(shard_id)
+        if mm is not None:
+            self._maps.move_to_end(shard_id)
+            return mm
+        shard = self.shards[shard_id]
+        layout = self.layouts[shard_id]
+        filename = os.path.join(shard.dirname, shard.split or '', shard.raw_data.basename)
+        if self.ensure is not None and not os.path.isfile(filename):
+            self.ensure(shard_id)
+        try:
+            header = np.memmap(filename, np.uint32, 'r', shape=(2 + shard.samples,))
+        except FileNotFoundError:
+            # Evicted between the check and the open (another worker needed the space).
+            if self.ensure is None:
+                raise
+            self.ensure(shard_id)
+            header = np.memmap(filename, np.uint32, 'r', shape=(2 + shard.samples,))
+        except ValueError as err:
+            raise ShardFormatError(f'{filename}: shorter than its index says ({err}).') from err
+        num, begin, end = int(header[0]), int(header[1]), int(header[-1])
+        if num != shard.samples or end - begin != num * layout.stride:
+            raise ShardFormatError(
+                f'{filename}: header says {num} samples spanning {end - begin} bytes; '
+                f'index.json says {shard.samples} samples of {layout.stride} bytes.')
+        del header
+        if layout.stride == layout.seq_len * layout.dtype.itemsize:
+            mm = np.memmap(filename, layout.dtype, 'r', offset=begin, shape=(num, layout.seq_len))
+        else:
+            raw = np.memmap(filename, np.uint8, 'r', offset=begin, shape=(num, layout.stride))
+            nbytes = layout.seq_len * layout.dtype.itemsize
+            mm = raw[:, layout.offset:layout.offset + nbytes]
+        self._maps[shard_id] = mm
+        if len(self._maps) > self.max_open:
+            self._maps.popitem(last=False)
+        return mm
+
+    def _decode(self, sample_id: int, shard_id: int) -> np.ndarray:
+        """Per-sample fallback for shards without a fixed layout."""
+        if self.fallback_get is None:
+            raise ShardFormatError(f'{_shard_name(self.shards[shard_id])}: variable-size layout '
+                                   'and no per-sample fallback reader.')
+        value = self.fallback_get(int(sample_id))[self.column]
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            value = np.frombuffer(value, self.bytes_dtype)
+        return np.asarray(value).reshape(-1)
+
+    def _rows_of_shard(self, shard_id: int, local: NDArray[np.int64]) -> np.ndarray:
+        layout = self.layouts[shard_id]
+        if self.touch is not None:
+            self.touch(shard_id)
+        if layout.fixed:
+            mm = self._map(shard_id)
+            rows = mm[local]
+            return rows if rows.dtype == layout.dtype else rows.view(layout.dtype)
+        base = self.offsets[shard_id]
+        rows = [self._decode(base + i, shard_id) for i in local]
+        lengths = {len(r) for r in rows}
+        if len(lengths) != 1 or (self.seq_len is not None and lengths != {self.seq_len}):
+            raise ShardFormatError(
+                f'{_shard_name(self.shards[shard_id])}: token rows of lengths {sorted(lengths)}; '
+                f'rows must all have the same length ({self.seq_len or "any"}).')
+        if self.seq_len is None:
+            self.seq_len = lengths.pop()
+        return np.stack(rows)
+
+    def read_rows(self, ids: NDArray[np.int64], out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Rows ``[len(ids), seq_len]`` in the order of ``ids`` (compact dtype unless ``out``)."""
+        ids = np.asarray(ids, np.int64)
+        shard_ids = self.shard_of(ids)
+        order = np.argsort(shard_ids, kind='stable')
+        sorted_shards = shard_ids[order]
+        bounds = np.flatnonzero(np.diff(sorted_shards)) + 1
+        starts = np.concatenate([[0], bounds])
+        stops = np.concatenate([bounds, [len(ids)]])
+        for lo, hi in zip(starts, stops):
+            if lo == hi:
+                continue
+            shard_id = int(sorted_shards[lo])
+            where = order[lo:hi]
+            rows = self._rows_of_shard(shard_id, ids[where] - self.offsets[shard_id])
+            if out is None:
+                out = np.empty((len(ids), rows.shape[1]), rows.dtype)
+            out[where] = rows
+        if out is None:
+            out = np.empty((0, self.seq_len or 0), self.dtype or np.int64)
+        return out
+
+    def read_segments(self, ids: NDArray[np.int64], starts: NDArray[np.integer],
+                      lengths: NDArray[np.integer]) -> np.ndarray:
+        """Concatenate ``tokens[id][start:start+length]`` for each segment, in order (1-D).
+
+        Tail rows are materialized this way: a tail row is the concatenation of its segments.
+        """
+        ids = np.asarray(ids, np.int64)
+        starts = np.asarray(starts, np.int64)
+        lengths = np.asarray(lengths, np.int64)
+        if not (len(ids) == len(starts) == len(lengths)):
+            raise ValueError('ids, starts and lengths must have the same length.')
+        if len(ids) == 0:
+            return np.empty(0, self.dtype or np.int64)
+        if (starts < 0).any() or (lengths < 0).any() or (self.seq_len is not None and
+                                                          (starts + lengths > self.seq_len).any()):
+            raise ValueError(f'Segment outside a row of {self.seq_len} tokens.')
+        # Rows are gathered once per distinct id, then sliced with one flat index.
+        unique, inverse = np.unique(ids, return_inverse=True)
+        rows = self.read_rows(unique)
+        seq_len = rows.shape[1]
+        seg_begin = inverse * seq_len + starts
+        total = int(lengths.sum())
+        ends = np.cumsum(lengths)
+        within = np.arange(total, dtype=np.int64) - np.repeat(ends - lengths, lengths)
+        flat_index = np.repeat(seg_begin, lengths) + within
+        return rows.reshape(-1)[flat_index]
+
+    def close(self) -> None:
+        """Drop open memory maps."""
+        self._maps.clear()

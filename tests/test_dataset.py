@@ -1,0 +1,161 @@
+"""SLWDataset without pacing: whole batches, worker-count independence, resumption."""
+
+import hashlib
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from slwdata.dataset import ResumeMismatchError, SLWDataset, make_dataloader
+from slwdata.dataset.testing import write_token_shards
+
+SEQ = 32
+BS = 8
+
+
+@pytest.fixture(scope='module')
+def shards(tmp_path_factory):
+    """96 rows of 32 uint16 tokens in 6 zstd shards with xxh64 hashes and slwdata.json."""
+    root = str(tmp_path_factory.mktemp('shards'))
+    tokens = write_token_shards(root, num_rows=96, seq_len=SEQ, rows_per_shard=16)
+    return root, tokens
+
+
+def batch_hash(batch) -> str:
+    return hashlib.sha1(batch['input_ids'].numpy().tobytes()).hexdigest()
+
+
+def rows_multiset(arr: np.ndarray) -> list:
+    return sorted(map(bytes, np.ascontiguousarray(arr.astype(np.int64))))
+
+
+def test_epoch_in_order_without_shuffle(shards):
+    root, tokens = shards
+    ds = SLWDataset(local=root, batch_size=BS)
+    batches = list(ds)
+    assert len(batches) == len(ds) == 96 // BS
+    b = batches[0]
+    assert list(b) == ['input_ids', 'slw_seq_len', 'slw_tail_rows']
+    assert b['input_ids'].dtype == torch.int64 and b['input_ids'].shape == (BS, SEQ)
+    assert b['slw_seq_len'].tolist() == [SEQ] * BS and int(b['slw_tail_rows']) == 0
+    got = torch.cat([x['input_ids'] for x in batches]).numpy()
+    np.testing.assert_array_equal(got, tokens.astype(np.int64))
+    acc = ds.last_account
+    assert (acc.steps, acc.fresh_rows, acc.tokens_trained, acc.tokens_dropped) == \
+        (12, 96, 96 * SEQ, 0)
+
+
+def test_compact_dtype_and_labels(shards):
+    root, tokens = shards
+    ds = SLWDataset(local=root, batch_size=BS, output_dtype=None, labels=True)
+    b = next(iter(ds))
+    assert b['input_ids'].numpy().dtype == np.uint16
+    np.testing.assert_array_equal(b['input_ids'].numpy(), tokens[:BS])
+    assert torch.equal(b['labels'].to(torch.int64), b['input_ids'].to(torch.int64))
+
+
+@pytest.mark.parametrize('num_workers', [0, 2])
+def test_shuffled_epoch_same_for_any_worker_count(shards, num_workers):
+    root, tokens = shards
+    ref = [batch_hash(b) for b in SLWDataset(local=root, batch_size=BS, shuffle=True,
+                                             shuffle_seed=7)]
+    ds = SLWDataset(local=root, batch_size=BS, shuffle=True, shuffle_seed=7)
+    loader = make_dataloader(ds, num_workers=num_workers)
+    batches = list(loader)
+    assert [batch_hash(b) for b in batches] == ref
+    got = torch.cat([b['input_ids'] for b in batches]).numpy()
+    assert rows_multiset(got) == rows_multiset(tokens)
+    assert not np.array_equal(got, tokens.astype(np.int64))  # it did shuffle
+
+
+def test_two_epochs_differ_and_are_complete(shards):
+    root, tokens = shards
+    ds = SLWDataset(local=root, batch_size=BS, shuffle=True)
+    e0 = torch.cat([b['input_ids'] for b in ds]).numpy()
+    e1 = torch.cat([b['input_ids'] for b in ds]).numpy()
+    assert rows_multiset(e0) == rows_multiset(e1) == rows_multiset(tokens)
+    assert not np.array_equal(e0, e1)
+
+
+def _resume_run(root, num_workers, stop_after, epochs_before=0):
+    """Train `stop_after` batches, checkpoint, resume in a fresh dataset, return all hashes."""
+    ds = SLWDataset(local=root, batch_size=BS, shuffle=True, shuffle_seed=11)
+    loader = make_dataloader(ds, num_workers=num_workers)
+    for _ in range(epochs_before):
+        for _ in loader:
+            pass
+    seen = []
+    for i, b in enumerate(loader):
+        seen.append(batch_hash(b))
+        if i + 1 == stop_after:
+            break
+    state = loader.state_dict()
+    del loader, ds
+    ds2 = SLWDataset(local=root, batch_size=BS, shuffle=True, shuffle_seed=11)
+    loader2 = make_dataloader(ds2, num_workers=num_workers)
+    loader2.load_state_dict(state)
+    seen += [batch_hash(b) for b in loader2]
+    return seen, state
+
+
+@pytest.mark.parametrize('num_workers,stop_after', [(0, 5), (2, 3), (2, 12)])
+def test_resume_mid_epoch_gives_same_batches(shards, num_workers, stop_after):
+    root, _ = shards
+    ref_ds = SLWDataset(local=root, batch_size=BS, shuffle=True, shuffle_seed=11)
+    ref = [batch_hash(b) for b in ref_ds]
+    seen, state = _resume_run(root, num_workers, stop_after)
+    assert state['slw']['steps_in_epoch'] == stop_after
+    assert seen == ref
+
+
+def test_resume_in_second_epoch(shards):
+    root, _ = shards
+    ref_ds = SLWDataset(local=root, batch_size=BS, shuffle=True, shuffle_seed=11)
+    list(ref_ds)
+    ref = [batch_hash(b) for b in ref_ds]  # epoch 1
+    seen, state = _resume_run(root, 0, 4, epochs_before=1)
+    assert state['epoch'] == 1
+    assert seen == ref
+
+
+def test_resume_with_other_world_size_stops_clearly(shards):
+    root, _ = shards
+    ds = SLWDataset(local=root, batch_size=BS)
+    next(iter(ds))
+    state = ds.state_dict(num_samples=3 * BS, from_beginning=True)
+    state['slw']['num_ranks'] = 2  # as if written by a 2-rank run
+    ds2 = SLWDataset(local=root, batch_size=BS)
+    ds2.load_state_dict(state)
+    with pytest.raises(ResumeMismatchError, match='num_ranks: checkpoint 2, now 1'):
+        next(iter(ds2))
+
+
+def test_resume_with_other_batch_size_stops_clearly(shards):
+    root, _ = shards
+    ds = SLWDataset(local=root, batch_size=BS)
+    next(iter(ds))
+    state = ds.state_dict(num_samples=16, from_beginning=True)
+    ds2 = SLWDataset(local=root, batch_size=4)
+    ds2.load_state_dict(state)
+    with pytest.raises(ResumeMismatchError, match='batch_size: checkpoint 8, now 4'):
+        next(iter(ds2))
+
+
+def test_partial_last_batch_is_counted_not_silently_dropped(tmp_path, caplog):
+    tokens = write_token_shards(str(tmp_path), num_rows=21, seq_len=SEQ, rows_per_shard=8)
+    ds = SLWDataset(local=str(tmp_path), batch_size=BS)
+    with caplog.at_level(logging.INFO, logger='slwdata.dataset.dataset'):
+        got = torch.cat([b['input_ids'] for b in ds]).numpy()
+    np.testing.assert_array_equal(got, tokens[:16].astype(np.int64))
+    acc = ds.last_account
+    assert acc.extra['leftover_rows'] == 5 and acc.tokens_dropped == 5 * SEQ
+    assert '"tokens_dropped": 160' in caplog.text
+    assert ds.accounts[0]['fresh_rows'] == 16
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match='batch_size'):
+        SLWDataset(local='/nonexistent', batch_size=None)
+    with pytest.raises(ValueError, match='reuse='):
+        SLWDataset(local='/nonexistent', batch_size=2, reuse='sometimes')

@@ -1,0 +1,102 @@
+"""ShardTokenReader: fast gathers over memory-mapped MDS shards, and the per-sample fallback."""
+
+import os
+
+import numpy as np
+import pytest
+
+from slwdata.dataset import SLWDataset, ShardFormatError
+from slwdata.dataset.reader import ColumnLayout, parse_token_encoding
+from slwdata.dataset.testing import write_token_shards
+
+
+@pytest.fixture(scope='module')
+def shards(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('shards'))
+    tokens = write_token_shards(root, num_rows=50, seq_len=24, rows_per_shard=8)
+    return root, tokens
+
+
+def test_parse_encoding():
+    assert parse_token_encoding('ndarray:uint16:1024') == (np.dtype('uint16'), 1024)
+    assert parse_token_encoding('ndarray:int32:4,8') == (np.dtype('int32'), 32)
+    assert parse_token_encoding('ndarray') == (None, None)
+    assert parse_token_encoding('bytes') == (None, None)
+
+
+def test_read_rows_matches_source_across_shards(shards):
+    root, tokens = shards
+    ds = SLWDataset(local=root, batch_size=5)
+    assert ds.reader.all_fixed and ds.seq_len == 24 and len(ds.shards) > 3
+    ids = np.array([49, 0, 7, 8, 33, 8, 16, 1])  # out of order, repeated, spanning shards
+    rows = ds.reader.read_rows(ids)
+    assert rows.dtype == np.uint16
+    np.testing.assert_array_equal(rows, tokens[ids])
+    # The per-sample path of StreamingDataset agrees with the memory-mapped gather.
+    np.testing.assert_array_equal(ds[33]['tokens'], tokens[33])
+
+
+def test_read_segments_concatenates_in_order(shards):
+    root, tokens = shards
+    ds = SLWDataset(local=root, batch_size=5)
+    ids, starts, lengths = np.array([3, 40, 3, 12]), np.array([20, 0, 0, 8]), np.array([4, 10, 2, 0])
+    flat = ds.reader.read_segments(ids, starts, lengths)
+    expect = np.concatenate([tokens[i, s:s + n] for i, s, n in zip(ids, starts, lengths)])
+    np.testing.assert_array_equal(flat, expect)
+    with pytest.raises(ValueError, match='outside a row'):
+        ds.reader.read_segments(np.array([1]), np.array([20]), np.array([8]))
+
+
+@pytest.mark.parametrize('encoding', ['ndarray', 'bytes'])
+def test_variable_size_columns_fall_back_per_sample(tmp_path, encoding):
+    tokens = np.random.default_rng(1).integers(0, 50000, (20, 16)).astype(
+        'int64' if encoding == 'bytes' else 'uint16')
+    write_token_shards(str(tmp_path), tokens=tokens, rows_per_shard=6, encoding=encoding,
+                       meta=False)
+    ds = SLWDataset(local=str(tmp_path), batch_size=4)
+    assert not ds.reader.all_fixed and ds.seq_len == 16
+    got = np.concatenate([b['input_ids'].numpy() for b in ds])
+    np.testing.assert_array_equal(got, tokens.astype(np.int64))
+
+
+def test_unequal_rows_in_fallback_name_the_shard(tmp_path):
+    from streaming import MDSWriter
+    with MDSWriter(out=str(tmp_path), columns={'tokens': 'ndarray'}) as w:
+        for n in (8, 8, 9, 8):
+            w.write({'tokens': np.arange(n, dtype=np.uint16)})
+    ds = SLWDataset(local=str(tmp_path), batch_size=4)
+    with pytest.raises(ShardFormatError, match=r'shard\.00000\.mds.*lengths \[8, 9\]'):
+        list(ds)
+
+
+def test_missing_column_is_named(tmp_path):
+    from streaming import MDSWriter
+    with MDSWriter(out=str(tmp_path), columns={'text': 'str'}) as w:
+        w.write({'text': 'hello'})
+    with pytest.raises(ShardFormatError, match=r"shard\.00000\.mds: no column 'tokens'"):
+        SLWDataset(local=str(tmp_path), batch_size=1)
+
+
+def test_truncated_shard_file_is_refused(tmp_path):
+    write_token_shards(str(tmp_path), num_rows=16, seq_len=8, rows_per_shard=8,
+                       compression=None)
+    path = os.path.join(str(tmp_path), 'shard.00001.mds')
+    data = open(path, 'rb').read()
+    with open(path, 'wb') as f:
+        f.write(data[:8] + (1).to_bytes(4, 'little') + data[12:])  # corrupt an offset
+    ds = SLWDataset(local=str(tmp_path), batch_size=8)
+    with pytest.raises(ShardFormatError, match='shard.00001.mds: header says'):
+        list(ds)
+
+
+def test_column_layout_with_extra_fixed_columns(tmp_path):
+    from streaming import MDSWriter
+    tokens = np.arange(30 * 6, dtype=np.uint16).reshape(30, 6)
+    with MDSWriter(out=str(tmp_path), columns={'id': 'int', 'tokens': 'ndarray:uint16:6'},
+                   size_limit=200) as w:
+        for i, row in enumerate(tokens):
+            w.write({'id': i, 'tokens': row})
+    ds = SLWDataset(local=str(tmp_path), batch_size=3)
+    layout = ds.reader.layouts[0]
+    assert isinstance(layout, ColumnLayout) and layout.fixed and layout.offset == 8
+    np.testing.assert_array_equal(ds.reader.read_rows(np.array([29, 0, 13])), tokens[[29, 0, 13]])
