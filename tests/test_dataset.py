@@ -38,7 +38,7 @@ def test_epoch_in_order_without_shuffle(shards):
     b = batches[0]
     assert list(b) == ['input_ids', 'slw_seq_len', 'slw_tail_rows']
     assert b['input_ids'].dtype == torch.int64 and b['input_ids'].shape == (BS, SEQ)
-    assert b['slw_seq_len'].tolist() == [SEQ] * BS and int(b['slw_tail_rows']) == 0
+    assert b['slw_seq_len'].tolist() == [SEQ] * BS and b['slw_tail_rows'].tolist() == [0] * BS
     got = torch.cat([x['input_ids'] for x in batches]).numpy()
     np.testing.assert_array_equal(got, tokens.astype(np.int64))
     acc = ds.last_account
@@ -151,7 +151,8 @@ def test_partial_last_batch_is_counted_not_silently_dropped(tmp_path, caplog):
     acc = ds.last_account
     assert acc.extra['leftover_rows'] == 5 and acc.tokens_dropped == 5 * SEQ
     assert '"tokens_dropped": 160' in caplog.text
-    assert ds.accounts[0]['fresh_rows'] == 16
+    assert ds.accounts[0]['fresh_rows'] == 21  # 16 served + 5 counted as dropped
+    assert acc.fresh_rows * SEQ == acc.tokens_trained + acc.tokens_dropped
 
 
 def test_bad_arguments():

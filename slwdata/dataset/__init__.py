@@ -7,11 +7,14 @@ Example::
     loader = make_dataloader(ds, num_workers=2)
 """
 
-from slwdata.dataset.dataset import (REUSE_POLICIES, BatchPlanView, EpochAccount,
-                                     ResumeMismatchError, SLWDataset, make_dataloader)
+from slwdata.dataset.dataset import (REUSE_POLICIES, EpochAccount, ResumeMismatchError,
+                                     SLWDataset, make_dataloader)
+from slwdata.dataset.ledger import SEGMENT_DTYPE, TailLedger
+from slwdata.dataset.plan import BatchPlan, plan_epoch
 from slwdata.dataset.reader import ShardFormatError, ShardTokenReader
 
 __all__ = [
-    'SLWDataset', 'make_dataloader', 'EpochAccount', 'BatchPlanView', 'REUSE_POLICIES',
-    'ResumeMismatchError', 'ShardTokenReader', 'ShardFormatError'
+    'SLWDataset', 'make_dataloader', 'EpochAccount', 'REUSE_POLICIES', 'ResumeMismatchError',
+    'ShardTokenReader', 'ShardFormatError', 'TailLedger', 'SEGMENT_DTYPE', 'BatchPlan',
+    'plan_epoch'
 ]

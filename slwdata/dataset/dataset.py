@@ -24,9 +24,11 @@ from streaming.base.constant import RESUME
 from streaming.base.shared import SharedMemory, _get_path
 from streaming.base.world import World
 
+from slwdata.dataset.ledger import TailLedger
+from slwdata.dataset.plan import BatchPlan, EpochPlanner, count_epoch_batches, plan_epoch
 from slwdata.dataset.reader import ShardFormatError, ShardTokenReader
 
-__all__ = ['SLWDataset', 'EpochAccount', 'BatchPlanView', 'REUSE_POLICIES', 'make_dataloader']
+__all__ = ['SLWDataset', 'EpochAccount', 'REUSE_POLICIES', 'ResumeMismatchError', 'make_dataloader']
 
 logger = logging.getLogger(__name__)
 
@@ -40,33 +42,13 @@ class ResumeMismatchError(RuntimeError):
 
 
 @dataclass
-class BatchPlanView:
-    """What one step of a rank consists of (the dataset's view of the planner's BatchPlan).
-
-    ``fresh_ids`` are global sample ids served whole; tail rows are ``pieces`` (segments
-    ``row, start, length``) cut into rows by ``row_offsets`` (row ``i`` is
-    ``pieces[row_offsets[i]:row_offsets[i+1]]``). Fresh rows come first in the batch.
-    """
-    step: int
-    kind: str
-    seq_len: int
-    fresh_ids: NDArray[np.int64]
-    pieces: Optional[np.ndarray] = None
-    row_offsets: Optional[NDArray[np.int64]] = None
-    fresh_index: int = -1
-
-    @property
-    def tail_rows(self) -> int:
-        return 0 if self.row_offsets is None else len(self.row_offsets) - 1
-
-    @property
-    def rows(self) -> int:
-        return len(self.fresh_ids) + self.tail_rows
-
-
-@dataclass
 class EpochAccount:
-    """Per-rank account of one epoch (every token is either trained, carried or dropped)."""
+    """Per-rank account of one epoch: every token is trained, dropped (counted) or carried.
+
+    ``fresh_rows * L + tokens_carried_in == tokens_trained + tokens_dropped +
+    tokens_carried_out`` (``fresh_rows`` includes the rank's final partial batch, whose rows
+    are carried or, with reuse ``off`` / no pacing, dropped).
+    """
     epoch: int
     rank: int
     steps: int = 0
@@ -116,7 +98,8 @@ class SLWDataset(StreamingDataset):
     - ``input_ids``: ``[rows, L]`` full-length rows (``int64``, or ``output_dtype``);
     - ``labels``: a copy of ``input_ids`` if ``labels=True``;
     - ``slw_seq_len``: ``[rows]`` int64, the length the dataset planned for this step;
-    - ``slw_tail_rows``: 0-d int64, how many rows (the last ones) are re-served tail rows.
+    - ``slw_tail_rows``: ``[rows]`` int64, how many rows of the batch are re-served tail rows
+      (the same count repeated per row, so Composer's batch-size inference works).
 
     Use it with ``DataLoader(ds, batch_size=None)`` (or :func:`make_dataloader`). Without a
     bound pacing schedule every row is fresh and ``slw_seq_len`` is ``L``. With
@@ -128,8 +111,8 @@ class SLWDataset(StreamingDataset):
         - streaming pads partitions so every rank gets the same number of samples (it repeats
           a few samples) and pads the last batch of a rank with ``-1``: a rank's final partial
           batch (fewer than ``batch_size`` real rows) is not yielded as a short batch; its rows
-          join the tail ledger as whole rows and are served as tail rows (policy ``off``:
-          dropped and counted). Choose ``epoch_size`` divisible by ``batch_size * world_size``
+          join the carried tail ledger as whole rows and are served as tail rows in a later
+          epoch (without pacing or with ``reuse="off"``: dropped and counted in the account). Choose ``epoch_size`` divisible by ``batch_size * world_size``
           to avoid both effects.
         - Resuming with a different world size or batch size stops with
           :class:`ResumeMismatchError`: the ledger of tails is per rank.
@@ -343,57 +326,117 @@ class SLWDataset(StreamingDataset):
         full = len(ids) // self.batch_size * self.batch_size
         return ids[:full].reshape(-1, self.batch_size), ids[full:]
 
-    # ------------------------------------------------------------------ planning (seam)
-    def _plan_epoch(self, epoch: int, step0: int, carried: Any) -> Iterator[BatchPlanView]:
-        """Every step of this rank's epoch, in order; sets ``self._plan_out`` when done."""
-        fresh, leftover = self.rank_batches(epoch)
-        account = EpochAccount(epoch=epoch, rank=self._parallel_rank_world.rank)
-        for i, ids in enumerate(fresh):
-            account.steps += 1
-            account.fresh_rows += len(ids)
-            account.tokens_trained += len(ids) * self.seq_len
-            yield BatchPlanView(step=i, kind='fresh', seq_len=self.seq_len, fresh_ids=ids,
-                                fresh_index=i)
-        # Without pacing there is no ledger: the partial batch's rows are dropped and counted.
-        account.tokens_dropped += len(leftover) * self.seq_len
-        account.extra['leftover_rows'] = len(leftover)
-        self._plan_out = (carried, account)
+    # ------------------------------------------------------------------ planning
+    @property
+    def policy(self) -> str:
+        """The effective tail policy: ``off`` while no pacing is bound (nothing is truncated)."""
+        return self.reuse if self.pacing is not None else 'off'
 
-    def _epoch_start(self, epoch: int) -> tuple[int, Any]:
-        """(global step at the start of ``epoch``, ledger carried into it), by replay."""
+    def _warmup_end(self) -> int:
+        if self.pacing is None:
+            return 0
+        self.seq_len_at(0)  # fills self._lengths, which stops at the warmup's end
+        return len(self._lengths)
+
+    def _planner(self, epoch: int, step0: int,
+                 carried: Optional[TailLedger]) -> tuple[EpochPlanner, NDArray[np.int64]]:
+        fresh, leftover = self.rank_batches(epoch)
+        planner = plan_epoch(len(fresh), self.batch_size, self.seq_len, self.seq_len_at,
+                             first_step=step0, policy=self.policy,
+                             warmup_end_step=self._warmup_end(), ledger=carried,
+                             fresh_rows=fresh)
+        return planner, leftover
+
+    def _close_epoch(self, epoch: int, planner: EpochPlanner,
+                     leftover: NDArray[np.int64]) -> tuple[TailLedger, EpochAccount]:
+        """The ledger to carry into the next epoch and this epoch's account.
+
+        The rows of the final partial batch join the carried ledger as whole rows (or are
+        dropped and counted when nothing is re-served)."""
+        acct = planner.account
+        acct.check()
+        carried = planner.ledger.copy()
+        leftover_tokens = len(leftover) * self.seq_len
+        dropped = acct.tokens_dropped
+        if len(leftover) and self.policy != 'off':
+            carried.push(leftover, 0, self.seq_len)
+        else:
+            dropped += leftover_tokens
+        account = EpochAccount(
+            epoch=epoch,
+            rank=self._parallel_rank_world.rank,
+            steps=acct.steps,
+            fresh_rows=acct.fresh_rows + len(leftover),
+            tail_rows=acct.tail_rows,
+            tokens_trained=acct.tokens_trained,
+            tokens_dropped=dropped,
+            tokens_carried_in=acct.carried_in_tokens,
+            tokens_carried_out=carried.tokens,
+            ledger_peak_segments=max(acct.ledger_peak_entries, carried.entries),
+            ledger_peak_bytes=max(acct.ledger_peak_bytes, carried.nbytes),
+            extra={
+                'policy': self.policy,
+                'first_step': acct.first_step,
+                'fresh_batches': acct.fresh_batches,
+                'tail_batches': acct.tail_batches,
+                'tokens_recorded': acct.tokens_recorded,
+                'leftover_rows': int(len(leftover)),
+                'ledger_carried_bytes': carried.nbytes,
+            })
+        return carried, account
+
+    def _epoch_start(self, epoch: int) -> tuple[int, Optional[TailLedger]]:
+        """(global step at the start of ``epoch``, ledger carried into it), by replaying the
+        plans of the previous epochs from token counts (no token is read)."""
         if epoch in self._epoch_starts:
             return self._epoch_starts[epoch]
         known = [e for e in self._epoch_starts if e < epoch]
         e = max(known) if known else 0
         step0, carried = self._epoch_starts.get(e, (0, None))
         while e < epoch:
-            steps = 0
-            for _ in self._plan_epoch(e, step0, carried):
-                steps += 1
-            carried, _account = self._plan_out
-            step0 += steps
+            planner, leftover = self._planner(e, step0, carried)
+            planner.run()
+            carried, account = self._close_epoch(e, planner, leftover)
+            step0 += account.steps
             e += 1
             self._epoch_starts[e] = (step0, carried)
         self._epoch_starts[epoch] = (step0, carried)
         return step0, carried
 
     def epoch_account(self, epoch: int = 0) -> EpochAccount:
-        """Plan ``epoch`` for this rank without reading any token and return its account."""
-        step0, carried = self._epoch_start(epoch)
-        for plan in self._plan_epoch(epoch, step0, carried):
-            pass
-        return self._plan_out[1]
+        """Plan ``epoch`` for this rank without reading any token and return its account.
 
-    def __len__(self) -> int:
-        """Batches this rank yields in an epoch (the DataLoader length with batch_size=None)."""
-        try:
-            fresh, _ = self.rank_batches(0)
-        except Exception:  # noqa: BLE001 - len() must not fail before iteration is possible.
-            return math.ceil(self.length / self.batch_size)
+        Works in the main process too (DataLoader workers keep their own copies).
+
+        Example::
+
+            ds.bind_pacing(schedule, rows_per_step=8)
+            ds.epoch_account(0).tokens_carried_out
+        """
+        step0, carried = self._epoch_start(epoch)
+        planner, leftover = self._planner(epoch, step0, carried)
+        planner.run()
+        return self._close_epoch(epoch, planner, leftover)[1]
+
+    def num_batches(self, epoch: int = 0) -> int:
+        """Batches this rank yields in ``epoch`` (fresh plus tail batches)."""
+        fresh, _ = self.rank_batches(epoch)
         if self.pacing is None:
             return len(fresh)
-        step0, carried = self._epoch_start(0)
-        return sum(1 for _ in self._plan_epoch(0, step0, carried))
+        step0, carried = self._epoch_start(epoch)
+        return count_epoch_batches(len(fresh), self.batch_size, self.seq_len, self.seq_len_at,
+                                   first_step=step0, policy=self.policy,
+                                   warmup_end_step=self._warmup_end(),
+                                   carried_tokens=0 if carried is None else carried.tokens)
+
+    def __len__(self) -> int:
+        """Batches this rank yields in the current epoch (the DataLoader length with
+        ``batch_size=None``). With pacing bound it includes the tail batches, so it changes
+        after :meth:`bind_pacing`."""
+        try:
+            return self.num_batches(max(0, self.next_epoch - 1))
+        except Exception:  # noqa: BLE001 - len() must not fail before iteration is possible.
+            return math.ceil(self.length / self.batch_size)
 
     # ------------------------------------------------------------------ checkpointing
     def _resume(self, world: World, epoch: int) -> tuple[int, int]:
@@ -441,29 +484,27 @@ class SLWDataset(StreamingDataset):
                 'size, batch size, reuse policy and pacing of the checkpoint.')
 
     # ------------------------------------------------------------------ iteration
-    def _materialize(self, plan: BatchPlanView) -> dict[str, Any]:
-        parts = []
-        if len(plan.fresh_ids):
-            parts.append(self.reader.read_rows(plan.fresh_ids))
-        if plan.tail_rows:
-            pieces = plan.pieces
-            flat = self.reader.read_segments(pieces['row'], pieces['start'], pieces['length'])
-            parts.append(flat.reshape(plan.tail_rows, self.seq_len))
-        rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    def _materialize(self, plan: BatchPlan) -> dict[str, Any]:
+        if plan.kind == 'fresh':
+            rows = self.reader.read_rows(plan.rows)
+        else:
+            seg = plan.segments
+            flat = self.reader.read_segments(seg['row'], seg['start'], seg['length'])
+            rows = flat.reshape(plan.rows_per_batch, self.seq_len)
         if self.output_dtype is not None and rows.dtype != self.output_dtype:
             rows = rows.astype(self.output_dtype)
         input_ids = torch.from_numpy(np.ascontiguousarray(rows))
         batch: dict[str, Any] = {'input_ids': input_ids}
         if self.emit_labels:
             batch['labels'] = input_ids.clone()
-        batch['slw_seq_len'] = torch.full((len(rows),), plan.seq_len, dtype=torch.int64)
-        batch['slw_tail_rows'] = torch.tensor(plan.tail_rows, dtype=torch.int64)
+        n = len(rows)
+        # Per-row tensors, so Composer's default batch-size inference sees one size everywhere.
+        batch['slw_seq_len'] = torch.full((n,), plan.seq_len, dtype=torch.int64)
+        batch['slw_tail_rows'] = torch.full((n,), plan.tail_rows, dtype=torch.int64)
         return batch
 
-    def _prepare_plan(self, plan: BatchPlanView) -> None:
-        ids = plan.fresh_ids
-        if plan.tail_rows:
-            ids = np.concatenate([ids, plan.pieces['row']])
+    def _prepare_plan(self, plan: BatchPlan) -> None:
+        ids = plan.rows if plan.kind == 'fresh' else plan.segments['row']
         states = self._shard_states
         from streaming.base.dataset import _ShardState
         for shard_id in np.unique(self.reader.shard_of(ids)):
@@ -490,12 +531,14 @@ class SLWDataset(StreamingDataset):
             steps_done = int(slw['steps_in_epoch'])
         self.reader.close()  # a forked worker must not reuse the parent's memory maps
         step0, carried = self._epoch_start(epoch)
+        planner, leftover = self._planner(epoch, step0, carried)
+        if steps_done:
+            planner.skip(steps_done)
         num_workers = world.workers_per_rank
         worker = world.worker_of_rank
-        mine = (plan for plan in self._plan_epoch(epoch, step0, carried)
-                if plan.step >= steps_done and (plan.step - steps_done) % num_workers == worker)
+        mine = (plan for plan in planner if (plan.index - steps_done) % num_workers == worker)
         yield from self._iter_prefetched(mine)
-        carried, account = self._plan_out
+        carried, account = self._close_epoch(epoch, planner, leftover)
         account.extra['resumed_at_step'] = steps_done
         self._epoch_starts[epoch + 1] = (step0 + account.steps, carried)
         self.last_account = account
@@ -504,7 +547,7 @@ class SLWDataset(StreamingDataset):
             logger.info('SLWDataset epoch %d rank %d: %s', epoch, account.rank,
                         json.dumps(account.as_dict(), sort_keys=True))
 
-    def _iter_prefetched(self, plans: Iterator[BatchPlanView]) -> Iterator[dict[str, Any]]:
+    def _iter_prefetched(self, plans: Iterator[BatchPlan]) -> Iterator[dict[str, Any]]:
         """Materialize plans in order while a thread prepares the shards of the next ones."""
         if self.prefetch_batches == 0:
             for plan in plans:
@@ -512,7 +555,7 @@ class SLWDataset(StreamingDataset):
                 yield self._materialize(plan)
             return
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix='slw-prefetch')
-        pending: list[tuple[BatchPlanView, Future]] = []
+        pending: list[tuple[BatchPlan, Future]] = []
         try:
             for plan in plans:
                 pending.append((plan, pool.submit(self._prepare_plan, plan)))
