@@ -83,7 +83,7 @@ def test_truncated_shard_file_is_refused(tmp_path):
     path = os.path.join(str(tmp_path), 'shard.00001.mds')
     data = open(path, 'rb').read()
     with open(path, 'wb') as f:
-        f.write(data[:8] + (1).to_bytes(4, 'little') + data[12:])  # corrupt an offset
+        f.write(data[:36] + (1).to_bytes(4, 'little') + data[40:])  # corrupt the end offset
     ds = SLWDataset(local=str(tmp_path), batch_size=8)
     with pytest.raises(ShardFormatError, match='shard.00001.mds: header says'):
         list(ds)
