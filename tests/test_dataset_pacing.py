@@ -1,0 +1,194 @@
+"""SLWDataset with a bound pacing schedule: every token trained exactly once (or carried).
+
+Token ``k`` of the corpus is the integer ``k`` (row ``r`` holds ``r*L .. r*L+L-1``), so the
+multiset of tokens the model receives after truncation identifies every (row, position).
+"""
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from slwdata.dataset import SLWDataset, make_dataloader
+from slwdata.dataset.testing import write_token_shards
+from slwdata.pacing import PacingSchedule
+
+SEQ = 64
+BS = 8
+ROWS = 128  # 16 fresh batches a rank
+
+
+@pytest.fixture(scope='module')
+def shards(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('paced'))
+    tokens = np.arange(ROWS * SEQ, dtype=np.uint16).reshape(ROWS, SEQ)
+    write_token_shards(root, tokens=tokens, rows_per_shard=32)
+    return root, tokens
+
+
+def schedule():
+    return PacingSchedule(start=8, duration='6ba', multiple=8)
+
+
+def make(root, reuse='deferred', **kw):
+    ds = SLWDataset(local=root, batch_size=BS, reuse=reuse, shuffle=True, shuffle_seed=5, **kw)
+    ds.bind_pacing(schedule(), rows_per_step=BS)
+    return ds
+
+
+def train(batches, sched=None, step0=0, tokens0=0):
+    """Truncate like the algorithm would; check the planned length against the trainer's."""
+    sched = sched or schedule().with_end(SEQ)
+    trained, hashes, kinds = [], [], []
+    tokens = tokens0
+    for i, b in enumerate(batches):
+        lengths = b['slw_seq_len'].unique().tolist()
+        assert len(lengths) == 1
+        L = lengths[0]
+        assert L == sched.seq_len(step=step0 + i, samples=(step0 + i) * BS, tokens=tokens)
+        x = b['input_ids'][:, :L]
+        assert x.shape[0] == BS  # lockstep: every batch has the same row count
+        trained.append(x.reshape(-1).numpy())
+        hashes.append(hashlib.sha1(b['input_ids'].numpy().tobytes()).hexdigest())
+        kinds.append(int(b['slw_tail_rows'][0]))
+        tokens += L * BS
+    return np.concatenate(trained) if trained else np.empty(0, np.int64), hashes, kinds
+
+
+def carried_tokens(ds, epoch):
+    _, ledger = ds._epoch_start(epoch + 1)
+    if ledger is None or ledger.tokens == 0:
+        return np.empty(0, np.int64)
+    seg = ledger.segments()
+    return ds.reader.read_segments(seg['row'], seg['start'], seg['length']).astype(np.int64)
+
+
+def assert_exactly_once(trained, carried, tokens):
+    got = np.concatenate([trained, carried]).astype(np.int64)
+    counts = np.bincount(got, minlength=tokens.size)
+    assert counts.max() == 1, f'token served twice: {np.flatnonzero(counts > 1)[:10]}'
+    assert counts.sum() == tokens.size, f'{tokens.size - counts.sum()} tokens lost'
+
+
+@pytest.mark.parametrize('reuse', ['deferred', 'interleave'])
+def test_epoch_conserves_every_token_one_rank(shards, reuse):
+    root, tokens = shards
+    ds = make(root, reuse)
+    trained, _, kinds = train(ds)
+    assert any(kinds), 'no tail batch was served'
+    assert len(kinds) == len(ds) == ds.num_batches(0)
+    assert_exactly_once(trained, carried_tokens(ds, 0), tokens)
+    acc = ds.last_account
+    assert acc.tokens_trained == trained.size
+    assert acc.tokens_trained + acc.tokens_carried_out == ROWS * SEQ and acc.tokens_dropped == 0
+    assert acc.ledger_peak_bytes == 16 * acc.ledger_peak_segments > 0
+    assert acc.as_dict() == ds.epoch_account(0).as_dict() | {'resumed_at_step': 0}
+
+
+def test_deferred_serves_tails_after_warmup_only(shards):
+    root, _ = shards
+    ds = make(root, 'deferred')
+    batches = list(ds)
+    lengths = [int(b['slw_seq_len'][0]) for b in batches]
+    tails = [i for i, b in enumerate(batches) if int(b['slw_tail_rows'][0])]
+    warm_end = lengths.index(SEQ)
+    assert tails and min(tails) >= warm_end
+    assert all(int(b['slw_tail_rows'][0]) == BS for b in batches if b['slw_tail_rows'][0])
+
+
+def test_off_drops_and_counts(shards):
+    root, tokens = shards
+    ds = make(root, 'off')
+    trained, _, kinds = train(ds)
+    assert not any(kinds)
+    acc = ds.last_account
+    assert acc.tokens_dropped == ROWS * SEQ - trained.size > 0
+    assert np.bincount(trained.astype(np.int64)).max() == 1
+
+
+def test_two_workers_deliver_the_same_batches(shards):
+    root, tokens = shards
+    _, ref, _ = train(make(root))
+    ds = make(root)
+    trained, hashes, _ = train(make_dataloader(ds, num_workers=2))
+    assert hashes == ref
+    assert_exactly_once(trained, carried_tokens(ds, 0), tokens)
+
+
+def test_second_epoch_continues_steps_and_carry(shards):
+    root, tokens = shards
+    ds = make(root, 'interleave')
+    e0, _, _ = train(ds)
+    acc0 = ds.last_account
+    sched = schedule().with_end(SEQ)
+    e1, _, _ = train(ds, sched, step0=acc0.steps, tokens0=acc0.tokens_trained)
+    acc1 = ds.last_account
+    assert acc1.extra['first_step'] == acc0.steps
+    assert acc1.tokens_carried_in == acc0.tokens_carried_out
+    # Over two epochs every token is trained twice, minus what is still carried.
+    counts = np.bincount(np.concatenate([e0, e1, carried_tokens(ds, 1)]).astype(np.int64),
+                         minlength=tokens.size)
+    assert (counts == 2).all()
+
+
+def _hashes_with_resume(root, num_workers, stop_after):
+    ds = make(root)
+    loader = make_dataloader(ds, num_workers=num_workers)
+    hashes = []
+    for i, b in enumerate(loader):
+        hashes.append(hashlib.sha1(b['input_ids'].numpy().tobytes()).hexdigest())
+        if i + 1 == stop_after:
+            break
+    state = loader.state_dict()
+    assert state['slw']['pacing']['rows_per_step'] == BS
+    del loader, ds
+    ds2 = make(root)
+    loader2 = make_dataloader(ds2, num_workers=num_workers)
+    loader2.load_state_dict(state)
+    hashes += [hashlib.sha1(b['input_ids'].numpy().tobytes()).hexdigest() for b in loader2]
+    return hashes
+
+
+@pytest.mark.parametrize('num_workers', [0, 2])
+def test_resume_mid_warmup_and_mid_reuse(shards, num_workers):
+    root, _ = shards
+    ref_batches = list(make(root))
+    ref = [hashlib.sha1(b['input_ids'].numpy().tobytes()).hexdigest() for b in ref_batches]
+    first_tail = next(i for i, b in enumerate(ref_batches) if int(b['slw_tail_rows'][0]))
+    mid_warmup = 3
+    assert int(ref_batches[mid_warmup]['slw_seq_len'][0]) < SEQ
+    for stop in (mid_warmup, first_tail + 1):
+        assert _hashes_with_resume(root, num_workers, stop) == ref
+
+
+def test_resume_with_other_pacing_stops_clearly(shards):
+    root, _ = shards
+    ds = make(root)
+    next(iter(ds))
+    state = ds.state_dict(num_samples=2 * BS, from_beginning=True)
+    ds2 = SLWDataset(local=root, batch_size=BS, shuffle=True, shuffle_seed=5)
+    ds2.bind_pacing(PacingSchedule(start=16, duration='6ba'), rows_per_step=BS)
+    ds2.load_state_dict(state)
+    with pytest.raises(RuntimeError, match='pacing: checkpoint'):
+        next(iter(ds2))
+
+
+def test_partial_batch_rows_are_carried_as_whole_rows(tmp_path):
+    tokens = np.arange(20 * SEQ, dtype=np.uint16).reshape(20, SEQ)
+    write_token_shards(str(tmp_path), tokens=tokens, rows_per_shard=8)
+    ds = SLWDataset(local=str(tmp_path), batch_size=BS)
+    ds.bind_pacing(schedule(), rows_per_step=BS)
+    trained, _, _ = train(ds)
+    acc = ds.last_account
+    assert acc.extra['leftover_rows'] == 4 and acc.fresh_rows == 20
+    assert_exactly_once(trained, carried_tokens(ds, 0), tokens)
+
+
+def test_bind_pacing_checks_row_length(shards):
+    root, _ = shards
+    ds = SLWDataset(local=root, batch_size=BS)
+    with pytest.raises(ValueError, match='rows of 64 tokens'):
+        ds.bind_pacing(PacingSchedule(start=8, end=128, duration='6ba'), rows_per_step=BS)
+    with pytest.raises(ValueError, match='rows_per_step'):
+        ds.bind_pacing(schedule(), rows_per_step=0)
