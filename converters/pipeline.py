@@ -493,13 +493,14 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
     if done:
         log(f"slwdata convert: resuming: {len(done)} of {len(units)} work units already tokenized")
 
-    progress_vals = (mp.Value("q", 0), mp.Value("q", 0))
+    # fork is cheap and inherits the loaded tokenizer; only safe while no other thread runs.
+    method = "fork" if ("fork" in mp.get_all_start_methods() and threading.active_count() == 1) else "spawn"
+    ctx = mp.get_context(method)
+    progress_vals = (ctx.Value("q", 0), ctx.Value("q", 0))
     pool: cf.ProcessPoolExecutor | None = None
     futures: dict[int, cf.Future] = {}
     if todo and workers > 1 and len(todo) > 1:
-        # fork is cheap and inherits the loaded tokenizer; only safe while no other thread runs.
-        method = "fork" if ("fork" in mp.get_all_start_methods() and threading.active_count() == 1) else "spawn"
-        pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context(method),
+        pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx,
                                       initializer=_init_worker, initargs=(progress_vals,))
         for u in todo:
             futures[u.index] = pool.submit(run_unit, u, tok.spec, dtype, opts, on_error, str(work))

@@ -210,6 +210,11 @@ def _tiktoken_by_name(name: str) -> Tokenizer:
             local = default_gpt2_file()
             if local is not None and local.is_file():
                 return _tiktoken_from_file(local, name)
+            if os.environ.get("SLWDATA_GPT2_TIKTOKEN"):
+                raise TokenizerError(
+                    f"tiktoken could not download the {name!r} encoding ({type(exc).__name__}) and "
+                    f"SLWDATA_GPT2_TIKTOKEN points to a missing file: {local}"
+                ) from exc
             raise TokenizerError(
                 f"tiktoken could not download the {name!r} encoding ({type(exc).__name__}) and no "
                 "local copy was found: set SLWDATA_GPT2_TIKTOKEN=/path/to/gpt2.tiktoken or pass "
