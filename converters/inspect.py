@@ -82,7 +82,8 @@ def verify(directory: str | Path) -> list[str]:
     index = load_index(directory)
     meta = read_meta(directory)
     problems: list[str] = []
-    total_rows = 0
+    # index.json's row total vs slwdata.json; bad shard files are reported one by one below.
+    total_rows = sum(int(s["samples"]) for s in index["shards"])
     hashed = False
     for shard in index["shards"]:
         zinfo = shard.get("zip_data")
@@ -131,11 +132,10 @@ def verify(directory: str | Path) -> list[str]:
                 problems.append(f"{name}: size does not match {n} rows of {L} {dtype} tokens")
         except ConvertError as exc:
             problems.append(f"{name}: {exc}")
-        total_rows += shard["samples"]
     if meta is not None:
         c = meta.counts
         if total_rows != c.get("rows"):
-            problems.append(f"{META_NAME}: counts.rows={c.get('rows')} but the shards hold {total_rows} rows")
+            problems.append(f"{META_NAME}: counts.rows={c.get('rows')} but index.json lists {total_rows} rows")
         if c.get("tokens") != c.get("rows", 0) * meta.seq_len + c.get("leftover_tokens", 0):
             problems.append(f"{META_NAME}: counts.tokens != rows * seq_len + leftover_tokens")
         for shard in index["shards"]:
