@@ -173,6 +173,7 @@ class SequenceLengthWarmup(Algorithm):
         self._tail_rows = 0
         self._has_tail_meta = False
         self._full_batch: Any = None
+        self._original_model: Any = None
         self._preallocated = False
         self._checked_token_count = False
         self._warned_token_count = False
@@ -187,10 +188,13 @@ class SequenceLengthWarmup(Algorithm):
 
     # ------------------------------------------------------------------ events
     def match(self, event: Event, state: State) -> bool:
-        return event in (Event.FIT_START, Event.AFTER_DATALOADER, Event.BATCH_END)
+        return event in (Event.INIT, Event.FIT_START, Event.AFTER_DATALOADER, Event.BATCH_END)
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:
-        if event == Event.FIT_START:
+        if event == Event.INIT:
+            # Before DDP/FSDP wrap it: the ComposerModel's own loss() is needed for pre-activation.
+            self._original_model = state.model
+        elif event == Event.FIT_START:
             self._fit_start(state)
         elif event == Event.AFTER_DATALOADER:
             if self.preallocate and not self._preallocated and self._full_batch is not None:
@@ -318,6 +322,12 @@ class SequenceLengthWarmup(Algorithm):
         )
 
     # ------------------------------------------------------------------ memory pre-activation
+    def _loss_model(self, state: State) -> Any:
+        model = self._original_model if self._original_model is not None else state.model
+        while not hasattr(model, "loss") and hasattr(model, "module"):  # DDP wrapper
+            model = model.module
+        return model
+
     def _preallocate(self, state: State) -> None:
         """Forward + backward at the full length once, then zero grads, leaving no trace.
 
@@ -347,7 +357,7 @@ class SequenceLengthWarmup(Algorithm):
                 try:
                     with get_precision_context(state.precision, state.precision_config):
                         outputs = state.model(inputs)
-                        loss = _total_loss(state.model.loss(outputs, inputs))
+                        loss = _total_loss(self._loss_model(state).loss(outputs, inputs))
                     loss.backward()
                 except RuntimeError as e:
                     if auto and _is_cuda_oom(e):

@@ -1,0 +1,58 @@
+"""Run under ``composer -n 2``: each rank trains a tiny model with SequenceLengthWarmup on CPU
+(gloo) and writes what it trained on to ``$SLW_TEST_OUT/rank{rank}.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+from composer import Trainer
+from composer.utils import dist
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from slwdata.composer import SequenceLengthWarmup  # noqa: E402
+from tests.helpers_composer import RandomRows, Recorder, TinyLM  # noqa: E402
+
+
+class BindingRows(RandomRows):
+    """Records what the algorithm binds (world-size math), serves plain rows."""
+
+    bound: tuple | None = None
+
+    def bind_pacing(self, schedule, rows_per_step, run_total=None):
+        self.bound = (schedule.to_config(), rows_per_step, run_total)
+
+
+def main() -> None:
+    out = Path(os.environ["SLW_TEST_OUT"])
+    dist.initialize_dist("cpu")
+    torch.manual_seed(0)
+    # Different rows per rank (seeded by rank) so per-rank token counts could only agree through the all-reduce.
+    dataset = BindingRows(n=64, seq_len=64, seed=dist.get_global_rank())
+    dl = DataLoader(dataset, batch_size=4, sampler=dist.get_sampler(dataset, shuffle=True))
+    model = TinyLM()
+    rec = Recorder()
+    slw = SequenceLengthWarmup(start=8, duration="0.5dur")
+    trainer = Trainer(model=model, train_dataloader=dl, max_duration="3000tok", algorithms=[slw], callbacks=[rec],
+                      optimizers=torch.optim.SGD(model.parameters(), lr=0.1), device="cpu", progress_bar=False,
+                      seed=0)
+    trainer.fit()
+    result = {
+        "rank": dist.get_global_rank(),
+        "world_size": dist.get_world_size(),
+        "lengths": rec.lengths,
+        "tokens_after": rec.tokens_after,
+        "seen": model.seen,
+        "dropped_tokens": slw.dropped_tokens,
+        "bound": dataset.bound,
+    }
+    (out / f"rank{dist.get_global_rank()}.json").write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

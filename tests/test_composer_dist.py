@@ -1,0 +1,41 @@
+"""Two CPU processes (gloo) under the composer launcher agree on every step's length."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("composer")
+
+from slwdata.pacing import PacingSchedule  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_two_ranks_log_identical_lengths(tmp_path):
+    launcher = Path(sys.executable).with_name("composer")
+    if not launcher.exists():
+        pytest.skip("the composer launcher is not installed beside this python")
+    env = {**os.environ, "SLW_TEST_OUT": str(tmp_path), "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [str(launcher), "-n", "2", "--master_port", "29533", str(REPO / "tests" / "scripts" / "slw_two_rank.py")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r0 = json.loads((tmp_path / "rank0.json").read_text())
+    r1 = json.loads((tmp_path / "rank1.json").read_text())
+    assert r0["world_size"] == r1["world_size"] == 2
+    assert r0["lengths"] == r1["lengths"] and r0["tokens_after"] == r1["tokens_after"]
+    # Global rows per step = 4 per rank * 2 ranks; the schedule is a fraction of 3000 trained tokens.
+    plan = PacingSchedule(end=64, duration="0.5dur").plan(len(r0["lengths"]), rows_per_step=8, total="3000tok")
+    assert r0["lengths"] == plan and plan[0] == 8 and plan[-1] == 64
+    assert r0["tokens_after"][-1] == sum(plan) * 8 >= 3000
+    assert r0["seen"][0] == 64 and r0["seen"][1:] == plan  # pre-activation at full length, then the plan
+    assert r0["bound"] == r1["bound"] and r0["bound"][1:] == [8, "3000tok"]
+    assert r0["dropped_tokens"] == r1["dropped_tokens"] == sum(64 - n for n in plan) * 8
