@@ -219,6 +219,21 @@ class TailLedger:
         self.tokens_pushed += added
         self._note_peak()
 
+    def _push_trusted(self, rows: Any, start: Any, length: Any, n_tokens: int) -> None:
+        # Planner hot path: inputs already valid and positive, token total known; no temporaries.
+        k = len(rows)
+        if k == 0:
+            return
+        self._reserve(k)
+        dst = self._buf[self._tail : self._tail + k]
+        dst["row"] = rows
+        dst["start"] = start
+        dst["length"] = length
+        self._tail += k
+        self._tokens += n_tokens
+        self.tokens_pushed += n_tokens
+        self._note_peak()
+
     def push(self, rows: Any, starts: Any, lengths: Any) -> None:
         """Append segments given as parallel arrays (scalars broadcast). Vectorized.
 

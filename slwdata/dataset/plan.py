@@ -85,7 +85,7 @@ def _as_length_fn(length_at: LengthAt) -> Callable[[int], int]:
     return fn
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, slots=True)
 class BatchPlan:
     """What one step of one rank serves.
 
@@ -236,10 +236,6 @@ class _Decider:
         self.phase_n = 0
         self.phase_j = 0
 
-    def _tails_by(self, j: int) -> int:
-        # Tail batches served among the first j slots; rounding to nearest centres them in their gaps.
-        return (j * self.phase_k + self.phase_n // 2) // self.phase_n
-
     def decide(self, step: int, seq_len: int, ledger_tokens: int) -> Optional[str]:
         fresh_left = self.num_fresh - self.fresh_done
         have_tail = ledger_tokens >= self.full
@@ -260,8 +256,9 @@ class _Decider:
             self.phase_n = self.phase_k + fresh_left
             self.phase_j = 0
         if self.phase_j < self.phase_n:
-            j = self.phase_j
-            want_tail = self._tails_by(j + 1) > self._tails_by(j)
+            # Tails among the first j slots: round(j * K / N), so they sit centred in their gaps.
+            j, k, n = self.phase_j, self.phase_k, self.phase_n
+            want_tail = ((j + 1) * k + n // 2) // n > (j * k + n // 2) // n
             self.phase_j += 1
             if want_tail and have_tail:
                 return "tail"
@@ -440,11 +437,7 @@ class EpochPlanner:
                 if self.policy == "off":
                     acct.tokens_dropped += B * drop
                 else:
-                    seg = np.empty(B, dtype=SEGMENT_DTYPE)
-                    seg["row"] = rows
-                    seg["start"] = L
-                    seg["length"] = drop
-                    self.ledger.push_segments(seg)
+                    self.ledger._push_trusted(rows, L, drop, B * drop)
                     acct.tokens_recorded += B * drop
             acct.fresh_batches += 1
             if build:
@@ -471,13 +464,12 @@ class EpochPlanner:
         row_idx = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
         end = np.cumsum(lens) - row_idx * e  # position of each piece's end inside its tail row
         begin = end - lens
-        m = end > L
-        cut = np.maximum(begin[m], L)
-        seg = np.empty(int(m.sum()), dtype=SEGMENT_DTYPE)
-        seg["row"] = pieces["row"][m]
-        seg["start"] = pieces["start"][m] + (cut - begin[m])
-        seg["length"] = end[m] - cut
-        self.ledger.push_segments(seg)
+        m = np.flatnonzero(end > L)
+        b = begin[m]
+        cut = np.maximum(b, L)
+        self.ledger._push_trusted(
+            pieces["row"][m], pieces["start"][m] + (cut - b), end[m] - cut, (e - L) * (len(offsets) - 1)
+        )
 
     @property
     def account(self) -> EpochAccount:
