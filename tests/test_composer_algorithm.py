@@ -22,7 +22,7 @@ ROWS = 4
 FULL = 64
 
 
-def fit(model=None, dl=None, max_duration="12ba", lr=0.5, schedulers=None, **slw_kwargs):
+def fit(model=None, dl=None, max_duration="12ba", lr=0.5, schedulers=None, microbatch=None, **slw_kwargs):
     torch.manual_seed(0)
     model = model or TinyLM()
     slw = SequenceLengthWarmup(**slw_kwargs)
@@ -30,7 +30,7 @@ def fit(model=None, dl=None, max_duration="12ba", lr=0.5, schedulers=None, **slw
     trainer = Trainer(model=model, train_dataloader=dl if dl is not None else loader(seq_len=FULL, batch_size=ROWS),
                       max_duration=max_duration, algorithms=[slw], callbacks=[rec], loggers=[mem],
                       optimizers=torch.optim.SGD(model.parameters(), lr=lr), schedulers=schedulers or [],
-                      device="cpu", progress_bar=False, seed=0)
+                      device="cpu", progress_bar=False, seed=0, device_train_microbatch_size=microbatch)
     trainer.fit()
     return trainer, slw, rec, mem
 
@@ -78,6 +78,14 @@ def test_preallocation_does_not_change_the_first_step():
     assert seen_a == [FULL, 8] and seen_b == [8]
     assert all(torch.equal(a, b) for a, b in zip(with_pre, without))
     assert (int(ts_a.batch), int(ts_a.sample), int(ts_a.token)) == (int(ts_b.batch), int(ts_b.sample), int(ts_b.token))
+
+
+def test_preallocation_with_microbatches():
+    torch.manual_seed(5)
+    model = TinyLM()
+    trainer, _, rec, _ = fit(model=model, max_duration="2ba", duration="10ba", microbatch=2)
+    assert model.seen == [FULL, 8, 8, 8, 8]  # one pre-activation microbatch, then 2 microbatches a step
+    assert int(trainer.state.timestamp.token) == (8 + 8) * ROWS
 
 
 def test_tuple_batches_with_sample_duration():
