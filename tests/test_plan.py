@@ -203,6 +203,9 @@ def test_resume_mid_warmup_and_mid_reuse_gives_identical_plans(policy):
     kw = dict(first_step=5, policy=policy, ledger=carried, fresh_rows=np.arange(M * B)[::-1].copy())
     full = list(plan_epoch(None, B, E, lengths, **kw))
     assert carried.tokens == 7 * 40  # the caller's ledger is not consumed
+    assert count_epoch_batches(M, B, E, lengths, first_step=5, policy=policy, carried_tokens=7 * 40) == len(full)
+    two_d = list(plan_epoch(M, B, E, lengths, **dict(kw, fresh_rows=kw["fresh_rows"].reshape(M, B))))
+    assert len(two_d) == len(full) and all(plans_equal(a, b) for a, b in zip(full, two_d))
     tail_idx = [p.index for p in full if p.kind == "tail" and p.step >= 25]
     points = [0, 3, 12, len(full) - 1, len(full)]
     if tail_idx:
