@@ -116,7 +116,7 @@ def build_trainer(cfg: dict[str, Any]):
         callbacks=[StabilityMonitor()],
         loggers=[memory],
         device=cfg.get("device"),
-        device_train_microbatch_size=cfg.get("device_microbatch_size", "auto" if torch.cuda.is_available() else None),
+        device_train_microbatch_size=cfg.get("device_microbatch_size") or per_rank,
         precision=cfg.get("precision", "amp_bf16" if torch.cuda.is_available() else "fp32"),
         seed=int(cfg.get("seed", 17)),
         save_folder=cfg.get("save_folder"),

@@ -98,7 +98,7 @@ def prepare_data(cfg: QuickstartConfig) -> dict[str, Any]:
 
         shutil.rmtree(dest, ignore_errors=True)
         counts[name] = convert(inputs, str(dest), seq_len=cfg.seq_len, tokenizer=cfg.tokenizer,
-                               workers=cfg.workers)
+                               workers=cfg.workers, progress=cfg.progress, overwrite=True)
         c = counts[name].get("counts", counts[name])
         _log(f"converted {name}: {c.get('tokens', '?'):,} tokens -> {c.get('rows', '?'):,} rows "
              f"of {cfg.seq_len} -> {dest}")
@@ -116,6 +116,41 @@ def shard_meta(shard_dir: str | os.PathLike) -> dict[str, Any]:
 
         raise UserError(f"{path}: missing; not a folder written by 'slwdata convert'")
     return json.loads(path.read_text())
+
+
+def _WholeBatchLoader(dataset: Any, **kwargs: Any) -> Any:
+    """``DataLoader(dataset, batch_size=None)`` that still reports the dataset's rows per batch.
+
+    SequenceLengthWarmup reads the rows per step from ``loader.batch_size`` to bind the pacing,
+    but SLWDataset yields whole batches, so the DataLoader's own batching must stay off. We record
+    ``batch_size`` after construction (auto-collation is fixed by then) and keep ``len()`` in
+    batches (a DataLoader divides an iterable dataset's length by ``batch_size``).
+    TODO: drop once the algorithm falls back to ``dataset.batch_size``.
+    """
+    from torch.utils.data import DataLoader
+
+    class Loader(DataLoader):
+        def __len__(self) -> int:
+            return len(self.dataset)
+
+    loader = Loader(dataset, batch_size=None, **kwargs)
+    object.__setattr__(loader, "batch_size", dataset.batch_size)
+    return loader
+
+
+def strip_slw_keys(batch: Any) -> Any:
+    """Drop the dataset's ``slw_*`` metadata (for runs without ``SequenceLengthWarmup``)."""
+    if isinstance(batch, dict):
+        return {k: v for k, v in batch.items() if not str(k).startswith("slw_")}
+    return batch
+
+
+def vocab_size(meta: dict[str, Any]) -> int:
+    """The model's vocabulary: the tokenizer's, else the largest id the row dtype can hold."""
+    size = (meta.get("tokenizer") or {}).get("vocab_size")
+    if size:
+        return int(size)
+    return 65536 if meta.get("dtype", "uint16") == "uint16" else 2**17
 
 
 class _TokensCollate:
@@ -165,6 +200,7 @@ class RunSpec:
     eval_batches: int = 8
     progress: bool = True
     weight_decay: float = 0.1
+    microbatch_size: int | None = None  # None: the whole batch at once
 
 
 def _schedule(spec: RunSpec):
@@ -194,7 +230,7 @@ def train_run(spec: RunSpec) -> dict[str, Any]:
     from slwdata.report import LOSS_RATIO_THRESHOLD, loss_ratios
 
     meta = shard_meta(spec.train_dir)
-    vocab = int(meta["tokenizer"]["vocab_size"])
+    vocab = vocab_size(meta)
     if meta["seq_len"] != spec.seq_len:
         from slwdata.cli import UserError
 
@@ -205,7 +241,13 @@ def train_run(spec: RunSpec) -> dict[str, Any]:
     # Same dataset class, order and seed for every run: only truncation and reuse differ.
     dataset = SLWDataset(local=spec.train_dir, batch_size=spec.batch_size, shuffle=True,
                          shuffle_seed=spec.seed, reuse=spec.reuse if schedule is not None else "off")
-    train_dl = DataLoader(dataset, batch_size=None, num_workers=0)
+    train_dl: Any = _WholeBatchLoader(dataset, num_workers=0)
+    if schedule is None:
+        # No algorithm pops the dataset's slw_* metadata, and Composer cannot count samples
+        # in a batch holding a 0-d tensor: strip it before Composer looks at the batch.
+        from composer.core import DataSpec
+
+        train_dl = DataSpec(train_dl, batch_transforms=strip_slw_keys)
     algorithms = [SequenceLengthWarmup(schedule=schedule)] if schedule is not None else []
     monitor = StabilityMonitor()
     mem = InMemoryLogger()
@@ -228,6 +270,7 @@ def train_run(spec: RunSpec) -> dict[str, Any]:
         callbacks=[monitor],
         loggers=[mem],
         device=spec.device,
+        device_train_microbatch_size=spec.microbatch_size or spec.batch_size,
         precision=precision,
         seed=spec.seed,
         progress_bar=spec.progress,
@@ -260,9 +303,9 @@ def train_run(spec: RunSpec) -> dict[str, Any]:
         "trained_tokens": int(state.timestamp.token),
         "reserved_tokens": _last_int(mem, "slw/reserved_tokens"),
         "dropped_tokens": _last_int(mem, "slw/dropped_tokens"),
-        "loss_ratio_spikes": summary.get("loss_ratio_count", sum(r > LOSS_RATIO_THRESHOLD for r in hist["loss_ratio"])),
+        "loss_ratio_spikes": summary.get("steps_above_threshold", sum(r > LOSS_RATIO_THRESHOLD for r in hist["loss_ratio"])),
         "max_loss_ratio": summary.get("max_loss_ratio", max(hist["loss_ratio"], default=float("nan"))),
-        "adam_var_max": summary.get("adam_var_max"),
+        "adam_var_max": summary.get("adam_var_sqrt_max_max"),
         "final_val_loss": val_loss,
         "final_val_ppl": math.exp(val_loss) if val_loss is not None else None,
         "wall_s": wall,
