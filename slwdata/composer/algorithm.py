@@ -92,11 +92,13 @@ class PacedDataLoader:
 
 
 def _rows_per_device(loader: Any) -> Optional[int]:
-    batch_size = getattr(loader, "batch_size", None)
-    if isinstance(batch_size, int):
-        return batch_size
-    batch_sampler = getattr(loader, "batch_sampler", None)
-    return getattr(batch_sampler, "batch_size", None)
+    # A DataLoader batching rows, else a dataset that yields whole batches (SLWDataset with
+    # DataLoader(batch_size=None)).
+    for owner in (loader, getattr(loader, "batch_sampler", None), getattr(loader, "dataset", None)):
+        batch_size = getattr(owner, "batch_size", None)
+        if isinstance(batch_size, int) and not isinstance(batch_size, bool):
+            return batch_size
+    return None
 
 
 def _slice_rows(batch: Any, n: int) -> Any:
@@ -240,7 +242,8 @@ class SequenceLengthWarmup(Algorithm):
                 self.schedule = self.schedule.with_end(end)
             rows = _rows_per_device(loader)
             if rows is None:
-                raise ValueError("the train dataloader has no batch_size: the dataset cannot plan its tails")
+                raise ValueError("neither the train dataloader nor its dataset has an int batch_size: the dataset "
+                                 "cannot plan its tails")
             dataset.bind_pacing(self.schedule, rows_per_step=rows * dist.get_world_size(), run_total=self.total)
         if state.dataloader is not None and not isinstance(state.dataloader, PacedDataLoader):
             length = state.dataloader_len
