@@ -53,8 +53,9 @@ def write_token_shards(out: Union[str, tuple[str, str]],
     encoding = encoding or f'ndarray:{tokens.dtype.name}:{seq_len}'
     local = out[0] if isinstance(out, tuple) else out
     samples = [{'tokens': row.tobytes() if encoding == 'bytes' else row} for row in tokens]
+    extra = {'keep_local': True} if isinstance(out, tuple) else {}
     with MDSWriter(out=out, columns={'tokens': encoding}, compression=compression,
-                   hashes=list(hashes)) as writer:
+                   hashes=list(hashes), **extra) as writer:
         # Exactly rows_per_shard rows a shard: the limit counts the shard header and 4 bytes of
         # offset per sample on top of the encoded sample.
         per_sample = len(writer.encode_sample(samples[0])) + writer.extra_bytes_per_sample
