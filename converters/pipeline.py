@@ -121,7 +121,7 @@ def _finish_unit(work: Path, unit: Unit, result: dict[str, Any]) -> dict[str, An
 
 
 def _tokenize_text_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, opts: ReadOptions,
-                        on_error: str, work: str) -> dict[str, Any]:
+                        on_error: str, work: str, threads: int = 1) -> dict[str, Any]:
     workp = Path(work)
     tok = _worker_tokenizer(tok_spec)
     eos = tok.eos_id
@@ -138,7 +138,7 @@ def _tokenize_text_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, opts: 
             if not batch:
                 return
             flat: list[int] = []
-            for ids in tok.encode_batch(batch):
+            for ids in tok.encode_batch(batch, num_threads=threads):
                 flat.extend(ids)
                 flat.append(eos)
             arr = np.asarray(flat, dtype=dtype)
@@ -152,7 +152,7 @@ def _tokenize_text_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, opts: 
         for text in iter_unit_documents(unit, opts, skip):
             batch.append(text)
             chars += len(text)
-            if len(batch) >= _BATCH_DOCS or chars >= _BATCH_CHARS:
+            if len(batch) >= _BATCH_DOCS * threads or chars >= _BATCH_CHARS * threads:
                 flush()
         flush()
     os.replace(tmp, tok_path)
@@ -251,13 +251,16 @@ def _megatron_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, work: str) 
 
 
 def run_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, opts: ReadOptions, on_error: str,
-             work: str) -> dict[str, Any]:
-    """Process one unit into ``work`` and return its result (also saved as JSON)."""
+             work: str, threads: int = 1) -> dict[str, Any]:
+    """Process one unit into ``work`` and return its result (also saved as JSON).
+
+    ``threads`` > 1 lets tiktoken encode a batch on several threads (it releases the GIL):
+    used when there are fewer units than workers. It never changes the tokens."""
     if unit.fmt == "nanogpt":
         return _nanogpt_unit(unit, tok_spec, dtype, work)
     if unit.fmt == "megatron":
         return _megatron_unit(unit, tok_spec, dtype, work)
-    return _tokenize_text_unit(unit, tok_spec, dtype, opts, on_error, work)
+    return _tokenize_text_unit(unit, tok_spec, dtype, opts, on_error, work, threads)
 
 
 def _load_done_unit(work: Path, unit: Unit) -> dict[str, Any] | None:
@@ -281,6 +284,26 @@ def _load_done_unit(work: Path, unit: Unit) -> dict[str, Any] | None:
 
 # ---------------------------------------------------------------------------------------------
 # writer
+
+
+def _make_writer() -> type:
+    """``streaming.MDSWriter`` with a fast path for our one fixed-shape ndarray column.
+
+    For a single fixed-size column MDS stores a sample as exactly the column's bytes (no size
+    header), so ``arr.tobytes()`` is what ``MDSWriter.encode_sample`` would return; skipping its
+    generic per-sample encoding keeps the single writer from becoming the bottleneck."""
+    from streaming import MDSWriter
+
+    class _TokenMDSWriter(MDSWriter):
+        def encode_sample(self, sample: dict[str, Any]) -> bytes:
+            arr = sample.get("tokens")
+            if (len(self.column_names) == 1 and isinstance(arr, np.ndarray) and self.column_sizes[0] is not None
+                    and arr.flags.c_contiguous and arr.nbytes == self.column_sizes[0]
+                    and self.column_encodings[0] == f"ndarray:{arr.dtype.name}:{arr.shape[0]}"):
+                return arr.tobytes()
+            return super().encode_sample(sample)
+
+    return _TokenMDSWriter
 
 
 class _RowWriter:
@@ -493,21 +516,23 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
     if done:
         log(f"slwdata convert: resuming: {len(done)} of {len(units)} work units already tokenized")
 
+    _WORKER_TOK[json.dumps(tok.spec, sort_keys=True)] = tok  # reused inline and by forked workers
     # fork is cheap and inherits the loaded tokenizer; only safe while no other thread runs.
     method = "fork" if ("fork" in mp.get_all_start_methods() and threading.active_count() == 1) else "spawn"
     ctx = mp.get_context(method)
     progress_vals = (ctx.Value("q", 0), ctx.Value("q", 0))
     pool: cf.ProcessPoolExecutor | None = None
     futures: dict[int, cf.Future] = {}
-    if todo and workers > 1 and len(todo) > 1:
-        pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx,
+    n_proc = min(workers, len(todo)) if todo else 1
+    threads = max(1, workers // n_proc)
+    if n_proc > 1:
+        pool = cf.ProcessPoolExecutor(max_workers=n_proc, mp_context=ctx,
                                       initializer=_init_worker, initargs=(progress_vals,))
         for u in todo:
-            futures[u.index] = pool.submit(run_unit, u, tok.spec, dtype, opts, on_error, str(work))
+            futures[u.index] = pool.submit(run_unit, u, tok.spec, dtype, opts, on_error, str(work), threads)
     else:
         _init_worker(progress_vals)
 
-    from streaming import MDSWriter
     from tqdm import tqdm
 
     mds_local = work / _MDS_DIR
@@ -526,7 +551,7 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
         bar.set_postfix_str(f"{base_docs + progress_vals[0].value:,} docs", refresh=False)
 
     try:
-        writer = MDSWriter(out=str(mds_local) if remote is None else (str(mds_local), remote),
+        writer = _make_writer()(out=str(mds_local) if remote is None else (str(mds_local), remote),
                            columns={"tokens": f"ndarray:{dtype}:{seq_len}"}, compression=compression,
                            hashes=hashes, size_limit=size_limit, keep_local=True)
         rows = _RowWriter(writer, seq_len, dtype, tok.eos_id)
@@ -542,7 +567,7 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
                     except cf.TimeoutError:
                         refresh()
             else:
-                res = run_unit(u, tok.spec, dtype, opts, on_error, str(work))
+                res = run_unit(u, tok.spec, dtype, opts, on_error, str(work), threads)
             refresh()
             rows.feed_segments(work, res["segments"])
             docs += int(res["documents"])

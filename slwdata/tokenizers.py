@@ -68,7 +68,7 @@ class Tokenizer:
     vocab_size: int
     spec: dict[str, Any]
 
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    def encode_batch(self, texts: Sequence[str], num_threads: int = 1) -> list[list[int]]:
         raise NotImplementedError
 
     def encode(self, text: str) -> list[int]:
@@ -92,7 +92,7 @@ class ByteTokenizer(Tokenizer):
         self.name, self.kind, self.eos_id, self.vocab_size = "bytes", "bytes", 256, 257
         self.spec = {"kind": "bytes"}
 
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    def encode_batch(self, texts: Sequence[str], num_threads: int = 1) -> list[list[int]]:
         # "replace" keeps lone surrogates (legal in JSON strings) from aborting a document.
         return [list(t.encode("utf-8", "replace")) for t in texts]
 
@@ -111,8 +111,10 @@ class TiktokenTokenizer(Tokenizer):
         self.vocab_size = int(encoding.n_vocab)
         self.spec = spec
 
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        # One thread: the converter parallelises with processes already.
+    def encode_batch(self, texts: Sequence[str], num_threads: int = 1) -> list[list[int]]:
+        # tiktoken releases the GIL, so threads help when there are fewer work units than cores.
+        if num_threads > 1 and len(texts) > 1:
+            return self.enc.encode_ordinary_batch(list(texts), num_threads=num_threads)
         return [self.enc.encode_ordinary(t) for t in texts]
 
     def decode(self, ids: Sequence[int]) -> str:
@@ -184,7 +186,7 @@ class HFTokenizer(Tokenizer):
         self.eos_id = int(eos)
         self.vocab_size = max(self.vocab_size, self.eos_id + 1)
 
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    def encode_batch(self, texts: Sequence[str], num_threads: int = 1) -> list[list[int]]:
         if self._tok is not None:
             return list(self._tok(list(texts), add_special_tokens=False)["input_ids"])
         return [e.ids for e in self._fast.encode_batch(list(texts), add_special_tokens=False)]
