@@ -40,5 +40,29 @@ def test_resume_mid_warmup_gives_the_same_lengths(tmp_path):
     assert rec2.tokens_after == full_tokens[4:]
     assert int(resumed.state.timestamp.token) == int(trainer.state.timestamp.token)
     # Cumulative counters come back with the checkpoint.
-    assert slw2.dropped_tokens == slw.dropped_tokens
+    assert (slw2.dropped_tokens, slw2.trained_tokens) == (slw.dropped_tokens, slw.trained_tokens)
     assert logged(mem2, "slw/dropped_tokens") == logged(mem, "slw/dropped_tokens")[4:]
+
+
+def test_resume_with_planning_dataset_replays_without_false_mismatch(tmp_path):
+    """A plain DataLoader is replayed up to the resumed batch; those batches carry earlier plans."""
+    from composer.loggers import InMemoryLogger as Mem
+
+    from tests.test_composer_algorithm import _PlanningRows
+
+    def run(folder, **kw):
+        torch.manual_seed(0)
+        model, rec = TinyLM(), Recorder()
+        ds = _PlanningRows(n=48)
+        slw = SequenceLengthWarmup(start=8, duration="8ba")
+        trainer = Trainer(model=model, train_dataloader=torch.utils.data.DataLoader(ds, batch_size=4),
+                          max_duration="10ba", algorithms=[slw], callbacks=[rec], loggers=[Mem()],
+                          optimizers=torch.optim.SGD(model.parameters(), lr=0.1), device="cpu", progress_bar=False,
+                          seed=0, save_folder=str(folder), save_interval="4ba", **kw)
+        trainer.fit()
+        return rec, slw
+
+    rec, slw = run(tmp_path / "a")
+    rec2, slw2 = run(tmp_path / "b", load_path=str(tmp_path / "a" / "ep0-ba4-rank0.pt"))
+    assert rec2.lengths == rec.lengths[4:]
+    assert (slw2.trained_tokens, slw2.reserved_tokens) == (slw.trained_tokens, slw.reserved_tokens)

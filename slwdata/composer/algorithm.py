@@ -77,8 +77,13 @@ class PacedDataLoader:
         # The trainer only calls DistributedSampler.set_epoch on real DataLoaders; do it for it.
         for sampler in _distributed_samplers(self.dataloader):
             sampler.set_epoch(int(self._state.timestamp.epoch))
-        for batch in self.dataloader:
-            yield self._algorithm._pace(batch, self._state)
+        # On resume without dataset resumption the trainer draws and discards the batches of the
+        # epoch it already trained; their planned lengths belong to earlier steps, so they are
+        # not checked against the current step's length.
+        state = self._state
+        replayed = 0 if "train" in (state.dataset_resumption or {}) else int(state.timestamp.batch_in_epoch)
+        for index, batch in enumerate(self.dataloader):
+            yield self._algorithm._pace(batch, state, check=index >= replayed)
 
     def __len__(self) -> int:
         if not hasattr(self.dataloader, "__len__"):
@@ -169,6 +174,7 @@ class SequenceLengthWarmup(Algorithm):
         self.keys = keys
         self.total: Optional[str] = None  # the run length, for fraction durations: "1000ba" / "..tok" / "..sp"
         self.seq_len: Optional[int] = None  # length of the batch being trained
+        self.trained_tokens = 0  # cumulative, all ranks: rows * paced length (whatever Composer counts)
         self.dropped_tokens = 0  # cumulative, all ranks
         self.reserved_tokens = 0  # cumulative trained tokens that came from re-served tails, all ranks
         self._info: Optional[TruncateInfo] = None
@@ -256,7 +262,7 @@ class SequenceLengthWarmup(Algorithm):
         ts = state.timestamp
         return self.schedule.seq_len(step=int(ts.batch), samples=int(ts.sample), tokens=int(ts.token), total=self.total)
 
-    def _pace(self, batch: Any, state: State) -> Any:
+    def _pace(self, batch: Any, state: State, check: bool = True) -> Any:
         full = full_length(batch)
         if self.schedule.end is None:
             self.schedule = self.schedule.with_end(full)
@@ -264,7 +270,7 @@ class SequenceLengthWarmup(Algorithm):
         cut = paced if self.truncate else full
         out, info = truncate_batch(batch, cut, self.keys, full_len=full, return_info=True)
         planned = info.meta.get(SLW_PREFIX + "seq_len")
-        if planned is not None:
+        if planned is not None and check:
             planned_values = torch.as_tensor(planned).flatten().unique().tolist()
             if planned_values != [paced]:
                 raise SLWMismatchError(
@@ -291,13 +297,14 @@ class SequenceLengthWarmup(Algorithm):
             if state.previous_timestamp is not None else info.rows * dist.get_world_size()
         tokens_step = int(state.timestamp.token) - int(state.previous_timestamp.token) \
             if state.previous_timestamp is not None else 0
+        self.trained_tokens += info.seq_len * rows_global
         self.dropped_tokens += (info.full_len - info.seq_len) * rows_global
         # Lockstep (docs/DESIGN.md): every rank re-serves the same number of tail rows per step.
         self.reserved_tokens += self._tail_rows * info.seq_len * dist.get_world_size()
         self._check_token_count(tokens_step, info.seq_len * rows_global, info.full_len * rows_global)
         metrics = {
             "slw/seq_len": info.seq_len,
-            "slw/trained_tokens": int(state.timestamp.token),
+            "slw/trained_tokens": self.trained_tokens,
             "slw/dropped_tokens": self.dropped_tokens,
         }
         if self._has_tail_meta:
@@ -390,12 +397,14 @@ class SequenceLengthWarmup(Algorithm):
         sd = super().state_dict()
         sd.update({
             "schedule": self.schedule.to_config(allow_callable=True) if self.schedule.kind != "callable" else None,
+            "trained_tokens": self.trained_tokens,
             "dropped_tokens": self.dropped_tokens,
             "reserved_tokens": self.reserved_tokens,
         })
         return sd
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.trained_tokens = int(state.get("trained_tokens", 0))
         self.dropped_tokens = int(state.get("dropped_tokens", 0))
         self.reserved_tokens = int(state.get("reserved_tokens", 0))
         saved = state.get("schedule")
