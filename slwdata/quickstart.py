@@ -118,26 +118,6 @@ def shard_meta(shard_dir: str | os.PathLike) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _WholeBatchLoader(dataset: Any, **kwargs: Any) -> Any:
-    """``DataLoader(dataset, batch_size=None)`` that still reports the dataset's rows per batch.
-
-    SequenceLengthWarmup reads the rows per step from ``loader.batch_size`` to bind the pacing,
-    but SLWDataset yields whole batches, so the DataLoader's own batching must stay off. We record
-    ``batch_size`` after construction (auto-collation is fixed by then) and keep ``len()`` in
-    batches (a DataLoader divides an iterable dataset's length by ``batch_size``).
-    TODO: drop once the algorithm falls back to ``dataset.batch_size``.
-    """
-    from torch.utils.data import DataLoader
-
-    class Loader(DataLoader):
-        def __len__(self) -> int:
-            return len(self.dataset)
-
-    loader = Loader(dataset, batch_size=None, **kwargs)
-    object.__setattr__(loader, "batch_size", dataset.batch_size)
-    return loader
-
-
 def strip_slw_keys(batch: Any) -> Any:
     """Drop the dataset's ``slw_*`` metadata (for runs without ``SequenceLengthWarmup``)."""
     if isinstance(batch, dict):
@@ -241,7 +221,7 @@ def train_run(spec: RunSpec) -> dict[str, Any]:
     # Same dataset class, order and seed for every run: only truncation and reuse differ.
     dataset = SLWDataset(local=spec.train_dir, batch_size=spec.batch_size, shuffle=True,
                          shuffle_seed=spec.seed, reuse=spec.reuse if schedule is not None else "off")
-    train_dl: Any = _WholeBatchLoader(dataset, num_workers=0)
+    train_dl: Any = DataLoader(dataset, batch_size=None, num_workers=0)
     if schedule is None:
         # No algorithm pops the dataset's slw_* metadata, and Composer cannot count samples
         # in a batch holding a 0-d tensor: strip it before Composer looks at the batch.
