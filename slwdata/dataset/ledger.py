@@ -88,30 +88,47 @@ def split_into_rows(segments: np.ndarray, row_len: int) -> tuple[np.ndarray, np.
         >>> [tuple(map(int, p)) for p in pieces], off.tolist()
         ([(0, 8, 8), (0, 16, 4), (1, 8, 4)], [0, 1, 3])
     """
+    pieces, row_offsets, _, _, _ = _split_rows(segments, row_len)
+    return pieces, row_offsets
+
+
+def _split_rows(
+    segments: np.ndarray, row_len: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    # Also returns, per piece, its row index and its [begin, end) in the concatenated token stream,
+    # which the planner needs to find what a truncation drops.
     lens = segments["length"].astype(np.int64)
-    total = int(lens.sum())
+    if len(lens) and int(lens.min()) <= 0:
+        if int(lens.min()) < 0:
+            raise ValueError(f"split_into_rows: negative segment length {int(lens.min())}")
+        segments = segments[lens > 0]
+        lens = lens[lens > 0]
+    ends = np.cumsum(lens)
+    total = int(ends[-1]) if len(ends) else 0
     if row_len <= 0 or total % row_len:
         raise ValueError(f"split_into_rows: {total} tokens is not a whole number of rows of {row_len}")
     n_rows = total // row_len
-    ends = np.cumsum(lens)
     begins = ends - lens
-    keep = lens > 0
-    if not keep.all():
-        segments, lens, ends, begins = segments[keep], lens[keep], ends[keep], begins[keep]
     first_row = begins // row_len
     n_pieces = (ends - 1) // row_len - first_row + 1
-    seg_idx = np.repeat(np.arange(len(segments)), n_pieces)
-    # j-th piece of a segment: j = 0 starts at the segment's begin, later ones at a row boundary.
-    j = np.arange(len(seg_idx)) - np.repeat(np.cumsum(n_pieces) - n_pieces, n_pieces)
-    row = first_row[seg_idx] + j
-    p_begin = np.maximum(begins[seg_idx], row * row_len)
-    p_end = np.minimum(ends[seg_idx], (row + 1) * row_len)
-    pieces = np.empty(len(seg_idx), dtype=SEGMENT_DTYPE)
-    pieces["row"] = segments["row"][seg_idx]
-    pieces["start"] = segments["start"][seg_idx] + (p_begin - begins[seg_idx])
-    pieces["length"] = p_end - p_begin
-    row_offsets = np.searchsorted(row, np.arange(n_rows + 1), side="left").astype(np.int64)
-    return pieces, row_offsets
+    n_total = int(n_pieces.sum())
+    if n_total == len(segments):
+        # No segment straddles a row boundary.
+        pieces, row, p_begin, p_end = segments.copy(), first_row, begins, ends
+    else:
+        seg_idx = np.repeat(np.arange(len(segments)), n_pieces)
+        # j-th piece of a segment: j = 0 starts at the segment's begin, later ones at a row boundary.
+        j = np.arange(n_total) - np.repeat(np.cumsum(n_pieces) - n_pieces, n_pieces)
+        row = first_row[seg_idx] + j
+        seg_begin = begins[seg_idx]
+        p_begin = np.maximum(seg_begin, row * row_len)
+        p_end = np.minimum(ends[seg_idx], p_begin - p_begin % row_len + row_len)
+        pieces = np.empty(n_total, dtype=SEGMENT_DTYPE)
+        pieces["row"] = segments["row"][seg_idx]
+        pieces["start"] = segments["start"][seg_idx] + (p_begin - seg_begin)
+        pieces["length"] = p_end - p_begin
+    row_offsets = np.searchsorted(row, np.arange(n_rows + 1), side="left")
+    return pieces, row_offsets, row, p_begin, p_end
 
 
 class TailLedger:

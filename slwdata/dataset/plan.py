@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from slwdata.dataset.ledger import SEGMENT_DTYPE, TailLedger, format_bytes
+from slwdata.dataset.ledger import TailLedger, _split_rows, format_bytes
 
 __all__ = [
     "POLICIES",
@@ -443,9 +443,16 @@ class EpochPlanner:
             if build:
                 plan = BatchPlan(step, self.position, "fresh", L, e, B, fresh_index=fi, rows=rows)
         else:
-            pieces, offsets = self.ledger.take_rows(B, e)
+            pieces, offsets, prow, pbeg, pend = _split_rows(self.ledger.take(B * e), e)
             if drop:
-                self._record_tail_suffix(pieces, offsets, L)
+                # A tail row cut at L drops the suffix of its segment list: a partial piece, then whole ones.
+                row0 = prow * e
+                m = np.flatnonzero(pend - row0 > L)
+                b = pbeg[m] - row0[m]
+                cut = np.maximum(b, L)
+                self.ledger._push_trusted(
+                    pieces["row"][m], pieces["start"][m] + (cut - b), pend[m] - row0[m] - cut, B * drop
+                )
                 acct.tokens_recorded += B * drop
                 acct.tokens_rerecorded += B * drop
             acct.tail_batches += 1
@@ -456,20 +463,6 @@ class EpochPlanner:
         self.position += 1
         self.step += 1
         return plan
-
-    def _record_tail_suffix(self, pieces: np.ndarray, offsets: np.ndarray, L: int) -> None:
-        # A tail row truncated at L drops the suffix of its segment list: a partial segment, then whole ones.
-        e = self.row_len
-        lens = pieces["length"].astype(np.int64)
-        row_idx = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-        end = np.cumsum(lens) - row_idx * e  # position of each piece's end inside its tail row
-        begin = end - lens
-        m = np.flatnonzero(end > L)
-        b = begin[m]
-        cut = np.maximum(b, L)
-        self.ledger._push_trusted(
-            pieces["row"][m], pieces["start"][m] + (cut - b), end[m] - cut, (e - L) * (len(offsets) - 1)
-        )
 
     @property
     def account(self) -> EpochAccount:
