@@ -501,12 +501,7 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
     for stale in work.glob("*.tmp"):  # half-written files of a killed run
         stale.unlink()
 
-    if engine == "spark":
-        from converters.spark import tokenize_units_spark  # noqa: F401 - optional engine
-
-        tokenize_units_spark(units, tok.spec, dtype, opts, on_error, work)
-
-    # --- tokenize (pool) and write (in order) -----------------------------------------------
+    # --- tokenize (pool or Spark) and write (in order) --------------------------------------
     done: dict[int, dict[str, Any]] = {}
     for u in units:
         r = _load_done_unit(work, u)
@@ -515,6 +510,12 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
     todo = [u for u in units if u.index not in done]
     if done:
         log(f"slwdata convert: resuming: {len(done)} of {len(units)} work units already tokenized")
+    if engine == "spark" and todo:
+        from converters.spark import tokenize_units_spark
+
+        for res in tokenize_units_spark(todo, tok.spec, dtype, opts, on_error, work):
+            done[int(res["unit"])] = res
+        todo = [u for u in units if u.index not in done]
 
     _WORKER_TOK[json.dumps(tok.spec, sort_keys=True)] = tok  # reused inline and by forked workers
     # fork is cheap and inherits the loaded tokenizer; only safe while no other thread runs.
