@@ -68,3 +68,18 @@ def test_plain_pytorch_loop(shards):
     assert 1024 <= result["trained_tokens"] < 1024 + 4 * 32
     assert result["steps"] > 1024 // (4 * 32)
     assert result["dropped_tokens"] > 0 and result["final_loss"] > 0
+
+
+def test_llmfoundry_entry_point_loads_the_algorithm():
+    pytest.importorskip("composer")
+    from importlib.metadata import entry_points
+
+    from slwdata.composer import SequenceLengthWarmup
+
+    (ep,) = [e for e in entry_points(group="llmfoundry_algorithms") if e.name == "slw"]
+    cls = ep.load()
+    assert cls is SequenceLengthWarmup
+    # llm-foundry passes the YAML keys of examples/llmfoundry.md as keyword arguments.
+    algo = cls(start=8, duration="9000ba", kind="linear")
+    assert algo.schedule.start == 8 and str(algo.schedule.duration) == "9000ba"
+    assert "slw:" in (EXAMPLES / "llmfoundry.md").read_text()
