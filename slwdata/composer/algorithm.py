@@ -135,8 +135,9 @@ class SequenceLengthWarmup(Algorithm):
             ``"2000sp"`` or ``"5000000tok"`` (trained tokens), an int (steps) or a float fraction.
         kind, multiple, degree, stages, fn: see :class:`slwdata.pacing.PacingSchedule`.
         schedule: a ready :class:`PacingSchedule` (or its config dict); overrides the above.
-        truncate: ``False`` keeps full-length batches (still checks, pops ``slw_*`` keys and
-            logs the length): a control run with identical plumbing.
+        truncate: ``False`` keeps full-length batches (pops ``slw_*`` keys, logs the trained
+            length, does not bind the dataset's tail planning): a control run with identical
+            plumbing.
         preallocate: before the first step run one forward+backward at the full length (then
             zero the grads), so memory is reserved once and ``device_train_microbatch_size='auto'``
             is searched at the full length.
@@ -183,7 +184,6 @@ class SequenceLengthWarmup(Algorithm):
         self._full_batch: Any = None
         self._original_model: Any = None
         self._preallocated = False
-        self._checked_token_count = False
         self._warned_token_count = False
 
     def __repr__(self) -> str:
@@ -237,7 +237,8 @@ class SequenceLengthWarmup(Algorithm):
         self.total = self._run_total(state)
         loader = state.train_dataloader
         dataset = getattr(loader, "dataset", None)
-        if dataset is not None and hasattr(dataset, "bind_pacing"):
+        # Without truncation nothing is dropped, so the dataset must not plan tails for it.
+        if self.truncate and dataset is not None and hasattr(dataset, "bind_pacing"):
             if self.schedule.end is None:
                 end = getattr(dataset, "seq_len", None) or getattr(dataset, "max_seq_len", None)
                 if not isinstance(end, int):
@@ -270,7 +271,7 @@ class SequenceLengthWarmup(Algorithm):
         cut = paced if self.truncate else full
         out, info = truncate_batch(batch, cut, self.keys, full_len=full, return_info=True)
         planned = info.meta.get(SLW_PREFIX + "seq_len")
-        if planned is not None and check:
+        if planned is not None and check and self.truncate:
             planned_values = torch.as_tensor(planned).flatten().unique().tolist()
             if planned_values != [paced]:
                 raise SLWMismatchError(
