@@ -213,6 +213,7 @@ def test_resume_mid_warmup_and_mid_reuse_gives_identical_plans(policy):
     for k in points:
         pl = plan_epoch(None, B, E, lengths, **kw)
         pl.skip(k)
+        assert pl.remaining_batches() == len(full) - k
         rest = list(pl)
         assert len(rest) == len(full) - k
         assert all(plans_equal(a, b) for a, b in zip(full[k:], rest)), f"resume at batch {k} diverged"
