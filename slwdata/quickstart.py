@@ -28,6 +28,7 @@ import gc
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -94,8 +95,6 @@ def prepare_data(cfg: QuickstartConfig) -> dict[str, Any]:
     files = corpus["files"]
     counts = {}
     for name, inputs, dest in (("train", files[:-1], train_dir), ("val", files[-1:], val_dir)):
-        import shutil
-
         shutil.rmtree(dest, ignore_errors=True)
         counts[name] = convert(inputs, str(dest), seq_len=cfg.seq_len, tokenizer=cfg.tokenizer,
                                workers=cfg.workers, progress=cfg.progress, overwrite=True)
