@@ -269,3 +269,14 @@ def test_empty_epoch_and_carry_only_epoch():
     assert pl.account.carried_tokens == E
     assert isinstance(pl, EpochPlanner)
     assert list(plan_epoch(0, 2, E, [E])) == []
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import slwdata.dataset.ledger as ledger_mod
+    import slwdata.dataset.plan as plan_mod
+
+    for mod in (ledger_mod, plan_mod):
+        result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+        assert result.attempted > 5 and result.failed == 0, mod.__name__
