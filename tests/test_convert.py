@@ -444,3 +444,46 @@ def test_every_convert_option_has_help(capsys):
     for name in ("convert", "inspect", "verify"):
         for action in sub.choices[name]._actions:
             assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+
+
+def test_on_error_fail_inside_worker_pool(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name, body in [("a.jsonl", '{"text": "one"}\n'), ("b.jsonl", '{"text": "two"}\n{"text": 3}\n'),
+                       ("c.jsonl", '{"text": "three"}\n')]:
+        (src / name).write_text(body)
+    with pytest.raises(ConvertError, match=r"in/b\.jsonl:2: missing text .*--on-error fail"):
+        convert([src], str(tmp_path / "o"), seq_len=2, workers=2, on_error="fail", **KW)
+    assert not (tmp_path / "o" / "slwdata.json").exists()
+    # the same input with the default policy: the record is skipped and counted
+    meta = convert([src], str(tmp_path / "o2"), seq_len=2, workers=2, **KW)
+    assert meta["counts"]["skipped"] == {"missing_text": 1}
+    check_rows(tmp_path / "o2", ["one", "two", "three"], 2)
+
+
+def test_vocab_above_65536_writes_int32(tmp_path):
+    import base64
+    import itertools
+    import string
+
+    # A synthetic BPE with 256 byte tokens + 2- and 3-letter merges: 70,000 ranks > uint16.
+    alphabet = (string.ascii_letters + string.digits).encode()
+    toks = [bytes([b]) for b in range(256)]
+    toks += [bytes(p) for p in itertools.product(alphabet, repeat=2)]
+    toks += [bytes(p) for p in itertools.islice(itertools.product(alphabet, repeat=3), 70_000 - len(toks))]
+    path = tmp_path / "big.tiktoken"
+    path.write_text("".join(f"{base64.b64encode(t).decode()} {i}\n" for i, t in enumerate(toks)))
+    docs = ["abc xyz 123", "zzz Zz9 <|endoftext|>"]
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    meta = convert([tmp_path / "a.jsonl"], str(tmp_path / "o"), seq_len=4, tokenizer=str(path),
+                   progress=False, log=lambda m: None)
+    assert meta["dtype"] == "int32" and meta["eos_id"] == 70_000
+    from slwdata.tokenizers import load_tokenizer
+
+    tok = load_tokenizer(str(path))
+    ref = [i for d in docs for i in tok.encode(d) + [70_000]]
+    assert max(ref[:-1]) >= 65536 or 70_000 in ref  # ids that need more than 16 bits
+    rows = read_rows(tmp_path / "o")
+    assert rows.dtype == np.int32
+    n = len(ref) // 4
+    assert rows.reshape(-1).tolist() == ref[: n * 4]
