@@ -12,6 +12,8 @@ from composer.models import ComposerModel
 from torch.utils.data import DataLoader, Dataset
 
 VOCAB = 64
+ROWS = 4  # rows per batch in the algorithm tests
+FULL = 64  # full row length in the algorithm tests
 
 
 class TinyLM(ComposerModel):
@@ -98,3 +100,25 @@ class Recorder(Callback):
 
 def logged(in_memory_logger: Any, key: str) -> list[Any]:
     return [value for _, value in in_memory_logger.data.get(key, [])]
+
+
+class PlanningRows(Dataset):
+    """Stands in for the slwdata dataset: bind_pacing + slw_* keys per row."""
+
+    def __init__(self, n=48, seq_len=FULL, wrong_by=0):
+        self.rows = torch.randint(0, 64, (n, seq_len), generator=torch.Generator().manual_seed(1))
+        self.seq_len = seq_len
+        self.bound = None
+        self.wrong_by = wrong_by
+
+    def bind_pacing(self, schedule, rows_per_step, run_total=None):
+        self.bound = (schedule, rows_per_step, run_total)
+        self.lengths = schedule.plan(len(self.rows) // rows_per_step, rows_per_step, total=run_total)
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        step = i // ROWS
+        return {"input_ids": self.rows[i], "slw_seq_len": torch.tensor(self.lengths[step] + self.wrong_by),
+                "slw_tail_rows": torch.tensor(1 if step % 2 else 0)}

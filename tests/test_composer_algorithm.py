@@ -16,10 +16,8 @@ from composer.optim import LinearScheduler  # noqa: E402
 
 from slwdata.composer import SequenceLengthWarmup, SLWMismatchError, registry  # noqa: E402
 from slwdata.pacing import PacingSchedule  # noqa: E402
-from tests.helpers_composer import Recorder, TinyLM, loader, logged  # noqa: E402
+from helpers_composer import ROWS, FULL, PlanningRows, Recorder, TinyLM, loader, logged  # noqa: E402
 
-ROWS = 4
-FULL = 64
 
 
 def fit(model=None, dl=None, max_duration="12ba", lr=0.5, schedulers=None, microbatch=None, **slw_kwargs):
@@ -132,30 +130,8 @@ def test_end_can_be_smaller_than_rows_and_truncate_false_keeps_full_length():
     assert rec.lengths == [FULL] * 3 and logged(mem, "slw/seq_len") == [FULL] * 3 and slw.dropped_tokens == 0
 
 
-class _PlanningRows(torch.utils.data.Dataset):
-    """Stands in for the slwdata dataset: bind_pacing + slw_* keys per row."""
-
-    def __init__(self, n=48, seq_len=FULL, wrong_by=0):
-        self.rows = torch.randint(0, 64, (n, seq_len), generator=torch.Generator().manual_seed(1))
-        self.seq_len = seq_len
-        self.bound = None
-        self.wrong_by = wrong_by
-
-    def bind_pacing(self, schedule, rows_per_step, run_total=None):
-        self.bound = (schedule, rows_per_step, run_total)
-        self.lengths = schedule.plan(len(self.rows) // rows_per_step, rows_per_step, total=run_total)
-
-    def __len__(self):
-        return len(self.rows)
-
-    def __getitem__(self, i):
-        step = i // ROWS
-        return {"input_ids": self.rows[i], "slw_seq_len": torch.tensor(self.lengths[step] + self.wrong_by),
-                "slw_tail_rows": torch.tensor(1 if step % 2 else 0)}
-
-
 def test_dataset_cooperation_bind_check_and_reserved_tokens():
-    ds = _PlanningRows()
+    ds = PlanningRows()
     dl = torch.utils.data.DataLoader(ds, batch_size=ROWS)
     _, slw, rec, mem = fit(dl=dl, max_duration="10ba", duration="0.5dur")
     schedule, rows_per_step, run_total = ds.bound
@@ -168,7 +144,7 @@ def test_dataset_cooperation_bind_check_and_reserved_tokens():
 
 
 def test_dataset_disagreeing_with_the_trainer_is_a_clear_error():
-    ds = _PlanningRows(wrong_by=8)
+    ds = PlanningRows(wrong_by=8)
     dl = torch.utils.data.DataLoader(ds, batch_size=ROWS)
     with pytest.raises(SLWMismatchError, match="dataset planned length"):
         fit(dl=dl, max_duration="4ba", duration="4ba")

@@ -12,7 +12,7 @@ from composer import Trainer  # noqa: E402
 from composer.loggers import InMemoryLogger  # noqa: E402
 
 from slwdata.composer import SequenceLengthWarmup  # noqa: E402
-from tests.helpers_composer import Recorder, TinyLM, logged  # noqa: E402
+from helpers_composer import Recorder, TinyLM, logged  # noqa: E402
 
 
 def test_slw_dataset_end_to_end(tmp_path):

@@ -11,7 +11,7 @@ from composer import Trainer  # noqa: E402
 from composer.loggers import InMemoryLogger  # noqa: E402
 
 from slwdata.composer import SequenceLengthWarmup  # noqa: E402
-from tests.helpers_composer import Recorder, TinyLM, loader, logged  # noqa: E402
+from helpers_composer import Recorder, TinyLM, loader, logged  # noqa: E402
 
 
 def _trainer(tmp_path, **kw):
@@ -48,12 +48,12 @@ def test_resume_with_planning_dataset_replays_without_false_mismatch(tmp_path):
     """A plain DataLoader is replayed up to the resumed batch; those batches carry earlier plans."""
     from composer.loggers import InMemoryLogger as Mem
 
-    from tests.test_composer_algorithm import _PlanningRows
+    from helpers_composer import PlanningRows
 
     def run(folder, **kw):
         torch.manual_seed(0)
         model, rec = TinyLM(), Recorder()
-        ds = _PlanningRows(n=48)
+        ds = PlanningRows(n=48)
         slw = SequenceLengthWarmup(start=8, duration="8ba")
         trainer = Trainer(model=model, train_dataloader=torch.utils.data.DataLoader(ds, batch_size=4),
                           max_duration="10ba", algorithms=[slw], callbacks=[rec], loggers=[Mem()],

@@ -144,7 +144,7 @@ def test_constant_and_callable():
     assert const.plan(3, 4) == [1024] * 3 and const.start == 1024 and const.warmup_steps(4) == 0
     fn = PacingSchedule(kind="callable", end=1024, duration="10ba", fn=lambda f: 8 + 1016 * f * f)
     assert fn.seq_len(step=5) == paper(0, 8 + 254, 1024, 1) and fn.seq_len(step=10) == 1024
-    byname = PacingSchedule(kind="callable", end=1024, duration="10ba", fn="tests.test_pacing:_half_then_full")
+    byname = PacingSchedule(kind="callable", end=1024, duration="10ba", fn="test_pacing:_half_then_full")
     assert byname.plan(12, 1) == [256] * 5 + [512] * 5 + [1024] * 2
     assert PacingSchedule.from_config(byname.to_config()) == byname
     with pytest.raises(ValueError, match="non-decreasing"):

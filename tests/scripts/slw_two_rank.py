@@ -13,10 +13,10 @@ from composer import Trainer
 from composer.utils import dist
 from torch.utils.data import DataLoader
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parents[1])]
 
 from slwdata.composer import SequenceLengthWarmup  # noqa: E402
-from tests.helpers_composer import RandomRows, Recorder, TinyLM  # noqa: E402
+from helpers_composer import RandomRows, Recorder, TinyLM  # noqa: E402
 
 
 class BindingRows(RandomRows):
