@@ -280,3 +280,20 @@ def test_docstring_examples_run():
     for mod in (ledger_mod, plan_mod):
         result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
         assert result.attempted > 5 and result.failed == 0, mod.__name__
+
+
+def test_ledger_and_planner_need_neither_torch_nor_streaming():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    # Bypass the package __init__ (which loads the torch dataset) to check these two modules alone.
+    code = (
+        "import sys, types\n"
+        "pkg = types.ModuleType('slwdata.dataset'); pkg.__path__ = ['slwdata/dataset']\n"
+        "sys.modules['slwdata.dataset'] = pkg\n"
+        "import slwdata.dataset.plan, slwdata.dataset.ledger\n"
+        "assert 'torch' not in sys.modules and 'streaming' not in sys.modules, sorted(sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=repo, check=True)
