@@ -365,19 +365,23 @@ def _clear_output(out_dir: Path) -> None:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
-def _remote_meta(remote: str, scratch: Path) -> ShardMeta | None:
+def _remote_file(remote: str, name: str) -> str | None:
+    """Text of ``remote/name``, or None when it cannot be fetched (absent)."""
     from streaming.base.storage.download import CloudDownloader
 
-    scratch.mkdir(parents=True, exist_ok=True)
-    local = scratch / "remote-slwdata.json"
-    try:
-        CloudDownloader.direct_download(remote.rstrip("/") + "/" + META_NAME, str(local), timeout=60)
-    except Exception:  # noqa: BLE001 - absent (or unreadable) means "not finished"
-        return None
-    try:
-        return ShardMeta.from_dict(json.loads(local.read_text()))
-    finally:
-        local.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="slwdata-") as scratch:
+        local = os.path.join(scratch, name)
+        try:
+            CloudDownloader.direct_download(remote.rstrip("/") + "/" + name, local, timeout=60)
+            with open(local, encoding="utf-8") as f:
+                return f.read()
+        except Exception:  # noqa: BLE001 - absent (or unreadable) means "not there"
+            return None
+
+
+def _remote_meta(remote: str) -> ShardMeta | None:
+    text = _remote_file(remote, META_NAME)
+    return ShardMeta.from_dict(json.loads(text)) if text is not None else None
 
 
 def _mismatch(what: str, where: str, old: dict[str, Any], new: dict[str, Any]) -> ConvertError:
@@ -463,7 +467,7 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
     if remote is None:
         existing = read_meta(out_dir) if (out_dir / META_NAME).exists() else None
     else:
-        existing = _remote_meta(remote, work)
+        existing = _remote_meta(remote)
     if existing is not None:
         if overwrite:
             if out_dir is not None:
@@ -485,6 +489,10 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
             if not overwrite:
                 raise _mismatch("an interrupted conversion", str(work), old_plan.get("config", {}), config)
             shutil.rmtree(work)
+    if (remote is not None and existing is None and not work.exists() and not overwrite
+            and _remote_file(remote, "index.json") is not None):
+        raise ConvertError(f"{remote} already holds an MDS dataset without {META_NAME} (not a finished slwdata "
+                           "conversion); choose another prefix or pass --overwrite")
     if out_dir is not None and out_dir.exists() and not work.exists():
         names = os.listdir(out_dir)
         if names:
