@@ -152,3 +152,21 @@ def test_copy_is_independent_and_describe_reports_sizes():
     text = led.describe()
     assert "2 segments" in text and "20 tokens" in text and "32 B" in text
     assert "TailLedger(" in repr(led)
+
+
+def test_portable_state_survives_torch_weights_only_load():
+    import io
+
+    torch = pytest.importorskip("torch")
+    led = ledger_from_segments([(2**40, 3, 9), (5, 0, 1), (6, 7, 1000)])
+    led.take(4)
+    buf = io.BytesIO()
+    torch.save({"ledger": led.state_dict(portable=True)}, buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)["ledger"]
+    other = TailLedger()
+    other.load_state_dict(state)
+    assert other.segments().tobytes() == led.segments().tobytes()
+    assert other.tokens == led.tokens == 5 + 1 + 1000
+    with pytest.raises(ValueError, match="not a whole number of 16-byte entries"):
+        TailLedger().load_state_dict(dict(state, segments=state["segments"][:-3]))

@@ -331,36 +331,56 @@ class TailLedger:
         return other
 
     # ---- checkpointing --------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Plain numpy arrays and ints (safe for ``torch.save`` / ``np.savez``).
+    def state_dict(self, portable: bool = False) -> dict[str, Any]:
+        """The live segments and counters as a small dict.
+
+        Default: three numpy arrays ``row/start/length`` (for ``np.savez``, pickle).
+        ``portable=True``: only ints and one ``bytes`` blob (``segments``: the 16-byte
+        little-endian entries), which ``torch.load(weights_only=True)`` and Composer checkpoints
+        accept. :meth:`load_state_dict` reads both.
 
         Example:
             >>> led = TailLedger(); led.push([1], [2], [3])
             >>> sd = led.state_dict(); sd["row"].tolist(), sd["tokens"]
             ([1], 3)
+            >>> len(led.state_dict(portable=True)["segments"])
+            16
         """
         live = self._buf[self._head : self._tail]
-        return {
+        state: dict[str, Any] = {
             "version": 1,
-            "row": live["row"].copy(),
-            "start": live["start"].copy(),
-            "length": live["length"].copy(),
             "tokens": self._tokens,
             "peak_entries": self.peak_entries,
             "peak_tokens": self.peak_tokens,
             "tokens_pushed": self.tokens_pushed,
             "tokens_taken": self.tokens_taken,
         }
+        if portable:
+            state["segments"] = live.tobytes()
+        else:
+            state["row"] = live["row"].copy()
+            state["start"] = live["start"].copy()
+            state["length"] = live["length"].copy()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from :meth:`state_dict`; checks the token total so a corrupt state fails loudly."""
         if state.get("version") != 1:
             raise ValueError(f"TailLedger.load_state_dict: unknown version {state.get('version')!r}")
-        segs = make_segments(
-            np.asarray(state["row"], dtype=np.int64),
-            np.asarray(state["start"], dtype=np.int64),
-            np.asarray(state["length"], dtype=np.int64),
-        )
+        if "segments" in state:
+            blob = state["segments"]
+            if len(blob) % SEGMENT_DTYPE.itemsize:
+                raise ValueError(
+                    f"TailLedger.load_state_dict: segments blob of {len(blob)} bytes is not a whole "
+                    f"number of {SEGMENT_DTYPE.itemsize}-byte entries"
+                )
+            raw = np.frombuffer(blob, dtype=SEGMENT_DTYPE)
+            rows, starts, lens = raw["row"], raw["start"].astype(np.int64), raw["length"].astype(np.int64)
+        else:
+            rows = np.asarray(state["row"], dtype=np.int64)
+            starts = np.asarray(state["start"], dtype=np.int64)
+            lens = np.asarray(state["length"], dtype=np.int64)
+        segs = make_segments(rows, starts, lens)
         total = int(segs["length"].sum(dtype=np.int64))
         if total != int(state["tokens"]):
             raise ValueError(
