@@ -170,3 +170,41 @@ def test_bad_config_errors():
         warnings.simplefilter("ignore")
         with pytest.raises(TypeError, match="PacingSchedule"):
             SequenceLengthWarmup(schedule=42)
+
+
+def test_yaml_config_builds_the_algorithm():
+    yaml = pytest.importorskip("yaml")
+    cfg = yaml.safe_load("algorithms:\n  slw: {start: 8, duration: 0.3dur}\n")["algorithms"]
+    algos = [registry[name](**kwargs) for name, kwargs in cfg.items()]
+    assert algos[0].schedule == PacingSchedule(start=8, duration="0.3dur")
+    # YAML reads a bare 0.3 as a float: a fraction of the run, like Composer's duration=0.3.
+    algo = registry["slw"](**yaml.safe_load("{duration: 0.3, end: 1024}"))
+    assert algo.schedule.seq_len(step=150, total="1000ba") == 512
+
+
+def test_paced_loader_sets_the_distributed_sampler_epoch():
+    """The trainer only calls set_epoch on real DataLoaders; the wrapper must do it itself."""
+    from types import SimpleNamespace
+
+    from composer.core import Timestamp
+    from torch.utils.data import DataLoader
+    from torch.utils.data.distributed import DistributedSampler
+
+    from slwdata.composer import PacedDataLoader
+
+    ds = list(range(16))
+    sampler = DistributedSampler(ds, num_replicas=1, rank=0, shuffle=True, seed=3)
+    dl = DataLoader([{"input_ids": torch.full((8,), i)} for i in ds], batch_size=16, sampler=sampler)
+    state = SimpleNamespace(timestamp=Timestamp(), dataset_resumption={})
+    slw = SequenceLengthWarmup(end=8, duration="1ba", preallocate=False)
+    wrapped = PacedDataLoader(dl, slw, state)
+    orders = []
+    for epoch in range(2):
+        state.timestamp = Timestamp(epoch=epoch)
+        orders.append(next(iter(wrapped))["input_ids"][:, 0].tolist())
+        reference = DistributedSampler(ds, num_replicas=1, rank=0, shuffle=True, seed=3)
+        reference.set_epoch(epoch)
+        assert orders[-1] == list(reference)
+    assert orders[0] != orders[1]
+    assert len(wrapped) == 1 and wrapped.dataset is dl.dataset and wrapped.sampler is sampler
+
