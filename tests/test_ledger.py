@@ -170,3 +170,15 @@ def test_portable_state_survives_torch_weights_only_load():
     assert other.tokens == led.tokens == 5 + 1 + 1000
     with pytest.raises(ValueError, match="not a whole number of 16-byte entries"):
         TailLedger().load_state_dict(dict(state, segments=state["segments"][:-3]))
+
+
+def test_buffer_shrinks_after_a_drain():
+    led = TailLedger()
+    led.push(np.arange(200_000), 8, 8)
+    big = led.allocated_bytes
+    assert big >= 200_000 * 16
+    out = led.take(8 * 199_000)
+    assert len(out) == 199_000 and led.tokens == 8_000
+    assert led.allocated_bytes <= big // 8
+    assert led.peak_bytes == 200_000 * 16  # the peak is still reported
+    assert led.take(8_000)["row"].tolist() == list(range(199_000, 200_000))

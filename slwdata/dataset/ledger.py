@@ -308,6 +308,14 @@ class TailLedger:
             self._head += k + 1
         self._tokens -= n
         self.tokens_taken += n
+        cap = len(self._buf)
+        live = self._tail - self._head
+        if cap > 4096 and 8 * live < cap and 2 * self._head > cap:
+            # Give memory back after a drain (deferred: the warmup's ledger is served after it);
+            # the copy is < cap/8 entries after >= cap/2 were consumed, so still amortized O(1).
+            new = np.empty(max(4 * live, 1024), dtype=SEGMENT_DTYPE)
+            new[:live] = self._buf[self._head : self._tail]
+            self._buf, self._head, self._tail = new, 0, live
         return out
 
     def take_rows(self, n_rows: int, row_len: int) -> tuple[np.ndarray, np.ndarray]:
