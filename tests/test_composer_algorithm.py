@@ -208,3 +208,31 @@ def test_paced_loader_sets_the_distributed_sampler_epoch():
     assert orders[0] != orders[1]
     assert len(wrapped) == 1 and wrapped.dataset is dl.dataset and wrapped.sampler is sampler
 
+
+
+def test_preallocation_auto_microbatching_halves_on_oom():
+    """'auto' needs a GPU in Composer; drive the OOM search directly with a model that 'runs out
+    of memory' above 2 full-length rows."""
+    from types import SimpleNamespace
+
+    from composer.devices import DeviceCPU
+
+    class OOMAbove2(TinyLM):
+        def forward(self, batch):
+            if batch["input_ids"].shape[0] > 2 and batch["input_ids"].shape[1] == FULL:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 1 GiB (simulated)")
+            return super().forward(batch)
+
+    model = OOMAbove2()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    state = SimpleNamespace(model=model, optimizers=[opt], device=DeviceCPU(), precision="fp32",
+                            precision_config=None, auto_microbatching=True, device_train_microbatch_size=8, scaler=None)
+    slw = SequenceLengthWarmup(end=FULL, duration="10ba")
+    slw._original_model = model
+    slw._full_batch = {"input_ids": torch.zeros(8, FULL, dtype=torch.long), "slw_tail_rows": torch.zeros(8)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Composer warns on each halving
+        slw._preallocate(state)
+    assert state.device_train_microbatch_size == 2 and slw._preallocated
+    assert model.seen == [FULL]  # only the successful pass reached the embedding
+    assert all(p.grad is None for p in model.parameters())

@@ -116,6 +116,12 @@ def _slice_rows(batch: Any, n: int) -> Any:
     return batch
 
 
+def _reduce_flag(state: State, value: int, op: str) -> int:
+    flag = state.device.tensor_to_device(torch.tensor([value], dtype=torch.uint8))
+    dist.all_reduce(flag, reduce_operation=op)
+    return int(flag.item())
+
+
 def _total_loss(loss: Any) -> torch.Tensor:
     if isinstance(loss, Mapping):
         return loss["total"] if "total" in loss else sum(loss.values())  # type: ignore[return-value]
@@ -369,6 +375,13 @@ class SequenceLengthWarmup(Algorithm):
                     with get_precision_context(state.precision, state.precision_config):
                         outputs = state.model(inputs)
                         loss = _total_loss(self._loss_model(state).loss(outputs, inputs))
+                    if auto:
+                        # A rank that ran out of memory in forward meets this reduction from its
+                        # except branch below; skip backward everywhere rather than hang in DDP.
+                        if _reduce_flag(state, 0, "MAX"):
+                            _reduce_flag(state, 0, "MIN")
+                            raise RuntimeError("CUDA out of memory encountered on a different rank")
+                        _reduce_flag(state, 0, "MIN")
                     loss.backward()
                 except RuntimeError as e:
                     if auto and _is_cuda_oom(e):
@@ -376,13 +389,17 @@ class SequenceLengthWarmup(Algorithm):
                     else:
                         raise
                 finally:
+                    outputs = loss = None
                     for optimizer in state.optimizers:
                         optimizer.zero_grad(set_to_none=True)
                     state.model.zero_grad(set_to_none=True)
                 if auto:
-                    flag = state.device.tensor_to_device(torch.tensor([oom], dtype=torch.uint8))
-                    dist.all_reduce(flag, reduce_operation="MAX")
-                    oom = int(flag.item())
+                    # Keep reducing until every rank is past its forward/backward (same protocol
+                    # as Composer's trainer), then agree whether anyone ran out of memory.
+                    finished = False
+                    while not finished:
+                        oom = _reduce_flag(state, oom, "MAX")
+                        finished = _reduce_flag(state, 1, "MIN") == 1
                 if oom:
                     _adjust_device_train_microbatch_size(state)
                     continue
