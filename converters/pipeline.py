@@ -71,15 +71,29 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+# streaming's codecs and levels (streaming/base/compression.py). Checked here without importing
+# streaming, which imports torch: pool workers are forked before that, so they stay small.
+_CODEC_LEVELS = {"br": range(12), "bz2": range(1, 10), "gz": range(10), "snappy": range(0), "zstd": range(1, 23)}
+
+
 def _parse_compression(compression: str | None) -> str | None:
     if compression in (None, "", "none", "None"):
         return None
-    from streaming.base.compression import get_compressions, is_compression
-
-    if not is_compression(compression):
-        raise ConvertError(f"unknown --compression {compression!r}; e.g. zstd:3, zstd:19, none "
-                           f"(supported: {', '.join(sorted(get_compressions()))})")
+    codec, _, level = str(compression).partition(":")
+    ok = codec in _CODEC_LEVELS and (not level or (level.isdigit() and int(level) in _CODEC_LEVELS[codec]))
+    if not ok:
+        raise ConvertError(f"unknown --compression {compression!r}; e.g. zstd:3 (levels 1-22), gz:6, br:5, "
+                           "bz2:9, snappy, or 'none'")
     return compression
+
+
+def _check_hashes(hashes: list[str]) -> None:
+    import xxhash
+
+    known = set(hashlib.algorithms_available) | set(xxhash.algorithms_available)
+    for h in hashes:
+        if h not in known:
+            raise ConvertError(f"unknown hash {h!r}; e.g. xxh64, xxh3_64, sha1, sha256, md5")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,12 +443,8 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
         raise ConvertError(f"--workers must be >= 1, got {workers}")
     workers = int(workers) if workers else (os.cpu_count() or 1)
     compression = _parse_compression(compression)
-    hashes = list(hashes)
-    from streaming.base.hashing import get_hashes
-
-    for h in hashes:
-        if h not in get_hashes():
-            raise ConvertError(f"unknown hash {h!r}; choose from {', '.join(sorted(get_hashes()))}")
+    hashes = [h for h in hashes if h]
+    _check_hashes(hashes)
 
     tok = load_tokenizer(tokenizer)
     dtype = dtype_for_vocab(tok.vocab_size)
