@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable, Mapping
 
-import torch
 
 from slwdata.pacing import PacingSchedule
 

@@ -17,7 +17,7 @@ import math
 from typing import Any, Iterable, Optional, Sequence
 
 import torch
-from composer.core import Callback, Event, State
+from composer.core import Callback, State
 from composer.loggers import Logger
 
 __all__ = ["loss_ratio_stats", "adam_variance_stats", "StabilityMonitor"]
