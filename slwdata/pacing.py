@@ -457,6 +457,9 @@ class PacingSchedule:
             self.kind != "callable" or self.fn_spec == other.fn_spec
         )
 
+    def __hash__(self) -> int:
+        return hash(repr(self))
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.to_config(allow_callable=True).items())
         return f"PacingSchedule({args})"

@@ -236,3 +236,24 @@ def test_preallocation_auto_microbatching_halves_on_oom():
     assert state.device_train_microbatch_size == 2 and slw._preallocated
     assert model.seen == [FULL]  # only the successful pass reached the embedding
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_missing_composer_is_a_clear_error():
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split('.')[0] == 'composer':
+                    raise ModuleNotFoundError(name, name=name)
+        sys.meta_path.insert(0, Block())
+        try:
+            import slwdata.composer
+        except ModuleNotFoundError as e:
+            print(e)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "pip install 'slwdata[composer]'" in out.stdout, out.stderr
