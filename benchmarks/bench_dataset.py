@@ -1,0 +1,240 @@
+"""Benchmark: SLWDataset's batch reader vs plain StreamingDataset, and the cost of tail reuse.
+
+Prints ratios (no pass/fail). Shards: ``../shared/data/corpora/pile-mini`` at seq_len 1024,
+converted with ``converters.convert`` (or tokenized with tiktoken and written with MDSWriter if
+the converter is missing) into ``$SLW_BENCH_DIR`` (default: a temp dir, reused between runs).
+
+    .venv/bin/python benchmarks/bench_dataset.py [--batch-size 256] [--quick]
+
+Measures, rows/s over whole epochs (local shards, already decompressed after the first pass):
+
+- plain ``StreamingDataset`` + ``DataLoader(batch_size=B)`` with 0 and 2 workers;
+- ``SLWDataset`` + ``DataLoader(batch_size=None)`` with 0 and 2 workers (ratio vs plain);
+- ``reuse="deferred"`` vs ``"off"`` under a pacing schedule (the planner + tail gathers);
+- ledger bytes per recorded tail;
+- per paced length 8 / 64 / 1024: the loader's time per batch vs a tiny GPT's train step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / 'shared'
+sys.path.insert(0, str(REPO))
+
+
+def build_shards(out: Path, seq_len: int = 1024) -> Path:
+    """Convert pile-mini once; reuse the result if ``out/index.json`` exists."""
+    if (out / 'index.json').exists():
+        return out
+    corpus = SHARED / 'data' / 'corpora' / 'pile-mini'
+    try:
+        from converters import convert
+        convert([str(corpus)], str(out), seq_len=seq_len, progress=False, log=lambda m: None)
+        return out
+    except ImportError:
+        pass
+    import io
+
+    import tiktoken
+    import zstandard
+    from streaming import MDSWriter
+    from tiktoken.load import load_tiktoken_bpe
+    ranks = load_tiktoken_bpe(str(SHARED / 'data' / 'tokenizers' / 'gpt2.tiktoken'))
+    enc = tiktoken.Encoding('gpt2', pat_str=r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
+                            mergeable_ranks=ranks, special_tokens={'<|endoftext|>': 50256})
+    buf: list[int] = []
+    with MDSWriter(out=str(out), columns={'tokens': f'ndarray:uint16:{seq_len}'},
+                   compression='zstd', hashes=['xxh64']) as w:
+        for path in sorted(corpus.glob('*.jsonl.zst')):
+            with open(path, 'rb') as f:
+                text = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(f))
+                for line in text:
+                    buf += enc.encode_ordinary(json.loads(line)['text']) + [50256]
+                    while len(buf) >= seq_len:
+                        w.write({'tokens': np.array(buf[:seq_len], np.uint16)})
+                        buf = buf[seq_len:]
+    return out
+
+
+def _rows_per_s(loader, max_rows: int | None = None) -> tuple[float, int]:
+    """Steady-state rows/s: the clock starts at the first batch, so worker start-up (process
+    spawn, imports, partition) is excluded for both datasets alike."""
+    start = None
+    rows = 0
+    for batch in loader:
+        x = batch['input_ids'] if isinstance(batch, dict) else batch
+        if start is None:
+            start = time.perf_counter()
+            continue
+        rows += len(x)
+        if max_rows and rows >= max_rows:
+            break
+    return rows / max(time.perf_counter() - (start or 0.0), 1e-9), rows
+
+
+class _PlainTokens:
+    """Plain StreamingDataset returning the token row as a tensor (what a user would write)."""
+
+    @staticmethod
+    def make(local: str, batch_size: int):
+        import torch
+        from streaming import StreamingDataset
+
+        class Plain(StreamingDataset):
+
+            def __getitem__(self, idx):
+                return {'input_ids': torch.from_numpy(
+                    super().__getitem__(idx)['tokens'].astype(np.int64))}
+
+        return Plain(local=local, batch_size=batch_size)
+
+
+def bench_plain(local: str, batch_size: int, workers: int, max_rows: int) -> float:
+    from torch.utils.data import DataLoader
+    ds = _PlainTokens.make(local, batch_size)
+    loader = DataLoader(ds, batch_size=batch_size, num_workers=workers)
+    rate, _ = _rows_per_s(loader, max_rows)
+    return rate
+
+
+def bench_slw(local: str, batch_size: int, workers: int, epochs: int, reuse: str = 'deferred',
+              pacing: Any = None) -> tuple[float, Any]:
+    from slwdata.dataset import SLWDataset, make_dataloader
+    ds = SLWDataset(local=local, batch_size=batch_size, reuse=reuse, shuffle=True)
+    if pacing is not None:
+        ds.bind_pacing(pacing, rows_per_step=batch_size)
+    loader = make_dataloader(ds, num_workers=workers, streaming_loader=False)
+    total_rows, total_t = 0, 0.0
+    for _ in range(epochs):
+        rate, rows = _rows_per_s(loader)
+        total_t += rows / rate
+        total_rows += rows
+    return total_rows / total_t, ds
+
+
+def bench_transfer_ceiling(batch_size: int, seq_len: int, workers: int, batches: int = 200) -> float:
+    """Rows/s of a DataLoader whose workers only copy a ready uint16 batch: the most any
+    dataset can deliver through worker processes on this machine."""
+    import torch
+    from torch.utils.data import DataLoader, IterableDataset
+
+    class Null(IterableDataset):
+
+        def __iter__(self):
+            info = torch.utils.data.get_worker_info()
+            n = batches // (info.num_workers if info else 1)
+            x = torch.zeros(batch_size, seq_len, dtype=torch.int16)
+            for _ in range(n):
+                yield {'input_ids': x.clone()}
+
+    rate, _ = _rows_per_s(DataLoader(Null(), batch_size=None, num_workers=workers))
+    return rate
+
+
+def bench_model_step(seq_len: int, batch_size: int, repeats: int = 3) -> float:
+    """Seconds per forward+backward+AdamW step of the tiny GPT at ``[batch_size, seq_len]``."""
+    import torch
+
+    from slwdata.models.gpt import GPT, get_config, lm_loss
+    torch.manual_seed(0)
+    model = GPT(get_config('tiny'))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randint(0, 50257, (batch_size, seq_len))
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        loss = lm_loss(model(x), x)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times[1:]))
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--batch-size', type=int, default=256)
+    p.add_argument('--quick', action='store_true', help='fewer rows and epochs')
+    p.add_argument('--dir', default=os.environ.get('SLW_BENCH_DIR',
+                                                  os.path.join(tempfile.gettempdir(),
+                                                               'slwdata-bench-pile-1024')))
+    args = p.parse_args(argv)
+    import torch
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+
+    local = str(build_shards(Path(args.dir)))
+    bs = args.batch_size
+    max_plain = 1000 if args.quick else 4000
+    epochs = 1 if args.quick else 3
+    out: dict[str, Any] = {'batch_size': bs, 'shards': local}
+
+    from slwdata.dataset import SLWDataset
+    probe = SLWDataset(local=local, batch_size=bs)
+    out['rows'] = int(probe.num_samples)
+    out['seq_len'] = probe.seq_len
+    list(probe)  # decompress every shard once so every reader starts warm
+    del probe
+
+    for workers in (0, 2):
+        ceiling = bench_transfer_ceiling(bs, out['seq_len'], workers)
+        out[f'transfer_ceiling_rows_per_s_w{workers}'] = ceiling
+        plain = bench_plain(local, bs, workers, max_plain)
+        slw, _ = bench_slw(local, bs, workers, epochs)
+        out[f'plain_rows_per_s_w{workers}'] = plain
+        out[f'slw_rows_per_s_w{workers}'] = slw
+        out[f'speedup_w{workers}'] = slw / plain
+        print(f'workers={workers}: plain StreamingDataset {plain:,.0f} rows/s, SLWDataset '
+              f'{slw:,.0f} rows/s  -> {slw / plain:.1f}x   (DataLoader transfer ceiling '
+              f'{ceiling:,.0f} rows/s)')
+
+    from slwdata.pacing import PacingSchedule
+    steps = out['rows'] // bs
+    sched = PacingSchedule(start=8, duration=f'{max(1, steps // 3)}ba', multiple=8)
+    off_rate, _ = bench_slw(local, bs, 0, epochs, reuse='off', pacing=sched)
+    def_rate, ds = bench_slw(local, bs, 0, epochs, reuse='deferred', pacing=sched)
+    acc = ds.epoch_account(0)
+    out['paced_off_rows_per_s'] = off_rate
+    out['paced_deferred_rows_per_s'] = def_rate
+    out['deferred_cost_ratio'] = off_rate / def_rate
+    # One tail (row, start, length) is one ledger segment, whatever its length.
+    out['ledger_peak_bytes'] = acc.ledger_peak_bytes
+    out['ledger_bytes_per_tail'] = acc.ledger_peak_bytes / max(1, acc.ledger_peak_segments)
+    out['tail_tokens_recorded'] = acc.extra['tokens_recorded']
+    out['epoch_account'] = acc.as_dict()
+    print(f'paced epoch ({steps} fresh steps, warmup {steps // 3}): off {off_rate:,.0f} rows/s, '
+          f'deferred {def_rate:,.0f} rows/s -> deferred costs {off_rate / def_rate:.2f}x; '
+          f'ledger peak {acc.ledger_peak_segments:,} tails = {acc.ledger_peak_bytes:,} B '
+          f'({out["ledger_bytes_per_tail"]:.0f} B/tail), tail batches '
+          f'{acc.extra["tail_batches"]}')
+
+    # Can the loader keep ahead of a tiny model at short paced lengths? The loader always reads
+    # full rows, so its time per batch does not shrink with the paced length.
+    # The model step uses 8 rows (GPT-2 vocabulary logits at 1024 x 64 rows would not fit here).
+    model_rows = 8
+    per_batch_loader = model_rows / out['slw_rows_per_s_w0']
+    for L in (8, 64, 1024):
+        step = bench_model_step(L, model_rows)
+        out[f'model_step_s_L{L}'] = step
+        out[f'loader_batch_s_L{L}'] = per_batch_loader
+        out[f'loader_ahead_L{L}'] = per_batch_loader < step
+        print(f'L={L:5d}: tiny GPT step ({model_rows} rows) {step * 1e3:8.2f} ms, loader '
+              f'{per_batch_loader * 1e3:6.3f} ms/batch (0 workers) -> loader/step = {per_batch_loader / step:.2f} '
+              f'({"keeps ahead" if per_batch_loader < step else "BEHIND"})')
+    return out
+
+
+if __name__ == '__main__':
+    result = main()
+    print(json.dumps({k: v for k, v in result.items() if k != 'epoch_account'}, indent=1,
+                     default=str))
