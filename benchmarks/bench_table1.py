@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": dict(model_size="tiny", tokenizer="bytes", seq_len=256, batch_size=16, steps=80,
+    "cpu": dict(model_size="tiny", tokenizer="bytes", seq_len=256, batch_size=16, steps=60,
                 lrs=(2e-3, 2e-2), corpus_mb=3.0, device="cpu", precision="fp32", eval_batches=8),
     "gpu": dict(model_size="gpt2-124m", tokenizer="gpt2", seq_len=1024, batch_size=32, steps=400,
                 lrs=(6e-4, 6e-3), corpus_mb=12.0, device="gpu", precision="amp_bf16", eval_batches=16),
