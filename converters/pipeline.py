@@ -511,9 +511,15 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
                                    "conversion to resume; choose an empty directory or pass --overwrite")
             _clear_output(out_dir)
 
-    units = plan_units(sources)
-    work.mkdir(parents=True, exist_ok=True)
-    if not plan_path.exists():
+    units: list[Unit] | None = None
+    if plan_path.exists():  # resume: the units of the interrupted run, whatever the splitting rule now
+        try:
+            units = [Unit(**d) for d in json.loads(plan_path.read_text())["units"]]
+        except (ValueError, KeyError, TypeError):
+            units = None
+    if units is None:
+        units = plan_units(sources)
+        work.mkdir(parents=True, exist_ok=True)
         _atomic_write_bytes(plan_path, json.dumps({"config": config, "units": [asdict(u) for u in units]},
                                                   indent=1).encode())
     for stale in work.glob("*.tmp"):  # half-written files of a killed run
@@ -642,4 +648,6 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
         + (f"; {skip.filtered:,} filtered out by --pile-sets" if skip.filtered else ""))
     for m in skip.examples:
         log(f"  skipped: {m}")
+    if rows.rows == 0:
+        log(f"slwdata convert: warning: no full row of {seq_len} tokens was produced (the corpus has {tokens} tokens)")
     return meta.to_dict()

@@ -18,7 +18,7 @@ import tarfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -161,9 +161,13 @@ class Unit:
     name: str
     fmt: str
     part: int | None = None  # parquet row group; None = whole file
+    start: int | None = None  # byte range of a big uncompressed JSON-lines file
+    end: int | None = None
 
     @property
     def label(self) -> str:
+        if self.start is not None:
+            return f"{self.name}[from byte {self.start}]"
         return self.name if self.part is None else f"{self.name}[row group {self.part}]"
 
 
@@ -238,10 +242,24 @@ def expand_inputs(inputs: list[str | Path], fmt: str | None = None) -> list[Sour
     return sources
 
 
-def plan_units(sources: list[Source]) -> list[Unit]:
-    """Ordered work units: one per file, one per row group for parquet."""
+# Uncompressed JSON-lines files above this size are split into byte ranges (one unit each) so
+# one big file still uses every worker. Resume reads the units back from the plan, so changing
+# this never mixes unit boundaries within one conversion.
+UNIT_BYTES = 256 << 20
+
+
+def plan_units(sources: list[Source], unit_bytes: int | None = None) -> list[Unit]:
+    """Ordered work units: one per file, one per parquet row group, and byte ranges of
+    uncompressed JSON-lines files larger than ``unit_bytes`` (a record belongs to the range
+    holding its first byte)."""
+    unit_bytes = unit_bytes or UNIT_BYTES
     units: list[Unit] = []
     for si, s in enumerate(sources):
+        size = os.path.getsize(s.path)
+        if s.fmt == "jsonl" and _codec_for(Path(s.path).name) is None and size > unit_bytes:
+            for a in range(0, size, unit_bytes):
+                units.append(Unit(len(units), si, s.path, s.name, s.fmt, None, a, min(a + unit_bytes, size)))
+            continue
         if s.fmt == "parquet":
             import pyarrow.parquet as pq
 
@@ -308,26 +326,35 @@ def _short(exc: BaseException) -> str:
     return s if len(s) <= 120 else s[:117] + "..."
 
 
-def _iter_jsonl(stream: io.BufferedReader, where: str, opts: ReadOptions, skip: SkipLog) -> Iterator[str]:
+def _iter_jsonl(stream: Iterable[bytes], where: str, opts: ReadOptions, skip: SkipLog,
+                line_base: Callable[[], int] | None = None) -> Iterator[str]:
+    """Records of a JSON-lines stream. ``line_base`` gives the number of lines before the stream
+    (byte-range units); it is only called when a problem must be reported with its line."""
     lineno = 0
+    base: list[int] = []
+
+    def at(n: int) -> str:
+        if line_base is not None and not base:
+            base.append(line_base())
+        return f"{where}:{(base[0] if base else 0) + n}"
+
     try:
         for raw in stream:
             lineno += 1
             if not raw.strip():
                 continue  # blank lines are separators, not records
-            loc = f"{where}:{lineno}"
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                skip("invalid_utf8", loc, _short(exc))
+                skip("invalid_utf8", at(lineno), _short(exc))
                 continue
             try:
                 rec = json.loads(line)
             except ValueError as exc:
-                skip("invalid_json", loc, _short(exc))
+                skip("invalid_json", at(lineno), _short(exc))
                 continue
             if not isinstance(rec, dict):
-                skip("missing_text", loc, f"record is a {type(rec).__name__}, not an object")
+                skip("missing_text", at(lineno), f"record is a {type(rec).__name__}, not an object")
                 continue
             if opts.pile_sets is not None:
                 meta = rec.get("meta")
@@ -337,20 +364,20 @@ def _iter_jsonl(stream: io.BufferedReader, where: str, opts: ReadOptions, skip: 
                     continue
             text = rec.get(opts.text_key)
             if not isinstance(text, str):
-                skip("missing_text", loc, f"{opts.text_key!r} is "
+                skip("missing_text", at(lineno), f"{opts.text_key!r} is "
                      + ("missing" if opts.text_key not in rec else f"a {type(text).__name__}"))
                 continue
             if not text:
-                skip("empty_document", loc)
+                skip("empty_document", at(lineno))
                 continue
             yield text
     except TruncatedInput as exc:
-        skip("truncated_input", f"{where}:{lineno + 1}", f"{exc}; the rest of the file is lost")
+        skip("truncated_input", at(lineno + 1), f"{exc}; the rest of the file is lost")
     except (lzma.LZMAError, zlib.error, OSError, EOFError) as exc:
-        skip("corrupt_input", f"{where}:{lineno + 1}", f"{type(exc).__name__}: {_short(exc)}; the rest of the file is lost")
+        skip("corrupt_input", at(lineno + 1), f"{type(exc).__name__}: {_short(exc)}; the rest of the file is lost")
     except Exception as exc:  # zstandard.ZstdError has no stable import path across versions
         if type(exc).__name__ == "ZstdError":
-            skip("corrupt_input", f"{where}:{lineno + 1}", f"{_short(exc)}; the rest of the file is lost")
+            skip("corrupt_input", at(lineno + 1), f"{_short(exc)}; the rest of the file is lost")
         else:
             raise
 
@@ -437,9 +464,46 @@ def _iter_parquet(unit: Unit, opts: ReadOptions, skip: SkipLog) -> Iterator[str]
                 yield value
 
 
+def _range_lines(f: Any, start: int, end: int) -> Iterator[bytes]:
+    """Lines whose first byte lies in ``[start, end)``."""
+    pos = start
+    if start > 0:
+        f.seek(start - 1)
+        if f.read(1) != b"\n":  # mid-line: that record belongs to the previous range
+            pos += len(f.readline())
+    while pos < end:
+        line = f.readline()
+        if not line:
+            break
+        pos += len(line)
+        yield line
+
+
 def iter_unit_documents(unit: Unit, opts: ReadOptions, skip: SkipLog) -> Iterator[str]:
     """Documents of one unit, in order; problems go to ``skip`` (file and line named)."""
-    if unit.fmt == "jsonl":
+    if unit.fmt == "jsonl" and unit.start is not None:
+        path, start = unit.path, unit.start
+
+        def lines_before() -> int:  # only paid when a problem in this range is reported
+            n = 0
+            with open(path, "rb") as g:
+                left = start
+                while left > 0:
+                    block = g.read(min(_CHUNK * 8, left))
+                    if not block:
+                        break
+                    n += block.count(b"\n")
+                    left -= len(block)
+                if start > 0:
+                    g.seek(start - 1)
+                    if g.read(1) != b"\n":
+                        n += 1  # the straddling line belongs to the previous range
+            return n
+
+        with open(unit.path, "rb", buffering=_CHUNK) as f:
+            yield from _iter_jsonl(_range_lines(f, unit.start, unit.end or 0), unit.name, opts, skip,
+                                   line_base=lines_before)
+    elif unit.fmt == "jsonl":
         with open_decompressed(unit.path) as stream:
             yield from _iter_jsonl(stream, unit.name, opts, skip)
     elif unit.fmt == "txt":

@@ -487,3 +487,20 @@ def test_vocab_above_65536_writes_int32(tmp_path):
     assert rows.dtype == np.int32
     n = len(ref) // 4
     assert rows.reshape(-1).tolist() == ref[: n * 4]
+
+
+def test_big_jsonl_split_into_byte_ranges_gives_same_bytes(tmp_path, monkeypatch):
+    import converters.readers as readers
+
+    docs = make_docs(400, seed=11)
+    lines = [json.dumps({"text": d}) for d in docs]
+    lines[57] = "{broken"
+    (tmp_path / "big.jsonl").write_text("\n".join(lines) + "\n")
+    kw = dict(seq_len=50, size_limit=4096, **KW)
+    whole = convert([tmp_path / "big.jsonl"], str(tmp_path / "whole"), workers=1, **kw)
+    monkeypatch.setattr(readers, "UNIT_BYTES", 997)  # ranges that cut records mid-line
+    assert len(readers.plan_units(readers.expand_inputs([tmp_path / "big.jsonl"]))) > 10
+    split = convert([tmp_path / "big.jsonl"], str(tmp_path / "split"), workers=2, **kw)
+    assert all_bytes(tmp_path / "split") == all_bytes(tmp_path / "whole")
+    assert split == whole and whole["counts"]["skipped"] == {"invalid_json": 1}
+    check_rows(tmp_path / "split", docs[:57] + docs[58:], 50)
