@@ -467,7 +467,7 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
     opts = ReadOptions(text_key=text_key, pile_sets=tuple(sorted(pile_sets)) if pile_sets else None)
     config = {
         "seq_len": seq_len, "dtype": dtype, "column": "tokens",
-        "tokenizer": {**tok.describe(), "eos_id": tok.eos_id},
+        "tokenizer": {**tok.describe(), "eos_id": tok.eos_id, "fingerprint": tok.fingerprint()},
         "compression": compression, "hashes": hashes, "size_limit": size_limit,
         "text_key": text_key, "pile_sets": list(opts.pile_sets) if opts.pile_sets else None,
         "sources": [{k: v for k, v in s.items()} for s in source_info],
@@ -475,7 +475,10 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
 
     # --- existing output? ------------------------------------------------------------------
     if remote is None:
-        existing = read_meta(out_dir) if (out_dir / META_NAME).exists() else None
+        try:
+            existing = read_meta(out_dir) if (out_dir / META_NAME).exists() else None
+        except ValueError as exc:
+            raise ConvertError(f"{exc}; fix or remove it, or pass --overwrite") from exc
     else:
         existing = _remote_meta(remote)
     if existing is not None:

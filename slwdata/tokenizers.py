@@ -81,6 +81,11 @@ class Tokenizer:
         """The identity recorded in ``slwdata.json``."""
         return {"name": self.name, "kind": self.kind, "vocab_size": self.vocab_size}
 
+    def fingerprint(self) -> str:
+        """A hash of what determines the ids (vocabulary, merges, split pattern): two tokenizers
+        with the same fingerprint encode every text the same way."""
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} vocab={self.vocab_size} eos={self.eos_id}>"
 
@@ -98,6 +103,9 @@ class ByteTokenizer(Tokenizer):
 
     def decode(self, ids: Sequence[int]) -> str:
         return bytes(int(i) for i in ids if 0 <= int(i) < 256).decode("utf-8", "replace")
+
+    def fingerprint(self) -> str:
+        return "bytes-utf8-eos256"
 
 
 class TiktokenTokenizer(Tokenizer):
@@ -119,6 +127,18 @@ class TiktokenTokenizer(Tokenizer):
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.enc.decode([int(i) for i in ids], errors="replace")
+
+    def fingerprint(self) -> str:
+        import hashlib
+
+        if getattr(self, "_fingerprint", None) is None:
+            h = hashlib.sha256(self.enc._pat_str.encode())
+            ranks = self.enc._mergeable_ranks
+            h.update(b"".join(r.to_bytes(4, "little") + len(t).to_bytes(2, "little") + t
+                              for t, r in sorted(ranks.items(), key=lambda kv: kv[1])))
+            h.update(repr(sorted(self.enc._special_tokens.items())).encode())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
 
 
 def _tiktoken_from_file(path: Path, name: str) -> TiktokenTokenizer:
@@ -196,6 +216,15 @@ class HFTokenizer(Tokenizer):
         if self._tok is not None:
             return self._tok.decode(ids)
         return self._fast.decode(ids)
+
+    def fingerprint(self) -> str:
+        import hashlib
+
+        backend = self._tok.backend_tokenizer if self._tok is not None and hasattr(self._tok, "backend_tokenizer") \
+            else self._fast
+        if backend is not None:
+            return hashlib.sha256(backend.to_str().encode()).hexdigest()[:16]
+        return hashlib.sha256(repr(sorted(self._tok.get_vocab().items())).encode()).hexdigest()[:16]
 
 
 _TIKTOKEN_CACHE: dict[str, Tokenizer] = {}

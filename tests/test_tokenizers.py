@@ -89,3 +89,16 @@ def test_hf_local_tokenizer_json(tmp_path):
     tok = load_tokenizer(str(tmp_path))
     assert tok.kind == "hf" and tok.eos_id == 0
     assert tok.encode("hello world") == [1, 2]
+
+
+def test_fingerprint_identifies_the_encoding(tmp_path):
+    gpt2 = load_tokenizer("gpt2")
+    assert load_tokenizer(str(GPT2_FILE)).fingerprint() == gpt2.fingerprint()
+    # same file name stem, different merges: a different tokenizer
+    lines = GPT2_FILE.read_text().splitlines()
+    a, b = lines[300].split(), lines[301].split()
+    lines[300], lines[301] = f"{a[0]} {b[1]}", f"{b[0]} {a[1]}"
+    other = tmp_path / "gpt2.tiktoken"
+    other.write_text("\n".join(lines) + "\n")
+    assert load_tokenizer(str(other)).fingerprint() != gpt2.fingerprint()
+    assert load_tokenizer("bytes").fingerprint() != gpt2.fingerprint()
