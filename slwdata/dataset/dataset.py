@@ -27,6 +27,7 @@ from streaming.base.world import World
 from slwdata.dataset.ledger import TailLedger
 from slwdata.dataset.plan import BatchPlan, EpochPlanner, count_epoch_batches, plan_epoch
 from slwdata.dataset.reader import ShardFormatError, ShardTokenReader
+from slwdata.dataset.shm import clean_dead_owners, register_owner
 
 __all__ = [
     'SLWDataset', 'EpochAccount', 'REUSE_POLICIES', 'ResumeMismatchError', 'make_dataloader',
@@ -140,6 +141,9 @@ class SLWDataset(StreamingDataset):
         labels: also emit ``labels`` (same tensor values as ``input_ids``).
         bytes_dtype: dtype of tokens stored as ``bytes`` (fallback path).
         prefetch_batches: batches ahead whose shards a background thread prepares.
+        clean_stale_shm: first remove the shared memory of SLWDataset runs on this machine
+            whose process died (SIGKILL), see :mod:`slwdata.dataset.shm`; live runs and other
+            StreamingDataset users are left alone.
         **kwargs: passed to :class:`streaming.StreamingDataset` (``remote``, ``local``,
             ``shuffle``, ``cache_limit``, ...).
 
@@ -160,13 +164,18 @@ class SLWDataset(StreamingDataset):
                  labels: bool = False,
                  bytes_dtype: str = 'int64',
                  prefetch_batches: int = 2,
+                 clean_stale_shm: bool = True,
                  **kwargs: Any) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f'SLWDataset needs batch_size= (rows per rank per step), '
                              f'got {batch_size!r}.')
         if reuse not in REUSE_POLICIES:
             raise ValueError(f'reuse={reuse!r}; choose one of {", ".join(REUSE_POLICIES)}.')
+        if clean_stale_shm:
+            clean_dead_owners()
         super().__init__(batch_size=batch_size, **kwargs)
+        if self._unique_rank_world.is_local_leader:
+            register_owner(self._shm_prefix_int)
         self.reuse = reuse
         self.column = column
         self.output_dtype = None if output_dtype is None else np.dtype(output_dtype)
