@@ -89,6 +89,13 @@ def prepare_data(cfg: QuickstartConfig) -> dict[str, Any]:
         _log(f"reusing shards in {out / 'shards'}")
         return json.loads(stamp_file.read_text())
     t0 = time.time()
+    from slwdata.cli import UserError
+    from slwdata.tokenizers import TokenizerError, load_tokenizer
+
+    try:  # fail before building anything, and say how to go on without the GPT-2 file
+        load_tokenizer(cfg.tokenizer)
+    except TokenizerError as exc:
+        raise UserError(f"{exc}\n(or run with --tokenizer bytes: byte-level tokens, no file needed)") from None
     corpus = build_corpus(corpus_dir, max_mb=cfg.corpus_mb, num_files=4)
     _log(f"corpus: {corpus['documents']} documents, {corpus['text_bytes'] / 1e6:.1f} MB of text "
          f"from {corpus['source']} -> {corpus_dir}")

@@ -77,3 +77,10 @@ def test_bad_flags_are_user_errors(tmp_path, capsys, flag, message):
     assert cli_main(["quickstart", "--out", str(tmp_path), *flag]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "corpus").exists()  # refused before any work
+
+
+def test_missing_tokenizer_suggests_bytes(tmp_path, capsys):
+    assert cli_main(["quickstart", "--out", str(tmp_path), "--tokenizer", str(tmp_path / "nope.tiktoken")]) == 2
+    err = capsys.readouterr().err
+    assert "--tokenizer bytes" in err
+    assert not (tmp_path / "corpus").exists()
