@@ -9,11 +9,10 @@ import json
 import logging
 import math
 import os
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from time import time_ns
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
@@ -474,12 +473,17 @@ class SLWDataset(StreamingDataset):
 
         The per-rank tail ledger is not stored: it is a deterministic function of (epoch, steps,
         pacing, world) and every rank rebuilds its own by replaying the plan, so a checkpoint
-        written by rank 0 alone (Composer, StreamingDataLoader) resumes every rank exactly.
+        written by rank 0 alone (Composer, StreamingDataLoader) resumes every rank exactly, and
+        stays a few hundred bytes (streaming keeps it in one 4 KiB shared-memory page). The
+        global step and ledger size at the epoch's start are stored to check the replay.
         """
         obj = super().state_dict(num_samples, from_beginning)
         world = self._parallel_rank_world
         rows_per_global_step = self.batch_size * world.num_ranks
+        step0, carried = self._epoch_start(max(0, obj['epoch']))
         obj['slw'] = {
+            'epoch_first_step': step0,
+            'epoch_carried_tokens': 0 if carried is None else carried.tokens,
             'version': STATE_VERSION,
             'steps_in_epoch': math.ceil(obj['sample_in_epoch'] / rows_per_global_step),
             'num_ranks': world.num_ranks,
@@ -573,6 +577,15 @@ class SLWDataset(StreamingDataset):
             steps_done = int(slw['steps_in_epoch'])
         self.reader.close()  # a forked worker must not reuse the parent's memory maps
         step0, carried = self._epoch_start(epoch)
+        if sample_in_epoch:
+            # Ranks run in lockstep, so rank 0's numbers hold on every rank.
+            replayed = (step0, 0 if carried is None else carried.tokens)
+            stored = (slw.get('epoch_first_step'), slw.get('epoch_carried_tokens'))
+            if replayed != stored:
+                raise ResumeMismatchError(
+                    f'Replaying the plans before epoch {epoch} gives first step {replayed[0]} and '
+                    f'{replayed[1]} carried tail tokens, the checkpoint says {stored[0]} and '
+                    f'{stored[1]}: the shards or the shuffle differ from the checkpointed run.')
         planner, leftover = self._planner(epoch, step0, carried)
         if steps_done:
             planner.skip(steps_done)
