@@ -84,6 +84,13 @@ def build_trainer(cfg: dict[str, Any]):
                           shuffle=bool(data.get("shuffle", True)), shuffle_seed=int(cfg.get("seed", 17)),
                           reuse=slw.get("reuse", "deferred") if slw_on else "off")
     train_dl = DataLoader(train_ds, batch_size=None, num_workers=int(data.get("num_workers", 0)))
+    if not slw_on:
+        # Without the algorithm nothing pops the dataset's slw_* metadata: drop it here.
+        from composer.core import DataSpec
+
+        from slwdata.quickstart import strip_slw_keys
+
+        train_dl = DataSpec(train_dl, batch_transforms=strip_slw_keys)
     eval_dl = None
     if data.get("val"):
         val_ds = StreamingDataset(local=data["val"], remote=data.get("remote_val"), shuffle=False,
