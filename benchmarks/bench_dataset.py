@@ -114,7 +114,10 @@ def bench_slw(local: str, batch_size: int, workers: int, epochs: int, reuse: str
     ds = SLWDataset(local=local, batch_size=batch_size, reuse=reuse, shuffle=True)
     if pacing is not None:
         ds.bind_pacing(pacing, rows_per_step=batch_size)
-    loader = make_dataloader(ds, num_workers=workers, streaming_loader=False)
+    # Persistent workers: an epoch here is a few dozen batches, so re-spawning workers every
+    # epoch would measure process start-up, not reading.
+    loader = make_dataloader(ds, num_workers=workers, streaming_loader=False,
+                             persistent_workers=workers > 0)
     total_rows, total_t = 0, 0.0
     for _ in range(epochs):
         rate, rows = _rows_per_s(loader)
@@ -142,7 +145,7 @@ def bench_transfer_ceiling(batch_size: int, seq_len: int, workers: int, batches:
     return rate
 
 
-def bench_model_step(seq_len: int, batch_size: int, repeats: int = 3) -> float:
+def bench_model_step(seq_len: int, batch_size: int, repeats: int = 2) -> float:
     """Seconds per forward+backward+AdamW step of the tiny GPT at ``[batch_size, seq_len]``."""
     import torch
 
@@ -220,8 +223,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # Can the loader keep ahead of a tiny model at short paced lengths? The loader always reads
     # full rows, so its time per batch does not shrink with the paced length.
-    # The model step uses 8 rows (GPT-2 vocabulary logits at 1024 x 64 rows would not fit here).
-    model_rows = 8
+    # The model step uses 4 rows: GPT-2-vocabulary logits for a full batch would not fit here.
+    model_rows = 4
     per_batch_loader = model_rows / out['slw_rows_per_s_w0']
     for L in (8, 64, 1024):
         step = bench_model_step(L, model_rows)

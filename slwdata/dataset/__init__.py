@@ -8,13 +8,14 @@ Example::
 """
 
 from slwdata.dataset.dataset import (REUSE_POLICIES, EpochAccount, ResumeMismatchError,
-                                     SLWDataset, make_dataloader)
+                                     SLWDataLoader, SLWDataset, SLWStreamingDataLoader,
+                                     make_dataloader)
 from slwdata.dataset.ledger import SEGMENT_DTYPE, TailLedger
 from slwdata.dataset.plan import BatchPlan, plan_epoch
 from slwdata.dataset.reader import ShardFormatError, ShardTokenReader
 
 __all__ = [
-    'SLWDataset', 'make_dataloader', 'EpochAccount', 'REUSE_POLICIES', 'ResumeMismatchError',
+    'SLWDataset', 'make_dataloader', 'SLWDataLoader', 'SLWStreamingDataLoader', 'EpochAccount', 'REUSE_POLICIES', 'ResumeMismatchError',
     'ShardTokenReader', 'ShardFormatError', 'TailLedger', 'SEGMENT_DTYPE', 'BatchPlan',
     'plan_epoch'
 ]

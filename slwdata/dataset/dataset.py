@@ -17,7 +17,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from streaming import StreamingDataset
+from streaming import StreamingDataLoader, StreamingDataset
 from streaming.base.batching import generate_work
 from streaming.base.constant import RESUME
 from streaming.base.shared import SharedMemory, _get_path
@@ -30,7 +30,7 @@ from slwdata.dataset.shm import clean_dead_owners, register_owner
 
 __all__ = [
     'SLWDataset', 'EpochAccount', 'REUSE_POLICIES', 'ResumeMismatchError', 'make_dataloader',
-    'SLWDataLoader'
+    'SLWDataLoader', 'SLWStreamingDataLoader'
 ]
 
 logger = logging.getLogger(__name__)
@@ -663,13 +663,8 @@ class SLWDataLoader(_WideningLoader, torch.utils.data.DataLoader):
     """DataLoader for SLWDataset (see :func:`make_dataloader`)."""
 
 
-def _streaming_loader_class() -> type:
-    from streaming import StreamingDataLoader
-
-    class SLWStreamingDataLoader(_WideningLoader, StreamingDataLoader):
-        """StreamingDataLoader for SLWDataset (see :func:`make_dataloader`)."""
-
-    return SLWStreamingDataLoader
+class SLWStreamingDataLoader(_WideningLoader, StreamingDataLoader):
+    """StreamingDataLoader for SLWDataset (see :func:`make_dataloader`)."""
 
 
 def make_dataloader(dataset: SLWDataset,
@@ -698,5 +693,5 @@ def make_dataloader(dataset: SLWDataset,
         kwargs.setdefault('persistent_workers', False)
         if compact_transfer and isinstance(dataset, SLWDataset):
             dataset.transfer_compact = True
-    cls = _streaming_loader_class() if streaming_loader else SLWDataLoader
+    cls = SLWStreamingDataLoader if streaming_loader else SLWDataLoader
     return cls(dataset, num_workers=num_workers, **kwargs)
