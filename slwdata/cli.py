@@ -64,4 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Under ``python -m`` this file is ``__main__``; subcommands raise ``slwdata.cli.UserError``,
+    # so dispatch through the importable module for the except clause to match.
+    from slwdata.cli import main as _main
+
+    sys.exit(_main())

@@ -37,3 +37,11 @@ def test_user_error_is_one_line_without_traceback(monkeypatch, capsys):
 def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "slwdata.cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("slwdata ")
+
+
+def test_user_error_under_python_dash_m_has_no_traceback(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "slwdata.cli", "inspect", str(tmp_path / "missing")],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert out.stderr.startswith("slwdata inspect: error:")
