@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gpu", action="store_true", help="GPT-2 124M class preset on a CUDA GPU")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "table1"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "_work" / "table1"))
     ap.add_argument("--steps", type=int, help="baseline steps (token budget = steps*batch*seq)")
     ap.add_argument("--seq-len", type=int)
     ap.add_argument("--batch-size", type=int)
