@@ -224,3 +224,13 @@ def test_resume_refuses_a_replay_that_disagrees(shards):
     ds2.load_state_dict(state)
     with pytest.raises(RuntimeError, match='first step 0 .* checkpoint says 7'):
         next(iter(ds2))
+
+
+def test_schedule_without_warmup_serves_full_length(shards):
+    root, tokens = shards
+    ds = SLWDataset(local=root, batch_size=BS)
+    ds.bind_pacing(PacingSchedule(kind='constant', duration='6ba'), rows_per_step=BS)
+    batches = list(ds)
+    assert all(int(b['slw_seq_len'][0]) == SEQ and not int(b['slw_tail_rows'][0])
+               for b in batches)
+    assert ds._lengths == [] and len(batches) == ROWS // BS

@@ -195,7 +195,7 @@ class SLWDataset(StreamingDataset):
         self.pacing = None
         self.rows_per_step: Optional[int] = None
         self.run_total: Any = None
-        self._lengths: list[int] = []
+        self._lengths: Optional[list[int]] = None
         # Plan caches: epoch -> (global step at epoch start, ledger carried in).
         self._epoch_starts: dict[int, tuple[int, Any]] = {}
         self._resume_slw: Optional[dict[str, Any]] = None
@@ -297,7 +297,7 @@ class SLWDataset(StreamingDataset):
         self.pacing = schedule
         self.rows_per_step = rows_per_step if schedule is not None else None
         self.run_total = run_total
-        self._lengths = []
+        self._lengths = None
         self._epoch_starts = {}
 
     def pacing_config(self) -> Optional[dict[str, Any]]:
@@ -316,7 +316,7 @@ class SLWDataset(StreamingDataset):
         """The planned length of a global step (``L`` without pacing)."""
         if self.pacing is None:
             return self.seq_len
-        if not self._lengths:
+        if self._lengths is None:
             warm = self.pacing.warmup_steps(self.rows_per_step, total=self.run_total)
             self._lengths = self.pacing.plan(warm, self.rows_per_step, total=self.run_total)
         if global_step < len(self._lengths):
