@@ -24,9 +24,24 @@ from typing import Any, Iterable, Mapping
 
 from slwdata.pacing import PacingSchedule
 
-__all__ = ["TruncateInfo", "truncate_batch", "full_length", "slw_step", "PlainSLW", "SLW_PREFIX"]
+__all__ = ["TruncateInfo", "truncate_batch", "full_length", "slw_step", "PlainSLW", "SLW_PREFIX",
+           "check_inferred_end"]
 
 SLW_PREFIX = "slw_"
+
+
+def check_inferred_end(full: int, end: int, step: int) -> None:
+    """Refuse a batch longer than an ``end`` that was read from the first batch.
+
+    With ``end=None`` the full length is taken from the first batch and kept; a later, longer
+    batch (a variable-length collator) would otherwise be cut to that first length in silence.
+    """
+    if full > end:
+        raise ValueError(
+            f"batch at step {step} has length {full}, longer than the end length {end} inferred from the "
+            "first batch: Sequence Length Warmup needs fixed-length rows. Pack or pad rows to one length, "
+            "or pass end= (the full row length) explicitly"
+        )
 
 
 @dataclasses.dataclass
@@ -201,11 +216,15 @@ class PlainSLW:
         self.trained_tokens = 0
         self.dropped_tokens = 0
         self.last_info: TruncateInfo | None = None
+        self._end_inferred = False
 
     def __call__(self, batch: Any) -> Any:
         full = full_length(batch)
         if self.schedule.end is None:
             self.schedule = self.schedule.with_end(full)
+            self._end_inferred = True
+        elif self._end_inferred:
+            check_inferred_end(full, self.schedule.end, self.step)
         seq_len = self.schedule.seq_len(step=self.step, samples=self.samples, tokens=self.trained_tokens, total=self.total)
         out, info = truncate_batch(batch, seq_len, self.keys, full_len=full, return_info=True)
         self.last_info = info

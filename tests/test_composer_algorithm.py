@@ -257,3 +257,13 @@ def test_missing_composer_is_a_clear_error():
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "pip install 'slwdata[composer]'" in out.stdout, out.stderr
+
+
+def test_variable_length_batches_with_inferred_end_are_a_clear_error():
+    """end=None reads the first batch's length; a later longer batch must not be cut silently."""
+    from torch.utils.data import DataLoader
+
+    batches = [{"input_ids": torch.randint(0, 64, (ROWS, n))} for n in (32, 32, 64)]
+    dl = DataLoader(batches, batch_size=None)
+    with pytest.raises(ValueError, match=r"length 64, longer than the end length 32.*pass end="):
+        fit(dl=dl, max_duration="3ba", duration="100ba", preallocate=False, microbatch=ROWS)

@@ -98,3 +98,15 @@ def test_plain_slw_counts_trained_and_dropped_tokens():
     resumed = PlainSLW(sched, world_size=2)
     resumed.load_state_dict(slw.state_dict())
     assert resumed.state_dict() == slw.state_dict()
+
+
+def test_plain_slw_refuses_a_later_batch_longer_than_the_inferred_end():
+    slw = PlainSLW(PacingSchedule(start=8, end=None, duration="100ba"))
+    slw(torch.zeros(2, 16, dtype=torch.long))
+    slw(torch.zeros(2, 12, dtype=torch.long))  # shorter: nothing is lost
+    with pytest.raises(ValueError, match=r"length 24, longer than the end length 16.*pass end="):
+        slw(torch.zeros(2, 24, dtype=torch.long))
+    # With an explicit end, longer rows are the user's choice and are cut to end.
+    explicit = PlainSLW(PacingSchedule(start=8, end=16, duration="0ba"))
+    explicit(torch.zeros(2, 16, dtype=torch.long))
+    assert tuple(explicit(torch.zeros(2, 24, dtype=torch.long)).shape) == (2, 16)

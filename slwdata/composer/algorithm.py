@@ -39,7 +39,7 @@ from composer.loggers import Logger
 from composer.utils import dist
 
 from slwdata.pacing import PacingSchedule
-from slwdata.truncate import SLW_PREFIX, TruncateInfo, full_length, truncate_batch
+from slwdata.truncate import SLW_PREFIX, TruncateInfo, check_inferred_end, full_length, truncate_batch
 
 __all__ = ["SequenceLengthWarmup", "PacedDataLoader", "SLWMismatchError", "registry"]
 
@@ -191,6 +191,7 @@ class SequenceLengthWarmup(Algorithm):
         self._original_model: Any = None
         self._preallocated = False
         self._warned_token_count = False
+        self._end_inferred = False  # end was read from the data (first batch), not given by the user
 
     def __repr__(self) -> str:
         return f"SequenceLengthWarmup(schedule={self.schedule!r}, truncate={self.truncate})"
@@ -253,6 +254,7 @@ class SequenceLengthWarmup(Algorithm):
                         f"({type(dataset).__name__} has no int seq_len/max_seq_len): pass end="
                     )
                 self.schedule = self.schedule.with_end(end)
+                self._end_inferred = True
             rows = _rows_per_device(loader)
             if rows is None:
                 raise ValueError("neither the train dataloader nor its dataset has an int batch_size: the dataset "
@@ -273,6 +275,9 @@ class SequenceLengthWarmup(Algorithm):
         full = full_length(batch)
         if self.schedule.end is None:
             self.schedule = self.schedule.with_end(full)
+            self._end_inferred = True
+        elif self._end_inferred:
+            check_inferred_end(full, self.schedule.end, int(state.timestamp.batch))
         paced = min(self.length_at(state), full)
         cut = paced if self.truncate else full
         out, info = truncate_batch(batch, cut, self.keys, full_len=full, return_info=True)
@@ -428,6 +433,7 @@ class SequenceLengthWarmup(Algorithm):
         saved = state.get("schedule")
         if saved and self.schedule.end is None and saved.get("end") is not None:
             self.schedule = self.schedule.with_end(int(saved["end"]))
+            self._end_inferred = True
 
 
 #: Name -> class, for config systems (llm-foundry reads the ``llmfoundry_algorithms`` entry point).
