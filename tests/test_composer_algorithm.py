@@ -267,3 +267,27 @@ def test_variable_length_batches_with_inferred_end_are_a_clear_error():
     dl = DataLoader(batches, batch_size=None)
     with pytest.raises(ValueError, match=r"length 64, longer than the end length 32.*pass end="):
         fit(dl=dl, max_duration="3ba", duration="100ba", preallocate=False, microbatch=ROWS)
+
+
+def _counting_loader(count):
+    from composer.core import DataSpec
+
+    return DataSpec(loader(seq_len=FULL, batch_size=ROWS), get_num_tokens_in_batch=count)
+
+
+@pytest.mark.parametrize("max_duration,duration,count,why", [
+    ("2000tok", "10ba", lambda b: ROWS * FULL, r"max_duration \(2000tok\) is in tokens"),
+    ("2000tok", "10ba", lambda b: 0, r"max_duration \(2000tok\) is in tokens"),  # else: never stops
+    ("4ba", "500tok", lambda b: ROWS * FULL, r"duration \(500tok"),
+    ("4ba", "500tok", lambda b: 0, r"duration \(500tok"),
+])
+def test_wrong_token_counter_is_an_error_when_tokens_matter(max_duration, duration, count, why):
+    """A counter reporting full-length (untruncated) tokens or 0 would pace or stop on a wrong clock."""
+    with pytest.raises(ValueError, match=r"Composer counted (256|0) tokens for a batch of 32 trained.*" + why):
+        fit(dl=_counting_loader(count), max_duration=max_duration, duration=duration, preallocate=False)
+
+
+def test_wrong_token_counter_only_warns_when_nothing_uses_tokens():
+    with pytest.warns(UserWarning, match="counted 256 tokens for a batch of 32 trained"):
+        _, _, rec, _ = fit(dl=_counting_loader(lambda b: ROWS * FULL), max_duration="3ba", duration="10ba")
+    assert rec.lengths == PacingSchedule(end=FULL, duration="10ba").plan(3, ROWS)

@@ -313,7 +313,7 @@ class SequenceLengthWarmup(Algorithm):
         self.dropped_tokens += (info.full_len - info.seq_len) * rows_global
         # Lockstep (docs/DESIGN.md): every rank re-serves the same number of tail rows per step.
         self.reserved_tokens += self._tail_rows * info.seq_len * dist.get_world_size()
-        self._check_token_count(tokens_step, info.seq_len * rows_global, info.full_len * rows_global)
+        self._check_token_count(tokens_step, info.seq_len * rows_global, info.full_len * rows_global, state)
         metrics = {
             "slw/seq_len": info.seq_len,
             "slw/trained_tokens": self.trained_tokens,
@@ -324,22 +324,37 @@ class SequenceLengthWarmup(Algorithm):
         logger.log_metrics(metrics)
         self._info = None
 
-    def _check_token_count(self, counted: int, expected: int, full: int) -> None:
+    def _tokens_needed(self, state: State) -> bool:
+        """Whether a wrong token count would change what is trained or when the run stops."""
+        max_duration = state.max_duration
+        return (self.schedule.unit == "tok" or (self.total or "").endswith("tok")
+                or (max_duration is not None and max_duration.unit == TimeUnit.TOKEN))
+
+    def _check_token_count(self, counted: int, expected: int, full: int, state: State) -> None:
         if counted == expected or self._warned_token_count:
             return
-        if counted == 0:
-            # Composer does not count tokens for this batch type: fine unless the schedule needs them.
+        fix = ("use dict batches with input_ids, or a DataSpec whose get_num_tokens_in_batch measures the "
+               "(truncated) batch it is given")
+        if self._tokens_needed(state):
+            # The pacing, the stop (max_duration in tokens) or both would run on a wrong clock; with
+            # a 0 count and max_duration in tokens the run would never end.
+            where = []
             if self.schedule.unit == "tok" or (self.total or "").endswith("tok"):
-                raise ValueError(
-                    "the schedule counts tokens but Composer counted 0 tokens for this batch: use dict batches "
-                    "with input_ids, or a DataSpec with get_num_tokens_in_batch that measures the (truncated) batch"
-                )
+                where.append(f"the schedule's duration ({self.schedule.duration}, run total {self.total}) is in tokens")
+            if state.max_duration is not None and state.max_duration.unit == TimeUnit.TOKEN:
+                where.append(f"max_duration ({state.max_duration}) is in tokens")
+            raise ValueError(
+                f"Composer counted {counted} tokens for a batch of {expected} trained tokens (full length: {full}), "
+                f"but {' and '.join(where)}: {fix}"
+            )
+        if counted == 0:
+            # Composer does not count tokens for this batch type: harmless, nothing here uses tokens.
             return
         self._warned_token_count = True
         warnings.warn(
             f"Composer counted {counted} tokens for a batch of {expected} trained tokens (full length: {full}); "
-            "its DataSpec.get_num_tokens_in_batch does not measure the truncated batch, so token durations and "
-            "token-wise schedules will be off. Count tokens from the batch's tensors.",
+            "its DataSpec.get_num_tokens_in_batch does not measure the truncated batch, so timestamp.token and "
+            f"token-wise LR schedules will be off: {fix}",
             stacklevel=2,
         )
 
