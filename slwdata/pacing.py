@@ -214,6 +214,7 @@ class PacingSchedule:
             raise ValueError(f"fn= is only used with kind='callable', not kind={kind!r}")
 
         self.stages: list[tuple[int, int]] | None = None
+        self.stage_unit: str | None = None
         if kind == "stages":
             if not stages:
                 raise ValueError("kind='stages' needs stages=[(at, length), ...], e.g. [(0, 128), (500, 1024)]")
@@ -233,6 +234,8 @@ class PacingSchedule:
             raise ValueError(f"end (e) must be a positive int or None, got {end!r}")
         if end is not None and kind != "constant" and start > end:
             raise ValueError(f"start (s={start}) must not exceed end (e={end})")
+        if kind == "stages" and end is not None and self.duration.unit != "dur":
+            self._check_stages(self.duration, end)
         self.start = start if kind != "constant" or end is None else end
         self._start_arg = start
         self.end = end
@@ -275,12 +278,34 @@ class PacingSchedule:
         if any(b < a for a, b in zip(lengths, lengths[1:])):
             raise ValueError(f"stage lengths must be non-decreasing, got {lengths}")
         self.stages = parsed
+        self.stage_unit = unit
         # The default "0.3dur" is meaningless for stages: T is where the last stage starts.
         if duration is None or duration == "0.3dur":
             return f"{ats[-1]}{unit}"
         if dur is not None and dur.unit != "dur" and dur.value < ats[-1]:
             raise ValueError(f"duration {duration!r} ends before the last stage starts ({ats[-1]}{unit})")
         return duration
+
+    def _check_stages(self, T: Duration, end: int) -> None:
+        """Stage thresholds and ``T`` must be counted in one unit, and no stage may be ignored."""
+        assert self.stages is not None
+        last_at, last_len = self.stages[-1]
+        if T.unit != self.stage_unit:
+            raise ValueError(
+                f"stage thresholds are in {self.stage_unit!r} but duration {self.duration} resolves to {T} "
+                f"(in {T.unit!r}): give the stages in {T.unit!r}, or an absolute duration in {self.stage_unit!r}, "
+                f"or a run total in {self.stage_unit!r}"
+            )
+        if T.value < last_at:
+            raise ValueError(f"duration {self.duration} (= {T}) ends before the last stage starts "
+                             f"({last_at}{self.stage_unit})")
+        if T.value == last_at and last_len != end:
+            # From T on the length is end, so the last stage's own length would never be used.
+            raise ValueError(
+                f"the last stage ({last_at}{self.stage_unit}, {last_len}) starts at T, where the length is "
+                f"end={end}: make the last stage's length {end}, or give a duration beyond "
+                f"{last_at}{self.stage_unit} so the last stage is trained before end"
+            )
 
     def _check_callable_monotone(self) -> None:
         assert self._fn is not None
@@ -354,6 +379,8 @@ class PacingSchedule:
         if self.kind == "constant":
             return end
         T = self.resolve_duration(total)
+        if self.kind == "stages" and self.duration.unit == "dur":
+            self._check_stages(T, end)
         t = progress.get(T.unit)
         if t >= T.value:  # also covers T == 0
             return end
@@ -430,7 +457,8 @@ class PacingSchedule:
             cfg["degree"] = self.degree
         if self.kind == "stages":
             assert self.stages is not None
-            cfg["stages"] = [[at, n] for at, n in self.stages]
+            # Thresholds keep their unit: with a fractional duration nothing else records it.
+            cfg["stages"] = [[f"{at}{self.stage_unit}", n] for at, n in self.stages]
         if self.kind == "callable":
             if isinstance(self.fn_spec, str):
                 cfg["fn"] = self.fn_spec

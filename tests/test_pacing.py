@@ -209,3 +209,30 @@ def test_import_does_not_pull_torch_or_numpy():
     code = "import sys, slwdata.pacing; print('torch' in sys.modules, 'numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_stages_with_a_fraction_must_count_in_one_unit():
+    sched = PacingSchedule(kind="stages", end=64, duration="0.5dur", stages=[(0, 8), ("10tok", 16), ("20tok", 32)])
+    # Thresholds in tokens, T = half of a run counted in tokens: consistent.
+    assert [sched.seq_len(tokens=t, total="100tok") for t in (0, 10, 20, 49, 50)] == [8, 16, 32, 32, 64]
+    # The same schedule against a run counted in steps would compare tokens with steps.
+    with pytest.raises(ValueError, match=r"stage thresholds are in 'tok' but duration 0.5dur resolves to 50ba"):
+        sched.seq_len(step=3, tokens=30, total="100ba")
+    with pytest.raises(ValueError, match="ends before the last stage"):
+        sched.seq_len(tokens=5, total="30tok")
+    # The unit survives a config round trip even though the duration has none.
+    again = PacingSchedule.from_config(sched.to_config())
+    assert again.stage_unit == "tok" and again == sched
+
+
+def test_stages_last_length_is_not_silently_ignored():
+    with pytest.raises(ValueError, match=r"last stage \(500ba, 512\) starts at T, where the length is end=1024"):
+        PacingSchedule(kind="stages", end=1024, stages=[(0, 128), (500, 512)])
+    with pytest.raises(ValueError, match="last stage"):
+        PacingSchedule(kind="stages", stages=[(0, 128), (500, 512)]).with_end(1024)
+    # A duration beyond the last stage trains it before switching to end.
+    longer = PacingSchedule(kind="stages", end=1024, duration="800ba", stages=[(0, 128), (500, 512)])
+    assert [longer.seq_len(step=t) for t in (0, 500, 799, 800)] == [128, 512, 512, 1024]
+    frac = PacingSchedule(kind="stages", end=1024, duration="0.5dur", stages=[(0, 128), (500, 512)])
+    with pytest.raises(ValueError, match="last stage"):
+        frac.seq_len(step=0, total="1000ba")
