@@ -40,7 +40,9 @@ def test_adam_variance_stats_from_hand_set_state(make):
     opt.state[a]["exp_avg_sq"].copy_(torch.tensor([[1.0, 4.0, 0.25], [0.0, 9.0, 1.0]]))
     opt.state[b]["exp_avg_sq"].copy_(torch.tensor([16.0, 0.0, 2.0, 1.0]))
     stats = adam_variance_stats(opt)
-    assert stats["var_l1"] == pytest.approx(1 + 4 + 0.25 + 9 + 1 + 16 + 2 + 1)
+    # Both statistics are on sqrt(exp_avg_sq) (the paper): l1 = sum of the roots, max = largest root.
+    sqrt_a, sqrt_b = 1 + 2 + 0.5 + 0 + 3 + 1, 4 + 0 + math.sqrt(2) + 1
+    assert stats["var_l1"] == pytest.approx(sqrt_a + sqrt_b)
     assert stats["var_sqrt_max"] == pytest.approx(4.0)
     mon = StabilityMonitor()
     mon.observe_optimizers([opt])
@@ -48,7 +50,27 @@ def test_adam_variance_stats_from_hand_set_state(make):
     mon.observe_optimizers([opt])
     summary = mon.summary()
     assert summary["adam_var_sqrt_max_max"] == pytest.approx(4.0) and summary["adam_var_sqrt_max_last"] == pytest.approx(3.0)
-    assert summary["adam_var_l1_max"] == pytest.approx(34.25) and summary["adam_var_l1_last"] == pytest.approx(15.25)
+    assert summary["adam_var_l1_max"] == pytest.approx(sqrt_a + sqrt_b) and summary["adam_var_l1_last"] == pytest.approx(sqrt_a)
+
+
+def test_monitor_keeps_running_statistics_not_every_loss():
+    losses = [4.0, 3.0, 3.9, 2.5, 2.6, 3.5, 2.0]
+    mon = StabilityMonitor()
+    for x in losses[:4]:
+        mon.observe_loss(x)
+    sd = mon.state_dict()
+    assert "losses" not in sd and not hasattr(mon, "losses")  # memory does not grow with the run
+    resumed = StabilityMonitor()
+    resumed.load_state_dict(sd)
+    for x in losses[4:]:
+        resumed.observe_loss(x)
+    expected = loss_ratio_stats(losses)
+    summary = resumed.summary()
+    assert (summary["steps"], summary["max_loss_ratio"], summary["steps_above_threshold"]) == (
+        expected["steps"], expected["max_ratio"], expected["steps_above_threshold"])
+    old = StabilityMonitor()  # a checkpoint from before: the losses list still loads
+    old.load_state_dict({"losses": losses[:4], "max_ratio": 1.3, "steps_above": 1})
+    assert old.observe_loss(3.5) == pytest.approx(1.4) and old.summary()["steps"] == 5
 
 
 SCRIPT = [4.0, 3.0, 3.9, 2.5, 2.6, 3.5, 2.0, 2.1]

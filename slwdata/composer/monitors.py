@@ -2,8 +2,8 @@
 
 * loss ratio: the current training loss over the minimum of all previous losses; a spike
   shows as a ratio above a threshold (the paper counts steps with ratio > 1.2);
-* Adam variance state: the l1 norm of ``exp_avg_sq`` and the max element of ``sqrt(exp_avg_sq)``,
-  which the paper shows blow up together with loss spikes at large batch / learning rate.
+* Adam variance state: the l1 norm and the max element of ``sqrt(exp_avg_sq)`` (the paper's
+  variance statistics), which blow up together with loss spikes at large batch / learning rate.
 
 Example::
 
@@ -55,27 +55,41 @@ def loss_ratio_stats(losses: Iterable[float], threshold: float = 1.2) -> dict[st
 
 
 def adam_variance_stats(optimizers: Sequence[torch.optim.Optimizer] | torch.optim.Optimizer) -> Optional[dict[str, float]]:
-    """``{"var_l1": sum |exp_avg_sq|, "var_sqrt_max": max sqrt(exp_avg_sq)}`` over all parameters.
+    """``{"var_l1": sum sqrt(exp_avg_sq), "var_sqrt_max": max sqrt(exp_avg_sq)}`` over all parameters.
 
+    Both statistics are taken on ``sqrt(exp_avg_sq)``, the per-parameter scale Adam divides by.
     Works with any optimizer keeping an ``exp_avg_sq`` state (torch Adam/AdamW, Composer's
-    DecoupledAdamW); ``None`` if there is no such state yet.
+    DecoupledAdamW); ``None`` if there is no such state yet. The sums stay on the device and are
+    read back with a single host synchronisation.
+
+    Example:
+        >>> p = torch.nn.Parameter(torch.zeros(2))
+        >>> opt = torch.optim.Adam([p]); p.sum().backward(); opt.step()
+        >>> _ = opt.state[p]["exp_avg_sq"].copy_(torch.tensor([4.0, 9.0]))
+        >>> adam_variance_stats(opt)
+        {'var_l1': 5.0, 'var_sqrt_max': 3.0}
     """
     if isinstance(optimizers, torch.optim.Optimizer):
         optimizers = [optimizers]
-    l1 = 0.0
-    vmax = None
+    l1: Optional[torch.Tensor] = None
+    vmax: Optional[torch.Tensor] = None
     for opt in optimizers:
         for state in opt.state.values():
             v = state.get("exp_avg_sq") if isinstance(state, dict) else None
             if not isinstance(v, torch.Tensor) or v.numel() == 0:
                 continue
-            v = v.detach().float()
-            l1 += float(v.abs().sum())
-            m = float(v.max())
-            vmax = m if vmax is None else max(vmax, m)
-    if vmax is None:
+            root = v.detach().float().clamp_min(0).sqrt()
+            part_sum, part_max = root.sum(), root.max()
+            if l1 is None or vmax is None:
+                l1, vmax = part_sum, part_max
+            else:
+                # Parameters may sit on different devices (pipeline / CPU offload): gather on the first.
+                l1 = l1 + part_sum.to(l1.device, non_blocking=True)
+                vmax = torch.maximum(vmax, part_max.to(vmax.device, non_blocking=True))
+    if l1 is None or vmax is None:
         return None
-    return {"var_l1": l1, "var_sqrt_max": math.sqrt(max(vmax, 0.0))}
+    var_l1, var_sqrt_max = torch.stack([l1.double(), vmax.double()]).tolist()
+    return {"var_l1": var_l1, "var_sqrt_max": var_sqrt_max}
 
 
 def _loss_value(state: State) -> Optional[float]:
@@ -109,7 +123,7 @@ class StabilityMonitor(Callback):
             raise ValueError(f"interval must be >= 1, got {interval}")
         self.threshold = threshold
         self.interval = interval
-        self.losses: list[float] = []
+        self.steps = 0  # losses seen (only the running statistics are kept, not the losses)
         self.best = math.inf
         self.max_ratio: Optional[float] = None
         self.steps_above = 0
@@ -119,12 +133,12 @@ class StabilityMonitor(Callback):
 
     def observe_loss(self, loss: float) -> Optional[float]:
         """Feed one loss; returns its ratio to the previous minimum (None for the first)."""
-        ratio = _ratio(loss, self.best) if self.losses else None
+        ratio = _ratio(loss, self.best) if self.steps else None
         if ratio is not None:
             ratio = round(ratio, 12)
             self.max_ratio = ratio if self.max_ratio is None else max(self.max_ratio, ratio)
             self.steps_above += ratio > self.threshold
-        self.losses.append(loss)
+        self.steps += 1
         if math.isfinite(loss):
             self.best = min(self.best, loss)
         return ratio
@@ -162,7 +176,7 @@ class StabilityMonitor(Callback):
     def summary(self) -> dict[str, Any]:
         """Steps seen, max loss ratio, steps above the threshold, and Adam variance maxima."""
         return {
-            "steps": len(self.losses),
+            "steps": self.steps,
             "threshold": self.threshold,
             "max_loss_ratio": self.max_ratio,
             "steps_above_threshold": self.steps_above,
@@ -173,13 +187,17 @@ class StabilityMonitor(Callback):
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"losses": list(self.losses), "max_ratio": self.max_ratio, "steps_above": self.steps_above,
+        return {"steps": self.steps, "best": self.best, "max_ratio": self.max_ratio, "steps_above": self.steps_above,
                 "var_l1_max": self.var_l1_max, "var_sqrt_max_max": self.var_sqrt_max_max}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.losses = list(state.get("losses", []))
-        finite = [x for x in self.losses if math.isfinite(x)]
-        self.best = min(finite) if finite else math.inf
+        if "losses" in state:  # checkpoints written before only the statistics were kept
+            losses = [float(x) for x in state["losses"]]
+            finite = [x for x in losses if math.isfinite(x)]
+            self.steps, self.best = len(losses), (min(finite) if finite else math.inf)
+        else:
+            self.steps = int(state.get("steps", 0))
+            self.best = float(state.get("best", math.inf))
         self.max_ratio = state.get("max_ratio")
         self.steps_above = int(state.get("steps_above", 0))
         self.var_l1_max = state.get("var_l1_max")
