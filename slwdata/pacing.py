@@ -378,9 +378,18 @@ class PacingSchedule:
             progress = Progress(int(step), int(samples), int(tokens))
         if self.kind == "constant":
             return end
+        return self._length(progress, self._resolve_T(total, end), end)
+
+    def _resolve_T(self, total: Any, end: int) -> Duration:
+        """``T`` resolved and checked once, so loops over many steps do not re-parse ``total``."""
         T = self.resolve_duration(total)
         if self.kind == "stages" and self.duration.unit == "dur":
             self._check_stages(T, end)
+        return T
+
+    def _length(self, progress: Progress, T: Duration, end: int) -> int:
+        if self.kind == "constant":
+            return end
         t = progress.get(T.unit)
         if t >= T.value:  # also covers T == 0
             return end
@@ -391,10 +400,14 @@ class PacingSchedule:
                 if t >= at:
                     length = n
             return self._round(length, end)
-        frac = Fraction(t) / Fraction(T.value)
         if self.kind == "linear":
-            raw: Union[Fraction, float] = self.start + (end - self.start) * frac
-        elif self.kind == "root":
+            # floor(s + (e - s) * t / T) in exact integer arithmetic (T = p / q may be a fraction).
+            T_exact = Fraction(T.value)
+            raw: Union[Fraction, float, int] = self.start + (end - self.start) * t * T_exact.denominator \
+                // T_exact.numerator
+            return self._round(raw, end)
+        frac = Fraction(t) / Fraction(T.value)
+        if self.kind == "root":
             raw = self.start + (end - self.start) * float(frac) ** (1.0 / self.degree)
         else:  # callable
             assert self._fn is not None
@@ -415,9 +428,13 @@ class PacingSchedule:
         if rows_per_step < 1:
             raise ValueError(f"rows_per_step must be a positive int, got {rows_per_step}")
         lengths: list[int] = []
+        if num_steps == 0:
+            return lengths
+        end = self._require_end()
+        T = self._resolve_T(total, end) if self.kind != "constant" else Duration(0, "ba")
         tokens = 0
         for i in range(num_steps):
-            length = self.seq_len(step=i, samples=i * rows_per_step, tokens=tokens, total=total)
+            length = self._length(Progress(i, i * rows_per_step, tokens), T, end)
             lengths.append(length)
             tokens += length * rows_per_step
         return lengths
@@ -429,7 +446,7 @@ class PacingSchedule:
             raise ValueError(f"rows_per_step must be a positive int, got {rows_per_step}")
         if self.kind == "constant":
             return 0
-        T = self.resolve_duration(total)
+        T = self._resolve_T(total, end)
         if self.kind in ("linear", "root", "stages") and T.unit != "tok" and self.start < end:
             # Strictly below end for t < T (stages may reach end earlier: scan those).
             if self.kind != "stages":
@@ -437,7 +454,7 @@ class PacingSchedule:
                 return math.ceil(Fraction(T.value) / per)
         step, tokens = 0, 0
         while True:
-            length = self.seq_len(step=step, samples=step * rows_per_step, tokens=tokens, total=total)
+            length = self._length(Progress(step, step * rows_per_step, tokens), T, end)
             if length >= end:
                 return step
             tokens += length * rows_per_step

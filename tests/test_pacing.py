@@ -236,3 +236,20 @@ def test_stages_last_length_is_not_silently_ignored():
     frac = PacingSchedule(kind="stages", end=1024, duration="0.5dur", stages=[(0, 128), (500, 512)])
     with pytest.raises(ValueError, match="last stage"):
         frac.seq_len(step=0, total="1000ba")
+
+
+def test_plan_resolves_the_run_total_once(monkeypatch):
+    """plan()/warmup_steps() over many steps must not re-parse ``total`` at every step."""
+    import slwdata.pacing as pacing
+
+    sched = PacingSchedule(start=8, end=1024, duration="0.3dur")
+    expected = [sched.seq_len(step=i, samples=4 * i, total="2000ba") for i in range(2000)]
+    calls = []
+    real = pacing.Duration.parse.__func__
+    monkeypatch.setattr(pacing.Duration, "parse", classmethod(lambda cls, *a, **k: calls.append(a) or real(cls, *a, **k)))
+    assert sched.plan(2000, 4, total="2000ba") == expected
+    assert len(calls) <= 2
+    calls.clear()
+    tok = PacingSchedule(start=8, end=1024, duration="0.3dur")
+    assert tok.warmup_steps(4, total="1000000tok") == tok.plan(2000, 4, total="1000000tok").index(1024)
+    assert len(calls) <= 4
