@@ -96,6 +96,10 @@ class Duration:
                 "'ba' (steps), 'sp' (samples), 'tok' (tokens) or 'dur' (fraction of the run), e.g. '0.3dur'"
             )
         number, unit = m.group(1).replace("_", ""), m.group(2).lower() or default_unit
+        if not m.group(2) and unit != "dur" and Fraction(number).denominator != 1:
+            hint = f"did you mean '{number}dur' (a fraction of the run)?" if Fraction(number) <= 1 else \
+                f"give a whole number of steps, or a unit: '{number}tok', '{number}sp'"
+            raise ValueError(f"duration {spec!r} has no unit and is not a whole number of steps: {hint}")
         if unit not in _UNIT_ALIASES:
             hint = " (epochs are not supported: give steps, samples or tokens, or a fraction 'dur')" \
                 if unit in ("ep", "epoch", "epochs") else ""
@@ -158,11 +162,12 @@ class PacingSchedule:
     """Maps training progress to a sequence length.
 
     Args:
-        start: ``s``, the first length (default 8).
+        start: ``s``, the first length (default 8; with ``kind="stages"`` the first stage's length).
         end: ``e``, the full row length. ``None`` leaves it to be filled in later with
             :meth:`with_end` (the Composer algorithm infers it from the data).
         duration: ``T``; ``"1000ba"``, ``"2000sp"``, ``"5000000tok"``, ``"0.3dur"``, an int (steps)
-            or a float in [0, 1] (fraction of the run). From ``T`` on the length is exactly ``end``.
+            or a float in [0, 1] (fraction of the run); default ``"0.3dur"`` (stages: the last
+            stage's start). From ``T`` on the length is exactly ``end``.
         kind: ``"linear"`` (the paper), ``"root"`` (``s + (e-s) * (t/T) ** (1/degree)``),
             ``"stages"`` (piecewise constant, e.g. Shortformer's two stages), ``"constant"``
             (always ``end``: a baseline with identical plumbing) or ``"callable"``.
@@ -183,9 +188,9 @@ class PacingSchedule:
 
     def __init__(
         self,
-        start: int | None = 8,
+        start: int | None = None,
         end: int | None = None,
-        duration: Any = "0.3dur",
+        duration: Any = None,
         kind: str = "linear",
         multiple: int = 8,
         degree: float = 2.0,
@@ -219,13 +224,19 @@ class PacingSchedule:
             if not stages:
                 raise ValueError("kind='stages' needs stages=[(at, length), ...], e.g. [(0, 128), (500, 1024)]")
             duration = self._init_stages(stages, duration)
-            if start is None or start == 8:
-                # The first stage defines where the run starts unless the user says otherwise.
-                start = min(length for _, length in self.stages)  # type: ignore[union-attr]
+            first = self.stages[0][1]  # type: ignore[index]
+            if start is None:
+                start = first  # the first stage is where the run starts
+            elif start != first:
+                raise ValueError(
+                    f"start={start} contradicts the first stage's length {first}: leave start out (with stages "
+                    "it is the first stage's length) or make the two equal"
+                )
         elif stages is not None:
             raise ValueError(f"stages= is only used with kind='stages', not kind={kind!r}")
 
-        self.duration = Duration.parse(duration)
+        # None marks "not given", so an explicit value is never mistaken for the default.
+        self.duration = Duration.parse("0.3dur" if duration is None else duration)
         if start is None:
             start = 8
         if isinstance(start, bool) or not isinstance(start, int) or start < 1:
@@ -279,8 +290,8 @@ class PacingSchedule:
             raise ValueError(f"stage lengths must be non-decreasing, got {lengths}")
         self.stages = parsed
         self.stage_unit = unit
-        # The default "0.3dur" is meaningless for stages: T is where the last stage starts.
-        if duration is None or duration == "0.3dur":
+        # Without a duration T is where the last stage starts.
+        if duration is None:
             return f"{ats[-1]}{unit}"
         if dur is not None and dur.unit != "dur" and dur.value < ats[-1]:
             raise ValueError(f"duration {duration!r} ends before the last stage starts ({ats[-1]}{unit})")

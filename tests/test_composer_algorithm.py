@@ -291,3 +291,9 @@ def test_wrong_token_counter_only_warns_when_nothing_uses_tokens():
     with pytest.warns(UserWarning, match="counted 256 tokens for a batch of 32 trained"):
         _, _, rec, _ = fit(dl=_counting_loader(lambda b: ROWS * FULL), max_duration="3ba", duration="10ba")
     assert rec.lengths == PacingSchedule(end=FULL, duration="10ba").plan(3, ROWS)
+
+
+def test_unknown_option_lists_the_allowed_keys():
+    for build in (SequenceLengthWarmup.from_config, lambda cfg: registry["slw"](**cfg)):
+        with pytest.raises(ValueError, match=r"unknown SequenceLengthWarmup option\(s\) \['strat'\]; allowed: .*'start'"):
+            build({"strat": 8, "duration": "0.3dur"})

@@ -253,3 +253,24 @@ def test_plan_resolves_the_run_total_once(monkeypatch):
     tok = PacingSchedule(start=8, end=1024, duration="0.3dur")
     assert tok.warmup_steps(4, total="1000000tok") == tok.plan(2000, 4, total="1000000tok").index(1024)
     assert len(calls) <= 4
+
+
+def test_unitless_fraction_string_hints_dur():
+    with pytest.raises(ValueError, match=r"did you mean '0.3dur'"):
+        PacingSchedule(end=64, duration="0.3")
+    with pytest.raises(ValueError, match=r"'2.5tok'"):
+        Duration.parse("2.5")
+    assert Duration.parse("300") == Duration(300, "ba")
+
+
+def test_explicit_start_and_duration_with_stages_are_not_overridden():
+    stages = [(0, 128), (500, 1024)]
+    assert PacingSchedule(kind="stages", end=1024, stages=stages).start == 128
+    assert PacingSchedule(kind="stages", end=1024, stages=stages, start=128).start == 128
+    with pytest.raises(ValueError, match="start=8 contradicts the first stage's length 128"):
+        PacingSchedule(kind="stages", end=1024, stages=stages, start=8)
+    # An explicit "0.3dur" is a fraction of the run, not the "no duration given" default.
+    frac = PacingSchedule(kind="stages", end=1024, stages=[(0, 128), (200, 512)], duration="0.3dur")
+    assert frac.duration == Duration(Fraction(3, 10), "dur")
+    assert [frac.seq_len(step=t, total="1000ba") for t in (199, 200, 299, 300)] == [128, 512, 512, 1024]
+    assert PacingSchedule(end=64).duration == Duration(Fraction(3, 10), "dur") and PacingSchedule(end=64).start == 8

@@ -134,11 +134,12 @@ class SequenceLengthWarmup(Algorithm):
     """Train on short sequences first and grow the length to the full row length.
 
     Args:
-        start: first length ``s`` (default 8).
+        start: first length ``s`` (default 8; with stages, the first stage's length).
         end: full length ``e``; ``None`` reads it from the dataset (``seq_len``/``max_seq_len``)
             or the first batch.
         duration: warmup length ``T``: ``"0.3dur"`` (fraction of ``max_duration``), ``"1000ba"``,
-            ``"2000sp"`` or ``"5000000tok"`` (trained tokens), an int (steps) or a float fraction.
+            ``"2000sp"`` or ``"5000000tok"`` (trained tokens), an int (steps) or a float fraction
+            (default ``"0.3dur"``; with stages, the last stage's start).
         kind, multiple, degree, stages, fn: see :class:`slwdata.pacing.PacingSchedule`.
         schedule: a ready :class:`PacingSchedule` (or its config dict); overrides the above.
         truncate: ``False`` keeps full-length batches (pops ``slw_*`` keys, logs the trained
@@ -155,9 +156,9 @@ class SequenceLengthWarmup(Algorithm):
 
     def __init__(
         self,
-        start: int = 8,
+        start: Optional[int] = None,
         end: Optional[int] = None,
-        duration: Any = "0.3dur",
+        duration: Any = None,
         kind: str = "linear",
         multiple: int = 8,
         degree: float = 2.0,
@@ -167,7 +168,11 @@ class SequenceLengthWarmup(Algorithm):
         truncate: bool = True,
         preallocate: bool = True,
         keys: Optional[list[str]] = None,
+        **unknown: Any,
     ) -> None:
+        if unknown:
+            # YAML configs reach here as keyword arguments: name the typo and what is accepted.
+            raise ValueError(f"unknown SequenceLengthWarmup option(s) {sorted(unknown)}; allowed: {_ALLOWED_KEYS}")
         if schedule is None:
             schedule = PacingSchedule(start=start, end=end, duration=duration, kind=kind, multiple=multiple,
                                       degree=degree, stages=stages, fn=fn)
@@ -199,6 +204,9 @@ class SequenceLengthWarmup(Algorithm):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "SequenceLengthWarmup":
         """Build from a YAML mapping, e.g. ``{"start": 8, "duration": "0.3dur"}``."""
+        unknown = sorted(str(k) for k in config if k not in _ALLOWED_KEYS)
+        if unknown:
+            raise ValueError(f"unknown SequenceLengthWarmup option(s) {unknown}; allowed: {_ALLOWED_KEYS}")
         return cls(**dict(config))
 
     # ------------------------------------------------------------------ events
@@ -450,6 +458,9 @@ class SequenceLengthWarmup(Algorithm):
             self.schedule = self.schedule.with_end(int(saved["end"]))
             self._end_inferred = True
 
+
+_ALLOWED_KEYS = ["start", "end", "duration", "kind", "multiple", "degree", "stages", "fn", "schedule", "truncate",
+                 "preallocate", "keys"]
 
 #: Name -> class, for config systems (llm-foundry reads the ``llmfoundry_algorithms`` entry point).
 registry: dict[str, type] = {"slw": SequenceLengthWarmup, "sequence_length_warmup": SequenceLengthWarmup}
