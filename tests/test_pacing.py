@@ -274,3 +274,12 @@ def test_explicit_start_and_duration_with_stages_are_not_overridden():
     assert frac.duration == Duration(Fraction(3, 10), "dur")
     assert [frac.seq_len(step=t, total="1000ba") for t in (199, 200, 299, 300)] == [128, 512, 512, 1024]
     assert PacingSchedule(end=64).duration == Duration(Fraction(3, 10), "dur") and PacingSchedule(end=64).start == 8
+
+
+def test_top_level_exports_pacing_without_torch_or_numpy():
+    code = ("import sys; from slwdata import PacingSchedule, Duration; import slwdata.pacing as p; "
+            "assert PacingSchedule is p.PacingSchedule and Duration is p.Duration; "
+            "print('torch' in sys.modules, 'numpy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False"]
