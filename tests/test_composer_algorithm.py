@@ -297,3 +297,15 @@ def test_unknown_option_lists_the_allowed_keys():
     for build in (SequenceLengthWarmup.from_config, lambda cfg: registry["slw"](**cfg)):
         with pytest.raises(ValueError, match=r"unknown SequenceLengthWarmup option\(s\) \['strat'\]; allowed: .*'start'"):
             build({"strat": 8, "duration": "0.3dur"})
+
+
+def test_method_card_documents_every_option():
+    import inspect
+    from pathlib import Path
+
+    card = (Path(__file__).resolve().parents[1] / "docs" / "method_card.md").read_text()
+    params = [p for p in inspect.signature(SequenceLengthWarmup).parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
+    missing = [p.name for p in params if f"| `{p.name}`" not in card]
+    assert not missing, f"docs/method_card.md parameter table lacks {missing}"
+    for fact in ("int is steps", "fixed-length", "one step behind"):
+        assert fact.lower() in card.lower(), fact
