@@ -485,8 +485,10 @@ class PacingSchedule:
             cfg["degree"] = self.degree
         if self.kind == "stages":
             assert self.stages is not None
-            # Thresholds keep their unit: with a fractional duration nothing else records it.
-            cfg["stages"] = [[f"{at}{self.stage_unit}", n] for at, n in self.stages]
+            # Bare ints take the duration's unit; a fractional duration has none, so then the
+            # thresholds carry theirs (absolute durations keep the plain, older form).
+            unit = self.stage_unit if self.duration.unit == "dur" else ""
+            cfg["stages"] = [[f"{at}{unit}" if unit else at, n] for at, n in self.stages]
         if self.kind == "callable":
             if isinstance(self.fn_spec, str):
                 cfg["fn"] = self.fn_spec

@@ -283,3 +283,12 @@ def test_top_level_exports_pacing_without_torch_or_numpy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_stage_config_form_is_stable():
+    """Checkpoints compare to_config() dicts: absolute-duration stages keep plain int thresholds."""
+    sched = PacingSchedule(kind="stages", end=1024, stages=[(0, 128), ("500tok", 1024)])
+    assert sched.to_config()["stages"] == [[0, 128], [500, 1024]] and sched.to_config()["duration"] == "500tok"
+    frac = PacingSchedule(kind="stages", end=1024, duration=0.5, stages=[(0, 128), ("500tok", 1024)])
+    assert frac.to_config()["stages"] == [["0tok", 128], ["500tok", 1024]]
+    assert PacingSchedule.from_config(frac.to_config()) == frac
