@@ -309,3 +309,9 @@ def test_method_card_documents_every_option():
     assert not missing, f"docs/method_card.md parameter table lacks {missing}"
     for fact in ("int is steps", "fixed-length", "one step behind"):
         assert fact.lower() in card.lower(), fact
+
+
+def test_schedule_with_other_pacing_options_is_an_error_not_ignored():
+    with pytest.raises(ValueError, match=r"schedule= replaces the pacing options.*\['duration', 'start'\]"):
+        SequenceLengthWarmup(schedule=PacingSchedule(end=64, duration="10ba"), start=16, duration="5ba")
+    assert SequenceLengthWarmup(schedule={"end": 64, "duration": "10ba"}, truncate=False).schedule.end == 64

@@ -173,6 +173,13 @@ class SequenceLengthWarmup(Algorithm):
         if unknown:
             # YAML configs reach here as keyword arguments: name the typo and what is accepted.
             raise ValueError(f"unknown SequenceLengthWarmup option(s) {sorted(unknown)}; allowed: {_ALLOWED_KEYS}")
+        pacing_args = {"start": (start, None), "end": (end, None), "duration": (duration, None), "kind": (kind, "linear"),
+                       "multiple": (multiple, 8), "degree": (degree, 2.0), "stages": (stages, None), "fn": (fn, None)}
+        if schedule is not None:
+            also = sorted(name for name, (value, default) in pacing_args.items() if value != default)
+            if also:
+                raise ValueError(f"schedule= replaces the pacing options, which would be ignored: do not also pass "
+                                 f"{also} (put them in the schedule)")
         if schedule is None:
             schedule = PacingSchedule(start=start, end=end, duration=duration, kind=kind, multiple=multiple,
                                       degree=degree, stages=stages, fn=fn)
