@@ -86,6 +86,8 @@ class PacedDataLoader:
             yield self._algorithm._pace(batch, state, check=index >= replayed)
 
     def __len__(self) -> int:
+        if self._algorithm._epoch_len is not None:  # a planning dataset's count for this epoch
+            return self._algorithm._epoch_len
         if not hasattr(self.dataloader, "__len__"):
             raise TypeError(f"{type(self.dataloader).__name__} has no len()")
         return len(self.dataloader)
@@ -94,6 +96,13 @@ class PacedDataLoader:
         if name == "dataloader":  # not set yet (e.g. during unpickling): avoid recursion
             raise AttributeError(name)
         return getattr(self.dataloader, name)
+
+
+def _safe_len(loader: Any) -> Optional[int]:
+    try:
+        return len(loader)
+    except (TypeError, NotImplementedError):
+        return None
 
 
 def _rows_per_device(loader: Any) -> Optional[int]:
@@ -202,6 +211,8 @@ class SequenceLengthWarmup(Algorithm):
         self._full_batch: Any = None
         self._original_model: Any = None
         self._preallocated = False
+        self._planning_dataset: Any = None  # an SLWDataset-like dataset whose epochs hold tail batches
+        self._epoch_len: Optional[int] = None
         self._warned_token_count = False
         self._end_inferred = False  # end was read from the data (first batch), not given by the user
 
@@ -218,7 +229,7 @@ class SequenceLengthWarmup(Algorithm):
 
     # ------------------------------------------------------------------ events
     def match(self, event: Event, state: State) -> bool:
-        return event in (Event.INIT, Event.FIT_START, Event.AFTER_DATALOADER, Event.BATCH_END)
+        return event in (Event.INIT, Event.FIT_START, Event.EPOCH_START, Event.AFTER_DATALOADER, Event.BATCH_END)
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:
         if event == Event.INIT:
@@ -226,6 +237,8 @@ class SequenceLengthWarmup(Algorithm):
             self._original_model = state.model
         elif event == Event.FIT_START:
             self._fit_start(state)
+        elif event == Event.EPOCH_START:
+            self._set_epoch_len(state)
         elif event == Event.AFTER_DATALOADER:
             if self.preallocate and not self._preallocated and self._full_batch is not None:
                 self._preallocate(state)
@@ -274,11 +287,25 @@ class SequenceLengthWarmup(Algorithm):
             if rows is None:
                 raise ValueError("neither the train dataloader nor its dataset has an int batch_size: the dataset "
                                  "cannot plan its tails")
+            fresh_len = _safe_len(loader)
             dataset.bind_pacing(self.schedule, rows_per_step=rows * dist.get_world_size(), run_total=self.total)
+            # Composer fixed dataloader_len from the fresh-only length; a planning dataset's epoch
+            # also holds tail batches (and their number changes with the carry), so follow its
+            # count per epoch -- unless the user cut the epoch short (train_subset_num_batches).
+            user_cut = state.dataloader_len is not None and fresh_len is not None and int(state.dataloader_len) != fresh_len
+            if hasattr(dataset, "num_batches") and not user_cut:
+                self._planning_dataset = dataset
         if state.dataloader is not None and not isinstance(state.dataloader, PacedDataLoader):
             length = state.dataloader_len
             state.set_dataloader(PacedDataLoader(state.dataloader, self, state), state.dataloader_label or "train",
                                  dataloader_len=int(length) if length is not None else -1)
+        self._set_epoch_len(state)  # also on a mid-epoch resume, where no EPOCH_START runs
+
+    def _set_epoch_len(self, state: State) -> None:
+        if self._planning_dataset is None or state.dataloader is None:
+            return
+        self._epoch_len = int(self._planning_dataset.num_batches(int(state.timestamp.epoch)))
+        state.dataloader_len = self._epoch_len
 
     # ------------------------------------------------------------------ per batch
     def length_at(self, state: State) -> int:
