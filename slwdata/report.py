@@ -21,7 +21,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-LOSS_RATIO_THRESHOLD = 1.2
+from slwdata.stability import LOSS_RATIO_THRESHOLD, loss_ratios  # noqa: F401 - re-exported
+
 
 # key -> (header, format). Order is the table order.
 COLUMNS: dict[str, tuple[str, str]] = {
@@ -36,24 +37,6 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "final_val_ppl": ("final val ppl", "{:.1f}"),
     "wall_s": ("wall time (s)", "{:.1f}"),
 }
-
-
-def loss_ratios(losses: Sequence[float]) -> list[float]:
-    """The paper's loss ratio: each step's loss over the minimum loss of all previous steps.
-
-    The first step has no previous step; its ratio is 1.0.
-
-    Example::
-
-        >>> loss_ratios([4.0, 3.0, 3.9, 2.0])
-        [1.0, 0.75, 1.3, 0.6666666666666666]
-    """
-    out: list[float] = []
-    best = math.inf
-    for loss in losses:
-        out.append(1.0 if best == math.inf else loss / best)
-        best = min(best, loss)
-    return out
 
 
 def _cell(run: dict, key: str) -> str:

@@ -14,44 +14,15 @@ Example::
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from composer.core import Callback, State
 from composer.loggers import Logger
 
+from slwdata.stability import loss_ratio, loss_ratio_stats
+
 __all__ = ["loss_ratio_stats", "adam_variance_stats", "StabilityMonitor"]
-
-
-def _ratio(loss: float, best: float) -> Optional[float]:
-    if not math.isfinite(loss):
-        return math.inf  # a NaN/inf loss is the worst spike
-    if best == math.inf:
-        return None  # no finite loss before this one
-    if best > 0:
-        return loss / best
-    return 1.0 if loss <= best else math.inf
-
-
-def loss_ratio_stats(losses: Iterable[float], threshold: float = 1.2) -> dict[str, Any]:
-    """Loss-ratio statistics of a loss sequence (no Composer needed).
-
-    The ratio at step ``i >= 1`` is ``losses[i] / min(losses[:i])``; step 0 has no ratio.
-    Non-finite losses count as above the threshold (a NaN is the worst spike).
-    """
-    steps, above, max_ratio = 0, 0, None
-    best = math.inf
-    for loss in losses:
-        loss = float(loss)
-        ratio = _ratio(loss, best) if steps > 0 else None
-        if ratio is not None:
-            max_ratio = ratio if max_ratio is None else max(max_ratio, ratio)
-            above += ratio > threshold
-        if math.isfinite(loss):
-            best = min(best, loss)
-        steps += 1
-    return {"steps": steps, "max_ratio": None if max_ratio is None else round(max_ratio, 12),
-            "steps_above_threshold": above, "threshold": threshold}
 
 
 def adam_variance_stats(optimizers: Sequence[torch.optim.Optimizer] | torch.optim.Optimizer) -> Optional[dict[str, float]]:
@@ -133,7 +104,7 @@ class StabilityMonitor(Callback):
 
     def observe_loss(self, loss: float) -> Optional[float]:
         """Feed one loss; returns its ratio to the previous minimum (None for the first)."""
-        ratio = _ratio(loss, self.best) if self.steps else None
+        ratio = loss_ratio(loss, self.best) if self.steps else None
         if ratio is not None:
             ratio = round(ratio, 12)
             self.max_ratio = ratio if self.max_ratio is None else max(self.max_ratio, ratio)
