@@ -279,13 +279,32 @@ def _check_len(seq_len: Any, step: int, row_len: int) -> int:
 
 
 class EpochPlanner:
-    """Iterator of :class:`BatchPlan`, one per step of one rank's epoch. Build with :func:`plan_epoch`.
+    """Plan one rank's epoch: an iterator of :class:`BatchPlan`, one per step (alias :data:`plan_epoch`).
+
+    Args:
+        num_fresh_batches: fresh batches this rank serves this epoch (may be ``None`` if
+            ``fresh_rows`` is given).
+        rows_per_batch: device batch size ``B`` (rows per step on this rank; same on every rank).
+        row_len: full row length ``e``.
+        length_at: paced length at a *global* step: a callable, or the list from
+            ``PacingSchedule.plan`` (steps past its end use its last value).
+        first_step: global step at which this epoch starts.
+        policy: ``"off"``, ``"deferred"`` or ``"interleave"``.
+        warmup_end_step: first global step with length ``e`` (deferred serves no tail before it).
+            Default: derived from a list ``length_at``; for a callable, the first step of the
+            epoch whose length is ``e``.
+        ledger: the ledger carried from the previous epoch (copied, not modified).
+        fresh_rows: the rank's fresh row ids in order, ``[num_fresh_batches * B]`` or
+            ``[num_fresh_batches, B]``; default ``fresh_index * B + arange(B)``.
 
     Attributes: ``ledger`` (the live ledger; after exhaustion, the one to carry into the next
     epoch), ``account`` (:class:`EpochAccount`), ``position`` (batches planned so far),
     ``step`` (global step of the next batch), ``done``.
 
     Example:
+        >>> pl = plan_epoch(6, 2, 16, [8, 8, 8, 16], policy="interleave")
+        >>> [p.kind[0] for p in pl], pl.account.carried_tokens
+        (['f', 'f', 't', 'f', 'f', 'f', 'f'], 16)
         >>> pl = plan_epoch(3, 2, 16, [8, 16, 16, 16], policy="interleave")
         >>> pl.skip(1); next(pl).kind, pl.position, pl.step
         ('fresh', 2, 2)
@@ -490,52 +509,8 @@ class EpochPlanner:
         return self.account
 
 
-def plan_epoch(
-    num_fresh_batches: Optional[int],
-    rows_per_batch: int,
-    row_len: int,
-    length_at: LengthAt,
-    *,
-    first_step: int = 0,
-    policy: str = "deferred",
-    warmup_end_step: Optional[int] = None,
-    ledger: Optional[TailLedger] = None,
-    fresh_rows: Any = None,
-) -> EpochPlanner:
-    """Plan one rank's epoch; returns an :class:`EpochPlanner` (iterate it for :class:`BatchPlan`).
-
-    Args:
-        num_fresh_batches: fresh batches this rank serves this epoch (may be ``None`` if
-            ``fresh_rows`` is given).
-        rows_per_batch: device batch size ``B`` (rows per step on this rank; same on every rank).
-        row_len: full row length ``e``.
-        length_at: paced length at a *global* step: a callable, or the list from
-            ``PacingSchedule.plan`` (steps past its end use its last value).
-        first_step: global step at which this epoch starts.
-        policy: ``"off"``, ``"deferred"`` or ``"interleave"``.
-        warmup_end_step: first global step with length ``e`` (deferred serves no tail before it).
-            Default: derived from a list ``length_at``; for a callable, the first step of the
-            epoch whose length is ``e``.
-        ledger: the ledger carried from the previous epoch (copied, not modified).
-        fresh_rows: the rank's fresh row ids in order, ``[num_fresh_batches * B]`` or
-            ``[num_fresh_batches, B]``; default ``fresh_index * B + arange(B)``.
-
-    Example:
-        >>> pl = plan_epoch(6, 2, 16, [8, 8, 8, 16], policy="interleave")
-        >>> [p.kind[0] for p in pl], pl.account.carried_tokens
-        (['f', 'f', 't', 'f', 'f', 'f', 'f'], 16)
-    """
-    return EpochPlanner(
-        num_fresh_batches,
-        rows_per_batch,
-        row_len,
-        length_at,
-        first_step=first_step,
-        policy=policy,
-        warmup_end_step=warmup_end_step,
-        ledger=ledger,
-        fresh_rows=fresh_rows,
-    )
+# The functional name the docs and the dataset use; the class is the whole implementation.
+plan_epoch = EpochPlanner
 
 
 def _dry_run(decider: _Decider, length: Callable[[int], int], step: int, B: int, e: int, tokens: int,
