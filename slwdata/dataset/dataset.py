@@ -29,7 +29,7 @@ from slwdata.dataset.reader import ShardFormatError, ShardTokenReader
 from slwdata.dataset.shm import clean_dead_owners, register_owner
 
 __all__ = [
-    'SLWDataset', 'EpochAccount', 'REUSE_POLICIES', 'ResumeMismatchError', 'make_dataloader',
+    'SLWDataset', 'RankEpochAccount', 'REUSE_POLICIES', 'ResumeMismatchError', 'make_dataloader',
     'SLWDataLoader', 'SLWStreamingDataLoader'
 ]
 
@@ -45,8 +45,11 @@ class ResumeMismatchError(RuntimeError):
 
 
 @dataclass
-class EpochAccount:
+class RankEpochAccount:
     """Per-rank account of one epoch: every token is trained, dropped (counted) or carried.
+
+    What ``SLWDataset.epoch_account`` returns and logs; it adds the epoch, the rank and the
+    rank's final partial batch to the planner's :class:`slwdata.dataset.plan.EpochAccount`.
 
     ``fresh_rows * L + tokens_carried_in == tokens_trained + tokens_dropped +
     tokens_carried_out`` (``fresh_rows`` includes the rank's final partial batch, whose rows
@@ -199,7 +202,7 @@ class SLWDataset(StreamingDataset):
         # Plan caches: epoch -> (global step at epoch start, ledger carried in).
         self._epoch_starts: dict[int, tuple[int, Any]] = {}
         self._resume_slw: Optional[dict[str, Any]] = None
-        self.last_account: Optional[EpochAccount] = None
+        self.last_account: Optional[RankEpochAccount] = None
         self.accounts: dict[int, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ metadata
@@ -370,7 +373,7 @@ class SLWDataset(StreamingDataset):
         return planner, leftover
 
     def _close_epoch(self, epoch: int, planner: EpochPlanner,
-                     leftover: NDArray[np.int64]) -> tuple[TailLedger, EpochAccount]:
+                     leftover: NDArray[np.int64]) -> tuple[TailLedger, RankEpochAccount]:
         """The ledger to carry into the next epoch and this epoch's account.
 
         The rows of the final partial batch join the carried ledger as whole rows (or are
@@ -384,7 +387,7 @@ class SLWDataset(StreamingDataset):
             carried.push(leftover, 0, self.seq_len)
         else:
             dropped += leftover_tokens
-        account = EpochAccount(
+        account = RankEpochAccount(
             epoch=epoch,
             rank=self._parallel_rank_world.rank,
             steps=acct.steps,
@@ -425,7 +428,7 @@ class SLWDataset(StreamingDataset):
         self._epoch_starts[epoch] = (step0, carried)
         return step0, carried
 
-    def epoch_account(self, epoch: int = 0) -> EpochAccount:
+    def epoch_account(self, epoch: int = 0) -> RankEpochAccount:
         """Plan ``epoch`` for this rank without reading any token and return its account.
 
         Works in the main process too (DataLoader workers keep their own copies).
