@@ -8,7 +8,15 @@ PY="${PYTHON:-python3}"
 # shellcheck disable=SC1091
 . .venv/bin/activate
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-q() { pip install -q "$@" 2>&1 | grep -v "^WARNING: Location" || true; test "${PIPESTATUS[0]}" -eq 0; }
+# pip, quiet, minus this machine's noise about unused local index folders; returns pip's status.
+q() {
+    local log rc=0
+    log="$(mktemp)"
+    pip install -q "$@" >"$log" 2>&1 || rc=$?
+    grep -v "^WARNING: Location" "$log" || true
+    rm -f "$log"
+    return "$rc"
+}
 # torch + a matching torchvision (streaming imports torchvision at import time).
 # These exact releases are on the local disk of this workplace's machines; elsewhere pip downloads them.
 q "torch==2.14.1" "torchvision==0.29.1"
