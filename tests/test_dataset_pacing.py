@@ -108,11 +108,12 @@ def test_off_drops_and_counts(shards):
     assert np.bincount(trained.astype(np.int64)).max() == 1
 
 
-def test_two_workers_deliver_the_same_batches(shards):
+@pytest.mark.parametrize('transfer', ['addresses', 'compact', 'full'])
+def test_two_workers_deliver_the_same_batches(shards, transfer):
     root, tokens = shards
     _, ref, _ = train(make(root))
     ds = make(root)
-    trained, hashes, _ = train(make_dataloader(ds, num_workers=2))
+    trained, hashes, _ = train(make_dataloader(ds, num_workers=2, transfer=transfer))
     assert hashes == ref
     assert_exactly_once(trained, carried_tokens(ds, 0), tokens)
 

@@ -7,15 +7,16 @@ Example::
     loader = make_dataloader(ds, num_workers=2)
 """
 
-from slwdata.dataset.dataset import (REUSE_POLICIES, RankEpochAccount, ResumeMismatchError,
-                                     SLWDataLoader, SLWDataset, SLWStreamingDataLoader,
-                                     make_dataloader)
+from slwdata.dataset.dataset import (REUSE_POLICIES, TRANSFER_MODES, BatchAddress,
+                                     RankEpochAccount, ResumeMismatchError, SLWDataLoader,
+                                     SLWDataset, SLWStreamingDataLoader, make_dataloader)
 from slwdata.dataset.ledger import SEGMENT_DTYPE, TailLedger
 from slwdata.dataset.plan import BatchPlan, plan_epoch
 from slwdata.dataset.reader import ShardFormatError, ShardTokenReader
 
 __all__ = [
-    'SLWDataset', 'make_dataloader', 'SLWDataLoader', 'SLWStreamingDataLoader', 'RankEpochAccount', 'REUSE_POLICIES', 'ResumeMismatchError',
+    'SLWDataset', 'make_dataloader', 'SLWDataLoader', 'SLWStreamingDataLoader', 'BatchAddress',
+    'TRANSFER_MODES', 'RankEpochAccount', 'REUSE_POLICIES', 'ResumeMismatchError',
     'ShardTokenReader', 'ShardFormatError', 'TailLedger', 'SEGMENT_DTYPE', 'BatchPlan',
     'plan_epoch'
 ]

@@ -30,7 +30,7 @@ from slwdata.dataset.shm import clean_dead_owners, register_owner
 
 __all__ = [
     'SLWDataset', 'RankEpochAccount', 'REUSE_POLICIES', 'ResumeMismatchError', 'make_dataloader',
-    'SLWDataLoader', 'SLWStreamingDataLoader'
+    'SLWDataLoader', 'SLWStreamingDataLoader', 'BatchAddress', 'TRANSFER_MODES'
 ]
 
 logger = logging.getLogger(__name__)
@@ -183,7 +183,8 @@ class SLWDataset(StreamingDataset):
         self.output_dtype = None if output_dtype is None else np.dtype(output_dtype)
         self.emit_labels = labels
         self.prefetch_batches = max(0, int(prefetch_batches))
-        self.transfer_compact = False  # set by make_dataloader(num_workers > 0)
+        # How batches leave DataLoader workers; set by make_dataloader (see TRANSFER_MODES).
+        self.transfer = 'full'
         self.meta = self._load_meta()
         self.reader = ShardTokenReader(self.shards,
                                        self.sample_offset_per_shard,
@@ -520,7 +521,7 @@ class SLWDataset(StreamingDataset):
         (each extra tensor costs a segment and a file descriptor, which halves throughput)."""
         B, L = plan.rows_per_batch, self.seq_len
         dtype = self.output_dtype if self.output_dtype is not None else self.reader.dtype
-        if self.transfer_compact and self.reader.dtype is not None and \
+        if self.transfer == 'compact' and self.reader.dtype is not None and \
                 torch.utils.data.get_worker_info() is not None:
             dtype = self.reader.dtype  # widened by the loader in the main process
         if dtype is None:
@@ -528,9 +529,12 @@ class SLWDataset(StreamingDataset):
         n_tok = B * L * (2 if self.emit_labels else 1)
         meta_fits = np.issubdtype(dtype, np.integer) and \
             max(L, B) <= np.iinfo(dtype).max
-        buf = torch.empty(n_tok + (2 * B if meta_fits else 0),
-                          dtype=_TORCH_DTYPES.get(dtype.name, torch.int64))
-        arr = buf.numpy()
+        if dtype.name not in _TORCH_DTYPES:
+            dtype = np.dtype(np.int64)
+        # numpy's allocator, not torch.empty: a fresh multi-MB torch CPU buffer is page-faulted
+        # in on every batch (~1 ms for 2 MB here) while numpy's reuses hot (huge) pages.
+        arr = np.empty(n_tok + (2 * B if meta_fits else 0), dtype)
+        buf = torch.from_numpy(arr)
         ids = arr[:B * L].reshape(B, L)
         if plan.kind == 'fresh':
             self.reader.read_rows(plan.rows, out=ids)
@@ -605,6 +609,26 @@ class SLWDataset(StreamingDataset):
             logger.info('SLWDataset epoch %d rank %d: %s', epoch, account.rank,
                         json.dumps(account.as_dict(), sort_keys=True))
 
+    def _emit_for_worker(self) -> Any:
+        """``plan -> what this process yields``: the batch itself, or, in a DataLoader worker
+        with ``transfer == 'addresses'``, the plan (its shards made local first), which the
+        loader in the main process gathers (:meth:`materialize_in_main`)."""
+        if self.transfer == 'addresses' and self.reader.all_fixed and \
+                torch.utils.data.get_worker_info() is not None:
+            return BatchAddress
+        return self._materialize
+
+    def materialize_in_main(self, address: 'BatchAddress') -> dict[str, Any]:
+        """Gather a batch a worker addressed, in this (main) process: rows are copied once,
+        from the page cache through this process's own memory maps, straight into
+        ``output_dtype``; no shared-memory segment is created or mapped per batch."""
+        try:
+            return self._materialize(address.plan)
+        finally:
+            # prepare_shard (an evicted shard) creates a FileLock here; it holds a threading
+            # lock, which must not be pickled into spawned workers.
+            self.__dict__.pop('_cache_filelock', None)
+
     def _missing_shards(self, plan: BatchPlan) -> list[int]:
         from streaming.base.dataset import _ShardState
         ids = plan.rows if plan.kind == 'fresh' else plan.segments['row']
@@ -617,10 +641,11 @@ class SLWDataset(StreamingDataset):
 
         The thread is only handed plans whose shards are not local yet: a hand-off costs a
         thread switch, which on a busy machine costs more than gathering a batch."""
+        emit = self._emit_for_worker()
         if self.prefetch_batches == 0:
             for plan in plans:
                 self._prepare_plan(plan)
-                yield self._materialize(plan)
+                yield emit(plan)
             return
         pool: Optional[ThreadPoolExecutor] = None
         pending: list[tuple[BatchPlan, Optional[Future]]] = []
@@ -637,24 +662,45 @@ class SLWDataset(StreamingDataset):
                 head, fut = pending.pop(0)
                 if fut is not None:
                     fut.result()
-                yield self._materialize(head)
+                yield emit(head)
             for head, fut in pending:
                 if fut is not None:
                     fut.result()
-                yield self._materialize(head)
+                yield emit(head)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
 
 
-class _WideningLoader:
-    """Mixin: workers ship compact token dtypes (4x less shared memory for uint16), the main
-    process widens them to the dataset's ``output_dtype`` as batches arrive."""
+TRANSFER_MODES = ('addresses', 'compact', 'full')
+
+
+@dataclass
+class BatchAddress:
+    """What a DataLoader worker yields in ``transfer='addresses'`` mode: the batch's plan (row
+    ids or tail segments, a few KB pickled inline), not its tokens; the loader gathers the rows
+    in the main process. ``len()`` is the batch's row count (sample accounting)."""
+
+    plan: BatchPlan
+
+    def __len__(self) -> int:
+        return self.plan.rows_per_batch
+
+
+class _MainSideLoader:
+    """Mixin: turns what workers send into batches in the main process.
+
+    ``BatchAddress`` -> gathered from the local shards (``SLWDataset.materialize_in_main``);
+    compact token dtypes -> widened to the dataset's ``output_dtype``."""
 
     def __iter__(self) -> Iterator[Any]:
         target = getattr(self.dataset, 'output_dtype', None)
         for batch in super().__iter__():
-            if target is not None and isinstance(batch, dict):
+            if isinstance(batch, BatchAddress):
+                batch = self.dataset.materialize_in_main(batch)
+                if self.pin_memory and torch.cuda.is_available():
+                    batch = {k: v.pin_memory() for k, v in batch.items()}
+            elif target is not None and isinstance(batch, dict):
                 # numpy, not Tensor.to: torch's uint16 casts are not vectorized (~400x slower).
                 batch = {k: torch.from_numpy(v.numpy().astype(target))
                          if isinstance(v, torch.Tensor) and v.numpy().dtype != target else v
@@ -662,25 +708,40 @@ class _WideningLoader:
             yield batch
 
 
-class SLWDataLoader(_WideningLoader, torch.utils.data.DataLoader):
+class SLWDataLoader(_MainSideLoader, torch.utils.data.DataLoader):
     """DataLoader for SLWDataset (see :func:`make_dataloader`)."""
 
 
-class SLWStreamingDataLoader(_WideningLoader, StreamingDataLoader):
+class SLWStreamingDataLoader(_MainSideLoader, StreamingDataLoader):
     """StreamingDataLoader for SLWDataset (see :func:`make_dataloader`)."""
+
+    def _get_batch_size(self, batch: Any) -> int:
+        if isinstance(batch, BatchAddress):
+            return len(batch)
+        return super()._get_batch_size(batch)
 
 
 def make_dataloader(dataset: SLWDataset,
                     num_workers: int = 0,
                     streaming_loader: bool = True,
-                    compact_transfer: bool = True,
+                    transfer: str = 'addresses',
                     **kwargs: Any) -> torch.utils.data.DataLoader:
     """A DataLoader that passes SLWDataset's whole batches through (``batch_size=None``).
 
     ``streaming_loader=True`` returns a ``StreamingDataLoader`` (tracks samples for
-    ``state_dict()`` / ``load_state_dict()`` resumption). ``compact_transfer``: with workers,
-    batches cross processes in the shards' token dtype (uint16: 4x less shared memory than
-    int64) and are widened to ``output_dtype`` in the main process.
+    ``state_dict()`` / ``load_state_dict()`` resumption).
+
+    ``transfer`` says how batches leave the workers (``num_workers > 0``):
+
+    - ``"addresses"`` (default): workers plan each batch and make its shards local (download,
+      decompress, cache eviction), then send the plan; the main process gathers the rows from
+      its own memory maps of the same local files. Shipping a token tensor costs a fresh
+      shared-memory segment per batch, written and then page-faulted in by the main process,
+      which is several times the cost of the gather itself (see ``benchmarks/bench_dataset.py``).
+      Shards without a fixed row layout fall back to ``"compact"``.
+    - ``"compact"``: workers gather rows in the shards' dtype (uint16: 4x less shared memory
+      than int64); the main process widens them to ``output_dtype``.
+    - ``"full"``: workers ship ``output_dtype`` batches (what a plain DataLoader does).
 
     Example::
 
@@ -690,11 +751,13 @@ def make_dataloader(dataset: SLWDataset,
     """
     if 'batch_size' in kwargs and kwargs['batch_size'] is not None:
         raise ValueError('SLWDataset yields whole batches: leave batch_size unset (None).')
+    if transfer not in TRANSFER_MODES:
+        raise ValueError(f'transfer={transfer!r}; choose one of {", ".join(TRANSFER_MODES)}.')
     kwargs['batch_size'] = None
     if num_workers > 0:
         kwargs.setdefault('prefetch_factor', 2)
         kwargs.setdefault('persistent_workers', False)
-        if compact_transfer and isinstance(dataset, SLWDataset):
-            dataset.transfer_compact = True
+    if isinstance(dataset, SLWDataset):
+        dataset.transfer = transfer if num_workers > 0 else 'full'
     cls = SLWStreamingDataLoader if streaming_loader else SLWDataLoader
     return cls(dataset, num_workers=num_workers, **kwargs)
