@@ -9,7 +9,9 @@ the converter is missing) into ``$SLW_BENCH_DIR`` (default: a temp dir, reused b
 Measures, rows/s over whole epochs (local shards, already decompressed after the first pass):
 
 - plain ``StreamingDataset`` + ``DataLoader(batch_size=B)`` with 0 and 2 workers;
-- ``SLWDataset`` + ``DataLoader(batch_size=None)`` with 0 and 2 workers (ratio vs plain);
+- ``SLWDataset`` + ``make_dataloader`` with 0 and 2 workers (ratio vs plain), and with 2 workers
+  each ``transfer`` mode (addresses: workers plan, the main process gathers; compact / full:
+  workers ship token tensors), with the main process's CPU time per row for each;
 - ``reuse="deferred"`` vs ``"off"`` under a pacing schedule (the planner + tail gathers);
 - ledger bytes per recorded tail;
 - per paced length 8 / 64 / 1024: the loader's time per batch vs a tiny GPT's train step.
@@ -70,17 +72,26 @@ def build_shards(out: Path, seq_len: int = 1024) -> Path:
 def _rows_per_s(loader, max_rows: int | None = None) -> tuple[float, int]:
     """Steady-state rows/s: the clock starts at the first batch, so worker start-up (process
     spawn, imports, partition) is excluded for both datasets alike."""
-    start = None
+    rate, rows, _ = _rows_per_s_cpu(loader, max_rows)
+    return rate, rows
+
+
+def _rows_per_s_cpu(loader, max_rows: int | None = None) -> tuple[float, int, float]:
+    """As :func:`_rows_per_s`, plus the main process's CPU seconds per row (what the training
+    process pays for the loader: receiving, gathering, casting)."""
+    start = cpu0 = None
     rows = 0
     for batch in loader:
         x = batch['input_ids'] if isinstance(batch, dict) else batch
         if start is None:
-            start = time.perf_counter()
+            start, cpu0 = time.perf_counter(), time.process_time()
             continue
         rows += len(x)
         if max_rows and rows >= max_rows:
             break
-    return rows / max(time.perf_counter() - (start or 0.0), 1e-9), rows
+    wall = max(time.perf_counter() - (start or 0.0), 1e-9)
+    cpu = time.process_time() - (cpu0 or 0.0)
+    return rows / wall, rows, cpu / max(rows, 1)
 
 
 class _PlainTokens:
@@ -100,16 +111,18 @@ class _PlainTokens:
         return Plain(local=local, batch_size=batch_size)
 
 
-def bench_plain(local: str, batch_size: int, workers: int, max_rows: int) -> float:
+def bench_plain(local: str, batch_size: int, workers: int, max_rows: int) -> tuple[float, float]:
+    """(rows/s, main-process CPU s/row) of plain StreamingDataset + DataLoader(batch_size=B)."""
     from torch.utils.data import DataLoader
     ds = _PlainTokens.make(local, batch_size)
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers)
-    rate, _ = _rows_per_s(loader, max_rows)
-    return rate
+    rate, _, cpu = _rows_per_s_cpu(loader, max_rows)
+    return rate, cpu
 
 
 def bench_slw(local: str, batch_size: int, workers: int, epochs: int, reuse: str = 'deferred',
-              pacing: Any = None) -> tuple[float, Any]:
+              pacing: Any = None, transfer: str = 'addresses') -> tuple[float, Any, float]:
+    """(rows/s, dataset, main-process CPU s/row) of SLWDataset over ``epochs`` epochs."""
     from slwdata.dataset import SLWDataset, make_dataloader
     ds = SLWDataset(local=local, batch_size=batch_size, reuse=reuse, shuffle=True)
     if pacing is not None:
@@ -117,13 +130,14 @@ def bench_slw(local: str, batch_size: int, workers: int, epochs: int, reuse: str
     # Persistent workers: an epoch here is a few dozen batches, so re-spawning workers every
     # epoch would measure process start-up, not reading.
     loader = make_dataloader(ds, num_workers=workers, streaming_loader=False,
-                             persistent_workers=workers > 0)
-    total_rows, total_t = 0, 0.0
+                             persistent_workers=workers > 0, transfer=transfer)
+    total_rows, total_t, total_cpu = 0, 0.0, 0.0
     for _ in range(epochs):
-        rate, rows = _rows_per_s(loader)
+        rate, rows, cpu = _rows_per_s_cpu(loader)
         total_t += rows / rate
         total_rows += rows
-    return total_rows / total_t, ds
+        total_cpu += cpu * rows
+    return total_rows / total_t, ds, total_cpu / max(total_rows, 1)
 
 
 def bench_transfer_ceiling(batch_size: int, seq_len: int, workers: int, batches: int = 200) -> float:
@@ -192,20 +206,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for workers in (0, 2):
         ceiling = bench_transfer_ceiling(bs, out['seq_len'], workers)
         out[f'transfer_ceiling_rows_per_s_w{workers}'] = ceiling
-        plain = bench_plain(local, bs, workers, max_plain)
-        slw, _ = bench_slw(local, bs, workers, epochs)
+        plain, plain_cpu = bench_plain(local, bs, workers, max_plain)
+        slw, _, slw_cpu = bench_slw(local, bs, workers, epochs)
         out[f'plain_rows_per_s_w{workers}'] = plain
         out[f'slw_rows_per_s_w{workers}'] = slw
         out[f'speedup_w{workers}'] = slw / plain
+        out[f'plain_main_cpu_us_per_row_w{workers}'] = plain_cpu * 1e6
+        out[f'slw_main_cpu_us_per_row_w{workers}'] = slw_cpu * 1e6
         print(f'workers={workers}: plain StreamingDataset {plain:,.0f} rows/s, SLWDataset '
-              f'{slw:,.0f} rows/s  -> {slw / plain:.1f}x   (DataLoader transfer ceiling '
-              f'{ceiling:,.0f} rows/s)')
+              f'{slw:,.0f} rows/s  -> {slw / plain:.1f}x   (main-process CPU/row: plain '
+              f'{plain_cpu * 1e6:.1f} us, SLWDataset {slw_cpu * 1e6:.1f} us; DataLoader transfer '
+              f'ceiling for a ready tensor {ceiling:,.0f} rows/s)')
+        if workers:
+            # How batches leave the workers (make_dataloader's transfer=): the default sends
+            # plans and gathers in the main process; the others ship token tensors.
+            for mode in ('compact', 'full'):
+                rate, _, cpu = bench_slw(local, bs, workers, epochs, transfer=mode)
+                out[f'slw_rows_per_s_w{workers}_{mode}'] = rate
+                out[f'slw_main_cpu_us_per_row_w{workers}_{mode}'] = cpu * 1e6
+                print(f'    transfer={mode:8s}: {rate:,.0f} rows/s ({rate / plain:.1f}x plain), '
+                      f'main-process CPU/row {cpu * 1e6:.1f} us')
 
     from slwdata.pacing import PacingSchedule
     steps = out['rows'] // bs
     sched = PacingSchedule(start=8, duration=f'{max(1, steps // 3)}ba', multiple=8)
-    off_rate, _ = bench_slw(local, bs, 0, epochs, reuse='off', pacing=sched)
-    def_rate, ds = bench_slw(local, bs, 0, epochs, reuse='deferred', pacing=sched)
+    off_rate, _, _ = bench_slw(local, bs, 0, epochs, reuse='off', pacing=sched)
+    def_rate, ds, _ = bench_slw(local, bs, 0, epochs, reuse='deferred', pacing=sched)
     acc = ds.epoch_account(0)
     out['paced_off_rows_per_s'] = off_rate
     out['paced_deferred_rows_per_s'] = def_rate
