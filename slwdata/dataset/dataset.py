@@ -276,8 +276,8 @@ class SLWDataset(StreamingDataset):
         except Exception:  # noqa: BLE001 - best effort on an error path.
             pass
 
-    def _touch_shard(self, shard_id: int) -> None:
-        self._shard_access_times[shard_id] = time_ns()
+    def _touch_shard(self, shard_ids: NDArray[np.int64]) -> None:
+        self._shard_access_times[shard_ids] = time_ns()
 
     # ------------------------------------------------------------------ pacing
     def bind_pacing(self, schedule: Any, rows_per_step: int, run_total: Any = None) -> None:

@@ -119,7 +119,8 @@ class ShardTokenReader:
         column: the token column (``tokens``).
         ensure: called with a shard id before its raw file is opened; it must make the raw
             (decompressed) file exist locally (``StreamingDataset.prepare_shard`` does).
-        touch: called with a shard id each time it is read (cache LRU bookkeeping).
+        touch: called with an array of shard ids each time they are read (cache LRU
+            bookkeeping), once per gather.
         fallback_get: ``sample_id -> sample dict`` used for shards without a fixed layout.
         bytes_dtype: dtype of tokens stored as raw ``bytes`` (llm-foundry used int64).
         max_open: memory maps kept open at once.
@@ -130,7 +131,7 @@ class ShardTokenReader:
                  sample_offset_per_shard: NDArray[np.int64],
                  column: str = 'tokens',
                  ensure: Optional[Callable[[int], None]] = None,
-                 touch: Optional[Callable[[int], None]] = None,
+                 touch: Optional[Callable[[NDArray[np.int64]], None]] = None,
                  fallback_get: Optional[Callable[[int], dict]] = None,
                  bytes_dtype: str = 'int64',
                  max_open: int = 256) -> None:
@@ -195,6 +196,9 @@ class ShardTokenReader:
             raw = np.memmap(filename, np.uint8, 'r', offset=begin, shape=(num, layout.stride))
             nbytes = layout.seq_len * layout.dtype.itemsize
             mm = raw[:, layout.offset:layout.offset + nbytes]
+        # A plain ndarray view (its base keeps the mapping open): np.memmap's Python-level
+        # __getitem__ / __array_finalize__ cost more than a small gather from one shard.
+        mm = mm.view(np.ndarray)
         self._maps[shard_id] = mm
         if len(self._maps) > self.max_open:
             self._maps.popitem(last=False)
@@ -212,10 +216,10 @@ class ShardTokenReader:
 
     def _rows_of_shard(self, shard_id: int, local: NDArray[np.int64]) -> np.ndarray:
         layout = self.layouts[shard_id]
-        if self.touch is not None:
-            self.touch(shard_id)
         if layout.fixed:
-            mm = self._map(shard_id)
+            mm = self._maps.get(shard_id)
+            if mm is None:
+                mm = self._map(shard_id)
             rows = mm[local]
             return rows if rows.dtype == layout.dtype else rows.view(layout.dtype)
         base = self.offsets[shard_id]
@@ -239,18 +243,20 @@ class ShardTokenReader:
         shard_ids = self.shard_of(ids)
         if len(ids) and shard_ids[0] == shard_ids[-1] and (shard_ids == shard_ids[0]).all():
             shard_id = int(shard_ids[0])
+            if self.touch is not None:
+                self.touch(shard_ids[:1])
             rows = self._rows_of_shard(shard_id, ids - self.offsets[shard_id])
         elif len(ids):
             order = np.argsort(shard_ids, kind='stable')
             sorted_shards = shard_ids[order]
+            local = (ids - self.offsets[shard_ids])[order]
             bounds = np.flatnonzero(np.diff(sorted_shards)) + 1
-            starts = np.concatenate([[0], bounds])
-            stops = np.concatenate([bounds, [len(ids)]])
-            pieces = []
-            for lo, hi in zip(starts, stops):
-                shard_id = int(sorted_shards[lo])
-                pieces.append(self._rows_of_shard(shard_id,
-                                                  ids[order[lo:hi]] - self.offsets[shard_id]))
+            starts = np.concatenate([[0], bounds]).tolist()
+            stops = np.concatenate([bounds, [len(ids)]]).tolist()
+            if self.touch is not None:
+                self.touch(sorted_shards[starts])
+            pieces = [self._rows_of_shard(int(sorted_shards[lo]), local[lo:hi])
+                      for lo, hi in zip(starts, stops)]
             widths = {p.shape[1] for p in pieces}
             if len(widths) != 1:
                 raise ShardFormatError(f'Token rows of lengths {sorted(widths)} in one batch; '
