@@ -35,14 +35,18 @@ SHARED = REPO.parent / 'shared'
 sys.path.insert(0, str(REPO))
 
 
-def build_shards(out: Path, seq_len: int = 1024) -> Path:
-    """Convert pile-mini once; reuse the result if ``out/index.json`` exists."""
+def build_shards(out: Path, seq_len: int = 1024, size_limit: str = '1mb') -> Path:
+    """Convert pile-mini once; reuse the result if ``out/index.json`` exists.
+
+    ``size_limit`` 1 MB gives 12 shards, so a shuffled batch gathers from many shards as it
+    does on a real corpus (64 MB shards of a corpus far larger than one shard)."""
     if (out / 'index.json').exists():
         return out
     corpus = SHARED / 'data' / 'corpora' / 'pile-mini'
     try:
         from converters import convert
-        convert([str(corpus)], str(out), seq_len=seq_len, progress=False, log=lambda m: None)
+        convert([str(corpus)], str(out), seq_len=seq_len, progress=False, log=lambda m: None,
+                size_limit=size_limit)
         return out
     except ImportError:
         pass
@@ -57,7 +61,7 @@ def build_shards(out: Path, seq_len: int = 1024) -> Path:
                             mergeable_ranks=ranks, special_tokens={'<|endoftext|>': 50256})
     buf: list[int] = []
     with MDSWriter(out=str(out), columns={'tokens': f'ndarray:uint16:{seq_len}'},
-                   compression='zstd', hashes=['xxh64']) as w:
+                   compression='zstd', hashes=['xxh64'], size_limit=size_limit) as w:
         for path in sorted(corpus.glob('*.jsonl.zst')):
             with open(path, 'rb') as f:
                 text = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(f))
@@ -183,18 +187,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--batch-size', type=int, default=256)
     p.add_argument('--quick', action='store_true', help='fewer rows and epochs')
-    p.add_argument('--dir', default=os.environ.get('SLW_BENCH_DIR',
-                                                  os.path.join(tempfile.gettempdir(),
-                                                               'slwdata-bench-pile-1024')))
+    p.add_argument('--shard-size', default='1mb',
+                   help='uncompressed bytes per shard (default 1mb: 12 shards of pile-mini)')
+    p.add_argument('--dir', default=None, help='where the shards are written and reused '
+                   '(default $SLW_BENCH_DIR or a temp dir named after the shard size)')
     args = p.parse_args(argv)
     import torch
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
 
-    local = str(build_shards(Path(args.dir)))
+    if args.dir is None:
+        args.dir = os.environ.get('SLW_BENCH_DIR') or os.path.join(
+            tempfile.gettempdir(), f'slwdata-bench-pile-1024-{args.shard_size}')
+    local = str(build_shards(Path(args.dir), size_limit=args.shard_size))
     bs = args.batch_size
     max_plain = 1000 if args.quick else 4000
     epochs = 1 if args.quick else 3
     out: dict[str, Any] = {'batch_size': bs, 'shards': local}
+    with open(os.path.join(local, 'index.json')) as f:
+        out['num_shards'] = len(json.load(f)['shards'])
 
     from slwdata.dataset import SLWDataset
     probe = SLWDataset(local=local, batch_size=bs)

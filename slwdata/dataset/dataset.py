@@ -557,12 +557,9 @@ class SLWDataset(StreamingDataset):
         return batch
 
     def _prepare_plan(self, plan: BatchPlan) -> None:
-        ids = plan.rows if plan.kind == 'fresh' else plan.segments['row']
-        states = self._shard_states
-        from streaming.base.dataset import _ShardState
-        for shard_id in np.unique(self.reader.shard_of(ids)):
-            if states[int(shard_id)] != _ShardState.LOCAL:
-                self._ensure_shard(int(shard_id))
+        """Make every shard of ``plan`` local (download / decompress through streaming)."""
+        for shard_id in self._missing_shards(plan):
+            self._ensure_shard(shard_id)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         """Yield this worker's batches of this rank's epoch plan.
@@ -630,11 +627,12 @@ class SLWDataset(StreamingDataset):
             self.__dict__.pop('_cache_filelock', None)
 
     def _missing_shards(self, plan: BatchPlan) -> list[int]:
+        """Shards of ``plan`` that are not local yet (one vectorized look at the states)."""
         from streaming.base.dataset import _ShardState
         ids = plan.rows if plan.kind == 'fresh' else plan.segments['row']
-        states = self._shard_states
-        return [int(s) for s in np.unique(self.reader.shard_of(ids))
-                if states[int(s)] != _ShardState.LOCAL]
+        shards = np.unique(self.reader.shard_of(ids))
+        states = self._shard_states.numpy()[shards]
+        return shards[states != _ShardState.LOCAL.value].tolist()
 
     def _iter_prefetched(self, plans: Iterator[BatchPlan]) -> Iterator[dict[str, Any]]:
         """Materialize plans in order while a thread downloads the shards of the next ones.
