@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from slwdata.dataset import SLWDataset
+from slwdata.dataset import SLWDataset, make_dataloader
 from slwdata.dataset.testing import write_token_shards
 
 moto_server = pytest.importorskip('moto.server')
@@ -52,7 +52,9 @@ def upload(tmp_path, client, num_rows=48, rows_per_shard=8, prefix='ds'):
     return tokens
 
 
-def test_stream_full_epoch_from_s3(tmp_path, s3_env):
+@pytest.mark.parametrize('num_workers', [0, 2])
+def test_stream_full_epoch_from_s3(tmp_path, s3_env, num_workers):
+    """With workers, they download while the main process gathers (transfer='addresses')."""
     _, client = s3_env
     tokens = upload(tmp_path, client)
     keys = {o['Key'] for o in client.list_objects_v2(Bucket='slw')['Contents']}
@@ -60,8 +62,8 @@ def test_stream_full_epoch_from_s3(tmp_path, s3_env):
     cache = str(tmp_path / 'cache')
     ds = SLWDataset(remote='s3://slw/ds', local=cache, batch_size=BS, validate_hash='xxh64')
     assert ds.meta['seq_len'] == SEQ  # slwdata.json came from the bucket
-    got = torch.cat([b['input_ids'] for b in ds]).numpy()
-    np.testing.assert_array_equal(got, tokens.astype(np.int64))
+    got = torch.cat([b['input_ids'] for b in make_dataloader(ds, num_workers=num_workers)])
+    np.testing.assert_array_equal(got.numpy(), tokens.astype(np.int64))
     assert sorted(f for f in os.listdir(cache) if f.endswith('.mds'))[-1] == 'shard.00005.mds'
 
 
