@@ -2,14 +2,20 @@
 
 Design (why it is exact, deterministic and resumable):
 
-1. Inputs are expanded into ordered *work units* (files, parquet row groups) that depend only
-   on the inputs.
+1. Inputs are expanded into ordered *work units* (files, parquet row groups, byte ranges of
+   big uncompressed JSON-lines files) that depend only on the inputs. A compressed JSON-lines
+   file is one *streamed* unit: the writer process decompresses it and cuts it into chunks of
+   whole lines (about ``Unit.chunk_bytes``, fixed in the plan), each tokenized as a sub-unit,
+   so a few big ``.jsonl.zst`` files still keep every worker busy to the end.
 2. A process pool tokenizes units into token files in ``<out>/.slwdata-work/``. Each unit's
    token file and then its small JSON result are written to a temp name and renamed, so a
-   unit is either complete or absent after ``kill -9``.
+   unit is either complete or absent after ``kill -9``. Units are submitted a few at a time
+   (at most the pool size + 2 running or queued), so the chunks in flight, and so memory, do
+   not grow with the corpus.
 3. ONE writer consumes the units strictly in order, appends them to a carry buffer and cuts
    rows of ``seq_len`` into a ``streaming.MDSWriter``. Only the corpus' last
-   ``< seq_len`` tokens are left over. Shards never depend on ``workers`` or timing.
+   ``< seq_len`` tokens are left over. Shards never depend on ``workers``, the unit cut or
+   timing (documents are tokenized one by one).
 4. On rerun with the same settings, completed units are reused and the shards are rewritten
    (writing is cheap next to tokenizing). Shards are written into the work folder and moved
    into place at the end; ``slwdata.json`` is written last and marks the output complete.
@@ -17,6 +23,7 @@ Design (why it is exact, deterministic and resumable):
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import hashlib
 import json
@@ -29,11 +36,11 @@ import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from converters.readers import (ConvertError, ReadOptions, SkipLog, Source, Unit, expand_inputs,
+from converters.readers import (ConvertError, ReadOptions, SkipLog, Source, Unit, expand_inputs, iter_chunks,
                                 iter_unit_documents, plan_units, read_megatron_index)
 from slwdata.shards import META_NAME, ShardMeta, diff_config, dtype_for_vocab, read_meta, write_meta
 from slwdata.tokenizers import Tokenizer, load_tokenizer
@@ -123,52 +130,90 @@ def _worker_tokenizer(spec: dict[str, Any]) -> Tokenizer:
     return _WORKER_TOK[key]
 
 
-def _unit_paths(work: Path, index: int) -> tuple[Path, Path]:
-    return work / f"unit-{index:06d}.tok", work / f"unit-{index:06d}.json"
+def _unit_paths(work: Path, unit: Unit) -> tuple[Path, Path]:
+    stem = f"unit-{unit.index:06d}" + ("" if unit.chunk is None else f".{unit.chunk:06d}")
+    return work / f"{stem}.tok", work / f"{stem}.json"
 
 
 def _finish_unit(work: Path, unit: Unit, result: dict[str, Any]) -> dict[str, Any]:
-    result.update({"unit": unit.index, "label": unit.label})
-    _, res_path = _unit_paths(work, unit.index)
+    result.update({"unit": unit.index, "chunk": unit.chunk, "label": unit.label})
+    _, res_path = _unit_paths(work, unit)
     _atomic_write_bytes(res_path, json.dumps(result, sort_keys=True).encode())
     return result
 
 
+def _array_encoder(tok: Tokenizer, threads: int) -> tuple[Callable[[list[str]], list[np.ndarray]] | None,
+                                                          cf.ThreadPoolExecutor | None]:
+    """For tiktoken: an encoder of a batch into uint32 arrays (``encode_to_numpy``), which skips
+    building a Python list per document (about a third of the single-core tokenizing time
+    on pile-mini). Same ids as ``encode_ordinary``: no special token is allowed, so
+    ``<|endoftext|>`` in the text stays text. (None, None) for other tokenizers."""
+    enc = getattr(tok, "enc", None)
+    if tok.kind != "tiktoken" or not hasattr(enc, "encode_to_numpy"):
+        return None, None
+
+    def one(text: str) -> np.ndarray:
+        try:
+            return enc.encode_to_numpy(text, allowed_special=set(), disallowed_special=())
+        except UnicodeEncodeError:  # lone surrogates: encode_ordinary repairs them the same way
+            return np.asarray(enc.encode_ordinary(text), np.uint32)
+
+    if threads <= 1:
+        return (lambda texts: [one(t) for t in texts]), None
+    ex = cf.ThreadPoolExecutor(threads)  # tiktoken releases the GIL while encoding
+    return (lambda texts: list(ex.map(one, texts))), ex
+
+
 def _tokenize_text_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, opts: ReadOptions,
-                        on_error: str, work: str, threads: int = 1) -> dict[str, Any]:
+                        on_error: str, work: str, threads: int = 1, lines: bytes | None = None,
+                        failure: tuple[str, str] | None = None) -> dict[str, Any]:
     workp = Path(work)
     tok = _worker_tokenizer(tok_spec)
     eos = tok.eos_id
+    eos_arr = np.array([eos], np.uint32)
     skip = SkipLog(on_error)
-    tok_path, _ = _unit_paths(workp, unit.index)
+    tok_path, _ = _unit_paths(workp, unit)
     tmp = tok_path.with_name(tok_path.name + ".tmp")
     docs = tokens = 0
-    with open(tmp, "wb") as out:
-        batch: list[str] = []
-        chars = 0
-
-        def flush() -> None:
-            nonlocal docs, tokens, chars
-            if not batch:
-                return
-            flat: list[int] = []
-            for ids in tok.encode_batch(batch, num_threads=threads):
-                flat.extend(ids)
-                flat.append(eos)
-            arr = np.asarray(flat, dtype=dtype)
-            out.write(arr.tobytes())
-            docs += len(batch)
-            tokens += len(flat)
-            _bump(len(batch), len(flat))
-            batch.clear()
+    encode_arrays, pool = _array_encoder(tok, threads)
+    try:
+        with open(tmp, "wb") as out:
+            batch: list[str] = []
             chars = 0
 
-        for text in iter_unit_documents(unit, opts, skip):
-            batch.append(text)
-            chars += len(text)
-            if len(batch) >= _BATCH_DOCS * threads or chars >= _BATCH_CHARS * threads:
-                flush()
-        flush()
+            def flush() -> None:
+                nonlocal docs, tokens, chars
+                if not batch:
+                    return
+                if encode_arrays is not None:
+                    parts: list[np.ndarray] = []
+                    for ids in encode_arrays(batch):
+                        parts.append(ids)
+                        parts.append(eos_arr)
+                    # ids < vocab_size, which the dtype was chosen to hold
+                    arr = np.concatenate(parts, dtype=dtype, casting="unsafe")
+                else:
+                    flat: list[int] = []
+                    for ids in tok.encode_batch(batch, num_threads=threads):
+                        flat.extend(ids)
+                        flat.append(eos)
+                    arr = np.asarray(flat, dtype=dtype)
+                out.write(arr.tobytes())
+                docs += len(batch)
+                tokens += len(arr)
+                _bump(len(batch), len(arr))
+                batch.clear()
+                chars = 0
+
+            for text in iter_unit_documents(unit, opts, skip, lines, failure):
+                batch.append(text)
+                chars += len(text)
+                if len(batch) >= _BATCH_DOCS * threads or chars >= _BATCH_CHARS * threads:
+                    flush()
+            flush()
+    finally:
+        if pool is not None:
+            pool.shutdown()
     os.replace(tmp, tok_path)
     return _finish_unit(workp, unit, {
         "documents": docs, "tokens": tokens, "skipped": skip.counts, "skip_examples": skip.examples,
@@ -227,7 +272,7 @@ def _megatron_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, work: str) 
     else:  # no usable document index: every sequence is a document
         bounds = list(range(n_seq + 1))
     workp = Path(work)
-    tok_path, _ = _unit_paths(workp, unit.index)
+    tok_path, _ = _unit_paths(workp, unit)
     tmp = tok_path.with_name(tok_path.name + ".tmp")
     docs = tokens = added = 0
     with open(tmp, "wb") as out:
@@ -265,8 +310,10 @@ def _megatron_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, work: str) 
 
 
 def run_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, opts: ReadOptions, on_error: str,
-             work: str, threads: int = 1) -> dict[str, Any]:
-    """Process one unit into ``work`` and return its result (also saved as JSON).
+             work: str, threads: int = 1, lines: bytes | None = None,
+             failure: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Process one unit (or chunk: ``lines``/``failure`` from ``iter_chunks``) into ``work`` and
+    return its result (also saved as JSON). A streamed unit without ``lines`` is read whole.
 
     ``threads`` > 1 lets tiktoken encode a batch on several threads (it releases the GIL):
     used when there are fewer units than workers. It never changes the tokens."""
@@ -274,12 +321,12 @@ def run_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, opts: ReadOptions
         return _nanogpt_unit(unit, tok_spec, dtype, work)
     if unit.fmt == "megatron":
         return _megatron_unit(unit, tok_spec, dtype, work)
-    return _tokenize_text_unit(unit, tok_spec, dtype, opts, on_error, work, threads)
+    return _tokenize_text_unit(unit, tok_spec, dtype, opts, on_error, work, threads, lines, failure)
 
 
 def _load_done_unit(work: Path, unit: Unit) -> dict[str, Any] | None:
     """A completed unit's result, if its files are intact (else None: redo it)."""
-    _, res_path = _unit_paths(work, unit.index)
+    _, res_path = _unit_paths(work, unit)
     if not res_path.exists():
         return None
     try:
@@ -309,11 +356,17 @@ def _make_writer() -> type:
     from streaming import MDSWriter
 
     class _TokenMDSWriter(MDSWriter):
+        _fast: tuple[np.dtype, tuple[int]] | None = None
+
         def encode_sample(self, sample: dict[str, Any]) -> bytes:
+            if self._fast is None:  # decided once: the per-row checks were half the writer's time
+                enc = self.column_encodings[0].split(":")
+                ok = (len(self.column_names) == 1 and self.column_sizes[0] is not None and len(enc) == 3
+                      and enc[0] == "ndarray")
+                self._fast = (np.dtype(enc[1]), (int(enc[2]),)) if ok else (np.dtype("V1"), (-1,))
             arr = sample.get("tokens")
-            if (len(self.column_names) == 1 and isinstance(arr, np.ndarray) and self.column_sizes[0] is not None
-                    and arr.flags.c_contiguous and arr.nbytes == self.column_sizes[0]
-                    and self.column_encodings[0] == f"ndarray:{arr.dtype.name}:{arr.shape[0]}"):
+            if (type(arr) is np.ndarray and arr.dtype == self._fast[0] and arr.shape == self._fast[1]
+                    and arr.flags.c_contiguous):
                 return arr.tobytes()
             return super().encode_sample(sample)
 
@@ -535,8 +588,10 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
         if r is not None:
             done[u.index] = r
     todo = [u for u in units if u.index not in done]
-    if done:
-        log(f"slwdata convert: resuming: {len(done)} of {len(units)} work units already tokenized")
+    done_chunks = sum(1 for u in todo if u.chunk_bytes for _ in work.glob(f"unit-{u.index:06d}.*.json"))
+    if done or done_chunks:
+        log(f"slwdata convert: resuming: {len(done)} of {len(units)} work units already tokenized"
+            + (f", and {done_chunks} chunks of compressed JSON-lines files" if done_chunks else ""))
     if engine == "spark" and todo:
         from converters.spark import tokenize_units_spark
 
@@ -550,14 +605,14 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
     ctx = mp.get_context(method)
     progress_vals = (ctx.Value("q", 0), ctx.Value("q", 0))
     pool: cf.ProcessPoolExecutor | None = None
-    futures: dict[int, cf.Future] = {}
-    n_proc = min(workers, len(todo)) if todo else 1
+    # Streamed files are cut at run time; their compressed size (at most the text's) bounds
+    # the chunk count from below, enough to decide how many processes are worth starting.
+    expected = sum(max(1, -(-os.path.getsize(u.path) // u.chunk_bytes)) if u.chunk_bytes else 1 for u in todo)
+    n_proc = max(1, min(workers, expected))
     threads = max(1, workers // n_proc)
     if n_proc > 1:
         pool = cf.ProcessPoolExecutor(max_workers=n_proc, mp_context=ctx,
                                       initializer=_init_worker, initargs=(progress_vals,))
-        for u in todo:
-            futures[u.index] = pool.submit(run_unit, u, tok.spec, dtype, opts, on_error, str(work), threads)
     else:
         _init_worker(progress_vals)
 
@@ -570,32 +625,81 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
     docs = tokens = 0
     bar = tqdm(total=None, unit="tok", unit_scale=True, desc="slwdata convert", disable=not progress,
                file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
-    base_docs = sum(r["documents"] for r in done.values())
-    base_tokens = sum(r["tokens"] for r in done.values())
+    base = [sum(r["documents"] for r in done.values()), sum(r["tokens"] for r in done.values())]
 
     def refresh() -> None:
-        n_tok = base_tokens + progress_vals[1].value
+        n_tok = base[1] + progress_vals[1].value
         bar.update(max(0, n_tok - bar.n))
-        bar.set_postfix_str(f"{base_docs + progress_vals[0].value:,} docs", refresh=False)
+        bar.set_postfix_str(f"{base[0] + progress_vals[0].value:,} docs", refresh=False)
+
+    def jobs() -> Iterator[tuple[Unit, dict[str, Any] | None, bytes | None, tuple[str, str] | None]]:
+        """(unit or chunk, its result if already done, chunk lines, chunk stream failure), in order."""
+        for u in units:
+            if u.index in done:
+                yield u, done[u.index], None, None
+            elif not u.chunk_bytes:
+                yield u, None, None, None
+            else:
+                for sub, lines, failure in iter_chunks(u):
+                    res = _load_done_unit(work, sub)
+                    if res is not None:
+                        base[0] += res["documents"]
+                        base[1] += res["tokens"]
+                    yield sub, res, None if res is not None else lines, failure
+
+    # Units are submitted a few at a time, so the chunks held here (and queued to the pool)
+    # stay a bounded number whatever the corpus size; finished units wait on disk.
+    max_running, max_pending = n_proc + 2, 16 * n_proc + 16
+    pending: collections.deque[tuple[Unit, Any]] = collections.deque()
+    source = jobs()
+    exhausted = False
+
+    def top_up() -> None:
+        nonlocal exhausted
+        while not exhausted and len(pending) < max_pending:
+            if pool is None:
+                if pending:
+                    return
+            elif sum(1 for _, f in pending if isinstance(f, cf.Future) and not f.done()) >= max_running:
+                return
+            try:
+                u, res, lines, failure = next(source)
+            except StopIteration:
+                exhausted = True
+                return
+            if res is not None:
+                pending.append((u, res))
+            elif pool is not None:
+                pending.append((u, pool.submit(run_unit, u, tok.spec, dtype, opts, on_error, str(work), threads,
+                                               lines, failure)))
+            else:
+                pending.append((u, (lines, failure)))
 
     try:
+        # Submit (and so fork the pool) before _make_writer imports streaming and torch: forking
+        # that bigger process costs ~40 ms per worker here, and the import overlaps tokenizing.
+        top_up()
         writer = _make_writer()(out=str(mds_local) if remote is None else (str(mds_local), remote),
                            columns={"tokens": f"ndarray:{dtype}:{seq_len}"}, compression=compression,
                            hashes=hashes, size_limit=size_limit, keep_local=True)
         rows = _RowWriter(writer, seq_len, dtype, tok.eos_id)
-        for u in units:
-            if u.index in done:
-                res = done[u.index]
-            elif u.index in futures:
-                fut = futures[u.index]
-                while True:
-                    try:
-                        res = fut.result(timeout=0.5)
-                        break
-                    except cf.TimeoutError:
-                        refresh()
+        while True:
+            top_up()
+            if not pending:
+                break
+            u, item = pending.popleft()
+            if isinstance(item, cf.Future):
+                while not item.done():
+                    running = [f for _, f in pending if isinstance(f, cf.Future) and not f.done()]
+                    cf.wait([item, *running], timeout=0.5, return_when=cf.FIRST_COMPLETED)
+                    refresh()
+                    top_up()  # keep the other workers fed while this unit finishes
+                res = item.result()
+            elif isinstance(item, tuple):
+                res = run_unit(u, tok.spec, dtype, opts, on_error, str(work), threads, *item)
             else:
-                res = run_unit(u, tok.spec, dtype, opts, on_error, str(work), threads)
+                res = item
+            top_up()  # before the writer's own work on this unit
             refresh()
             rows.feed_segments(work, res["segments"])
             docs += int(res["documents"])

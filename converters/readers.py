@@ -1,8 +1,9 @@
 """Input formats: detection, expansion into ordered work units, and document iteration.
 
 A *source* is one input file; a *unit* is an ordered slice of the corpus that one process
-tokenizes (a file, a parquet row group, ...). Units depend only on the inputs, never on the
-number of workers, so the token stream (and the shards) are the same whatever ``--workers`` is.
+tokenizes (a file, a parquet row group, a byte range, a chunk of a compressed JSON-lines
+stream). Units depend only on the inputs, never on the number of workers, so the token stream
+(and the shards) are the same whatever ``--workers`` is.
 
 Text formats yield documents (``str``); pre-tokenized formats (nanoGPT ``.bin``, Megatron
 ``.bin``/``.idx``) are handled in :mod:`converters.pipeline` without re-tokenizing.
@@ -16,7 +17,7 @@ import lzma
 import os
 import tarfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -25,7 +26,7 @@ import numpy as np
 from slwdata.cli import UserError
 
 __all__ = ["FORMATS", "ConvertError", "Source", "Unit", "detect_format", "expand_inputs",
-           "plan_units", "iter_unit_documents", "SkipLog", "open_decompressed",
+           "plan_units", "iter_chunks", "unit_size", "iter_unit_documents", "SkipLog", "open_decompressed",
            "TruncatedInput", "read_megatron_index", "MEGATRON_DTYPES"]
 
 # Format names accepted by --format (aliases map onto the handler names).
@@ -163,9 +164,18 @@ class Unit:
     part: int | None = None  # parquet row group; None = whole file
     start: int | None = None  # byte range of a big uncompressed JSON-lines file
     end: int | None = None
+    # Compressed JSON-lines: the writer process decompresses the file and cuts it into chunks of
+    # about this many bytes (whole lines), each tokenized as its own sub-unit (``chunk``, with
+    # ``line0`` lines before it). A compressed stream cannot be entered mid-way, so this is how
+    # one big .jsonl.zst still uses every worker.
+    chunk_bytes: int | None = None
+    chunk: int | None = None
+    line0: int = 0
 
     @property
     def label(self) -> str:
+        if self.chunk is not None:
+            return f"{self.name}[chunk {self.chunk} from line {self.line0 + 1}]"
         if self.start is not None:
             return f"{self.name}[from byte {self.start}]"
         return self.name if self.part is None else f"{self.name}[row group {self.part}]"
@@ -242,25 +252,40 @@ def expand_inputs(inputs: list[str | Path], fmt: str | None = None) -> list[Sour
     return sources
 
 
-# Uncompressed JSON-lines files above this size are split into byte ranges (one unit each) so
-# one big file still uses every worker. Resume reads the units back from the plan, so changing
-# this never mixes unit boundaries within one conversion.
-UNIT_BYTES = 256 << 20
+# JSON-lines inputs are cut into units of about ``unit_bytes`` so that a few big files still keep
+# every worker busy up to the end: byte ranges of uncompressed files, streamed chunks of
+# compressed ones. The size is 1/64 of the whole input, within [MIN_UNIT_BYTES, UNIT_BYTES]
+# (small units cost a little per-unit work; large ones leave cores idle at the end and hold
+# more memory per worker). The cut never changes the token stream (documents are tokenized
+# one by one), and resume reads the units back from the plan.
+UNIT_BYTES = 16 << 20
+MIN_UNIT_BYTES = 1 << 20
+
+
+def unit_size(sources: list[Source]) -> int:
+    """Bytes per JSON-lines work unit for these inputs (see ``UNIT_BYTES``)."""
+    total = sum(os.path.getsize(s.path) for s in sources)
+    return min(UNIT_BYTES, max(MIN_UNIT_BYTES, total // 64))
 
 
 def plan_units(sources: list[Source], unit_bytes: int | None = None) -> list[Unit]:
-    """Ordered work units: one per file, one per parquet row group, and byte ranges of
-    uncompressed JSON-lines files larger than ``unit_bytes`` (a record belongs to the range
-    holding its first byte)."""
-    unit_bytes = unit_bytes or UNIT_BYTES
+    """Ordered work units: one per file, one per parquet row group, byte ranges of uncompressed
+    JSON-lines files larger than ``unit_bytes`` (a record belongs to the range holding its
+    first byte), and one streamed unit (cut into chunks at run time) per compressed JSON-lines
+    file."""
+    unit_bytes = unit_bytes or unit_size(sources)
     units: list[Unit] = []
     for si, s in enumerate(sources):
         size = os.path.getsize(s.path)
-        if s.fmt == "jsonl" and _codec_for(Path(s.path).name) is None and size > unit_bytes:
-            for a in range(0, size, unit_bytes):
-                units.append(Unit(len(units), si, s.path, s.name, s.fmt, None, a, min(a + unit_bytes, size)))
-            continue
-        if s.fmt == "parquet":
+        if s.fmt == "jsonl" and _codec_for(Path(s.path).name) is None:
+            if size > unit_bytes:
+                for a in range(0, size, unit_bytes):
+                    units.append(Unit(len(units), si, s.path, s.name, s.fmt, None, a, min(a + unit_bytes, size)))
+            else:
+                units.append(Unit(len(units), si, s.path, s.name, s.fmt))
+        elif s.fmt == "jsonl":
+            units.append(Unit(len(units), si, s.path, s.name, s.fmt, chunk_bytes=unit_bytes))
+        elif s.fmt == "parquet":
             import pyarrow.parquet as pq
 
             try:
@@ -272,6 +297,32 @@ def plan_units(sources: list[Source], unit_bytes: int | None = None) -> list[Uni
         else:
             units.append(Unit(len(units), si, s.path, s.name, s.fmt))
     return units
+
+
+def iter_chunks(unit: Unit) -> Iterator[tuple[Unit, bytes, tuple[str, str] | None]]:
+    """Cut a streamed unit (compressed JSON-lines) into its chunks, in order: ``(sub-unit,
+    lines, failure)``. A chunk is whole lines, ending with the first line that brings it to
+    ``unit.chunk_bytes`` bytes, so the cut depends only on the file. When the stream breaks
+    (truncated or corrupt), the last chunk holds the lines read before it and ``failure`` is
+    the (reason, detail) that reading the whole file would have reported after them."""
+    assert unit.chunk_bytes, unit
+    k = line0 = size = 0
+    lines: list[bytes] = []
+    failure = None
+    with open_decompressed(unit.path) as stream:
+        try:
+            for line in stream:
+                lines.append(line)
+                size += len(line)
+                if size >= unit.chunk_bytes:
+                    yield replace(unit, chunk=k, line0=line0), b"".join(lines), None
+                    k, line0, lines, size = k + 1, line0 + len(lines), [], 0
+        except Exception as exc:  # noqa: BLE001 - classified exactly as the one-unit reader does
+            failure = _stream_failure(exc)
+            if failure is None:
+                raise
+    if lines or failure or k == 0:
+        yield replace(unit, chunk=k, line0=line0), b"".join(lines), failure
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,10 +377,24 @@ def _short(exc: BaseException) -> str:
     return s if len(s) <= 120 else s[:117] + "..."
 
 
+def _stream_failure(exc: BaseException) -> tuple[str, str] | None:
+    """(skip reason, detail) for an exception that breaks a compressed or read stream, else None."""
+    if isinstance(exc, TruncatedInput):
+        return "truncated_input", f"{exc}; the rest of the file is lost"
+    if isinstance(exc, (lzma.LZMAError, zlib.error, OSError, EOFError)):
+        return "corrupt_input", f"{type(exc).__name__}: {_short(exc)}; the rest of the file is lost"
+    if type(exc).__name__ == "ZstdError":  # zstandard.ZstdError has no stable import path across versions
+        return "corrupt_input", f"{_short(exc)}; the rest of the file is lost"
+    return None
+
+
 def _iter_jsonl(stream: Iterable[bytes], where: str, opts: ReadOptions, skip: SkipLog,
-                line_base: Callable[[], int] | None = None) -> Iterator[str]:
+                line_base: Callable[[], int] | None = None,
+                failure: tuple[str, str] | None = None) -> Iterator[str]:
     """Records of a JSON-lines stream. ``line_base`` gives the number of lines before the stream
-    (byte-range units); it is only called when a problem must be reported with its line."""
+    (byte-range units and chunks); it is only called when a problem must be reported with its
+    line. ``failure`` is a stream break found by whoever read the lines (a chunk's reader),
+    reported after the last line as if this stream had raised it."""
     lineno = 0
     base: list[int] = []
 
@@ -371,15 +436,12 @@ def _iter_jsonl(stream: Iterable[bytes], where: str, opts: ReadOptions, skip: Sk
                 skip("empty_document", at(lineno))
                 continue
             yield text
-    except TruncatedInput as exc:
-        skip("truncated_input", at(lineno + 1), f"{exc}; the rest of the file is lost")
-    except (lzma.LZMAError, zlib.error, OSError, EOFError) as exc:
-        skip("corrupt_input", at(lineno + 1), f"{type(exc).__name__}: {_short(exc)}; the rest of the file is lost")
-    except Exception as exc:  # zstandard.ZstdError has no stable import path across versions
-        if type(exc).__name__ == "ZstdError":
-            skip("corrupt_input", at(lineno + 1), f"{_short(exc)}; the rest of the file is lost")
-        else:
+    except Exception as exc:  # noqa: BLE001 - only stream breaks are caught, the rest re-raised
+        failure = _stream_failure(exc)
+        if failure is None:
             raise
+    if failure is not None:
+        skip(failure[0], at(lineno + 1), failure[1])
 
 
 def _decode_txt(data: bytes, loc: str, skip: SkipLog) -> str | None:
@@ -479,9 +541,17 @@ def _range_lines(f: Any, start: int, end: int) -> Iterator[bytes]:
         yield line
 
 
-def iter_unit_documents(unit: Unit, opts: ReadOptions, skip: SkipLog) -> Iterator[str]:
-    """Documents of one unit, in order; problems go to ``skip`` (file and line named)."""
-    if unit.fmt == "jsonl" and unit.start is not None:
+def iter_unit_documents(unit: Unit, opts: ReadOptions, skip: SkipLog, lines: bytes | None = None,
+                        failure: tuple[str, str] | None = None) -> Iterator[str]:
+    """Documents of one unit, in order; problems go to ``skip`` (file and line named).
+
+    ``lines``/``failure``: a chunk's content and stream break, from :func:`iter_chunks`."""
+    if lines is not None:
+        line0 = unit.line0
+        # BytesIO splits on b"\n" only, exactly like the file reader (bytes.splitlines would not).
+        yield from _iter_jsonl(io.BytesIO(lines), unit.name, opts, skip, line_base=lambda: line0,
+                               failure=failure)
+    elif unit.fmt == "jsonl" and unit.start is not None:
         path, start = unit.path, unit.start
 
         def lines_before() -> int:  # only paid when a problem in this range is reported
