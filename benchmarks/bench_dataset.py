@@ -257,27 +257,43 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sched = PacingSchedule(start=8, duration=f'{max(1, steps // 3)}ba', multiple=8)
     # Alternate the two policies round by round and take medians: on a shared 2-core machine
     # a back-to-back pair measures whatever else ran meanwhile.
-    rates: dict[str, list[float]] = {'off': [], 'deferred': []}
-    for _ in range(2 if args.quick else 7):
-        for reuse in rates:
-            rate, ds, _ = bench_slw(local, bs, 0, 1, reuse=reuse, pacing=sched)
-            rates[reuse].append(rate)
-    off_rate = float(np.median(rates['off']))
-    def_rate = float(np.median(rates['deferred']))
-    acc = ds.epoch_account(0)
-    out['paced_off_rows_per_s'] = off_rate
-    out['paced_deferred_rows_per_s'] = def_rate
-    out['deferred_cost_ratio'] = off_rate / def_rate
-    # One tail (row, start, length) is one ledger segment, whatever its length.
+    for workers in (0, 2):
+        rates: dict[str, list[float]] = {'off': [], 'deferred': []}
+        for _ in range(2 if args.quick else 5):
+            for reuse in rates:
+                rate, ds, _ = bench_slw(local, bs, workers, 1, reuse=reuse, pacing=sched)
+                rates[reuse].append(rate)
+        off_rate = float(np.median(rates['off']))
+        def_rate = float(np.median(rates['deferred']))
+        out[f'paced_off_rows_per_s_w{workers}'] = off_rate
+        out[f'paced_deferred_rows_per_s_w{workers}'] = def_rate
+        out[f'deferred_cost_ratio_w{workers}'] = off_rate / def_rate
+        print(f'paced epoch, {workers} workers: off {off_rate:,.0f} rows/s, deferred '
+              f'{def_rate:,.0f} rows/s -> deferred costs {off_rate / def_rate:.2f}x per row')
+    acc = ds.epoch_account(0)  # the last dataset measured: deferred
+    # Where a per-row cost comes from: a tail row is assembled from ~2 segments (a long tail
+    # plus a piece of the next), a fresh row is one gathered row.
+    from slwdata.dataset import SLWDataset
+    probe = SLWDataset(local=local, batch_size=bs, shuffle=True, reuse='deferred')
+    probe.bind_pacing(sched, rows_per_step=bs)
+    plans = list(probe._planner(0, 0, None)[0])
+    cost: dict[str, list[float]] = {'fresh': [], 'tail': []}
+    for _ in range(3):
+        for plan in plans:
+            t0 = time.perf_counter()
+            probe._materialize(plan)
+            cost[plan.kind].append(time.perf_counter() - t0)
+    for kind, times in cost.items():
+        out[f'{kind}_row_us'] = float(np.median(times)) / bs * 1e6
     out['ledger_peak_bytes'] = acc.ledger_peak_bytes
+    # One tail (row, start, length) is one ledger segment, whatever its length.
     out['ledger_bytes_per_tail'] = acc.ledger_peak_bytes / max(1, acc.ledger_peak_segments)
     out['tail_tokens_recorded'] = acc.extra['tokens_recorded']
     out['epoch_account'] = acc.as_dict()
-    print(f'paced epoch ({steps} fresh steps, warmup {steps // 3}): off {off_rate:,.0f} rows/s, '
-          f'deferred {def_rate:,.0f} rows/s -> deferred costs {off_rate / def_rate:.2f}x; '
-          f'ledger peak {acc.ledger_peak_segments:,} tails = {acc.ledger_peak_bytes:,} B '
-          f'({out["ledger_bytes_per_tail"]:.0f} B/tail), tail batches '
-          f'{acc.extra["tail_batches"]}')
+    print(f'  {steps} fresh steps, warmup {steps // 3}, tail batches {acc.extra["tail_batches"]}; '
+          f'gather per fresh row {out["fresh_row_us"]:.2f} us, per tail row '
+          f'{out["tail_row_us"]:.2f} us; ledger peak {acc.ledger_peak_segments:,} tails = '
+          f'{acc.ledger_peak_bytes:,} B ({out["ledger_bytes_per_tail"]:.0f} B/tail)')
 
     # Can the loader keep ahead of a tiny model at short paced lengths? The loader always reads
     # full rows, so its time per batch does not shrink with the paced length.
