@@ -515,15 +515,20 @@ class SLWDataset(StreamingDataset):
                 'size, batch size, reuse policy and pacing of the checkpoint.')
 
     # ------------------------------------------------------------------ iteration
-    def _materialize(self, plan: BatchPlan) -> dict[str, Any]:
+    def _materialize(self, plan: BatchPlan, compact: Optional[bool] = None) -> dict[str, Any]:
         """Gather the batch into one buffer holding ``input_ids`` (``labels``) and the ``slw_*``
         rows: a DataLoader worker then ships one shared-memory segment per batch, not four
-        (each extra tensor costs a segment and a file descriptor, which halves throughput)."""
+        (each extra tensor costs a segment and a file descriptor, which halves throughput).
+
+        ``compact``: in the shards' dtype, widened by the loader in the main process (default:
+        in a worker with ``transfer == 'compact'``)."""
         B, L = plan.rows_per_batch, self.seq_len
         dtype = self.output_dtype if self.output_dtype is not None else self.reader.dtype
-        if self.transfer == 'compact' and self.reader.dtype is not None and \
-                torch.utils.data.get_worker_info() is not None:
-            dtype = self.reader.dtype  # widened by the loader in the main process
+        if compact is None:
+            compact = self.transfer == 'compact' and \
+                torch.utils.data.get_worker_info() is not None
+        if compact and self.reader.dtype is not None:
+            dtype = self.reader.dtype
         if dtype is None:
             dtype = np.dtype(np.int64)
         n_tok = B * L * (2 if self.emit_labels else 1)
@@ -612,8 +617,15 @@ class SLWDataset(StreamingDataset):
         loader in the main process gathers (:meth:`materialize_in_main`)."""
         if self.transfer == 'addresses' and self.reader.all_fixed and \
                 torch.utils.data.get_worker_info() is not None:
-            return BatchAddress
+            return self._address_or_tail_batch
         return self._materialize
+
+    def _address_or_tail_batch(self, plan: BatchPlan) -> Any:
+        # A tail row is joined from ~2 segments, twice a fresh row's gather; the worker does
+        # that and ships it compact, which costs the main process about one fresh gather.
+        if plan.kind == 'tail':
+            return self._materialize(plan, compact=True)
+        return BatchAddress(plan)
 
     def materialize_in_main(self, address: 'BatchAddress') -> dict[str, Any]:
         """Gather a batch a worker addressed, in this (main) process: rows are copied once,
@@ -736,7 +748,9 @@ def make_dataloader(dataset: SLWDataset,
       its own memory maps of the same local files. Shipping a token tensor costs a fresh
       shared-memory segment per batch, written and then page-faulted in by the main process,
       which is several times the cost of the gather itself (see ``benchmarks/bench_dataset.py``).
-      Shards without a fixed row layout fall back to ``"compact"``.
+      Tail batches (re-served tails, joined from ~2 segments a row) are assembled in the
+      workers and shipped ``"compact"``. Shards without a fixed row layout fall back to
+      ``"compact"``.
     - ``"compact"``: workers gather rows in the shards' dtype (uint16: 4x less shared memory
       than int64); the main process widens them to ``output_dtype``.
     - ``"full"``: workers ship ``output_dtype`` batches (what a plain DataLoader does).
