@@ -617,15 +617,8 @@ class SLWDataset(StreamingDataset):
         loader in the main process gathers (:meth:`materialize_in_main`)."""
         if self.transfer == 'addresses' and self.reader.all_fixed and \
                 torch.utils.data.get_worker_info() is not None:
-            return self._address_or_tail_batch
+            return BatchAddress
         return self._materialize
-
-    def _address_or_tail_batch(self, plan: BatchPlan) -> Any:
-        # A tail row is joined from ~2 segments, twice a fresh row's gather; the worker does
-        # that and ships it compact, which costs the main process about one fresh gather.
-        if plan.kind == 'tail':
-            return self._materialize(plan, compact=True)
-        return BatchAddress(plan)
 
     def materialize_in_main(self, address: 'BatchAddress') -> dict[str, Any]:
         """Gather a batch a worker addressed, in this (main) process: rows are copied once,
@@ -748,9 +741,7 @@ def make_dataloader(dataset: SLWDataset,
       its own memory maps of the same local files. Shipping a token tensor costs a fresh
       shared-memory segment per batch, written and then page-faulted in by the main process,
       which is several times the cost of the gather itself (see ``benchmarks/bench_dataset.py``).
-      Tail batches (re-served tails, joined from ~2 segments a row) are assembled in the
-      workers and shipped ``"compact"``. Shards without a fixed row layout fall back to
-      ``"compact"``.
+      Shards without a fixed row layout fall back to ``"compact"``.
     - ``"compact"``: workers gather rows in the shards' dtype (uint16: 4x less shared memory
       than int64); the main process widens them to ``output_dtype``.
     - ``"full"``: workers ship ``output_dtype`` batches (what a plain DataLoader does).
