@@ -171,13 +171,15 @@ def test_workers_send_addresses_and_the_main_process_gathers(shards, monkeypatch
     real = ds.materialize_in_main
 
     def spy(address):
-        assert isinstance(address, BatchAddress) and len(address) == BS
-        gathered.append(address.plan.index)
+        assert isinstance(address, BatchAddress)
+        assert len(address) == BS * len(address.plans) and 1 <= len(address.plans) <= 5
+        gathered.append([p.index for p in address.plans])
         return real(address)
 
     monkeypatch.setattr(ds, 'materialize_in_main', spy)
-    batches = list(make_dataloader(ds, num_workers=2))
-    assert gathered == list(range(len(batches))) and len(batches) == 96 // BS
+    batches = list(make_dataloader(ds, num_workers=2, addresses_per_item=5))
+    # 12 steps in blocks of 5, alternating workers: 0-4 (worker 0), 5-9 (1), 10-11 (0).
+    assert gathered == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11]] and len(batches) == 12
     got = torch.cat([b['input_ids'] for b in batches]).numpy()
     assert rows_multiset(got) == rows_multiset(tokens)
 
@@ -216,7 +218,7 @@ def test_addresses_survive_cache_eviction(tmp_path):
     for shard_id in np.unique(ds.reader.shard_of(plan.rows)):
         ds.evict_shard(int(shard_id))
     ds.reader.close()
-    batch = ds.materialize_in_main(BatchAddress(plan))
+    batch, = ds.materialize_in_main(BatchAddress([plan]))
     np.testing.assert_array_equal(batch['input_ids'].numpy(), tokens[plan.rows].astype(np.int64))
 
 

@@ -185,6 +185,7 @@ class SLWDataset(StreamingDataset):
         self.prefetch_batches = max(0, int(prefetch_batches))
         # How batches leave DataLoader workers; set by make_dataloader (see TRANSFER_MODES).
         self.transfer = 'full'
+        self.addresses_per_item = 8
         self.meta = self._load_meta()
         self.reader = ShardTokenReader(self.shards,
                                        self.sample_offset_per_shard,
@@ -569,9 +570,10 @@ class SLWDataset(StreamingDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         """Yield this worker's batches of this rank's epoch plan.
 
-        Step ``j`` of the rank goes to worker ``(j - first) % num_workers`` where ``first`` is the
-        first step of this iteration (0, or the resume point): PyTorch's DataLoader collects
-        batches from its workers round-robin starting with worker 0."""
+        Step ``j`` of the rank goes to worker ``(j - first) // k % num_workers`` where ``first``
+        is the first step of this iteration (0, or the resume point) and ``k`` the steps per
+        DataLoader item (``addresses_per_item`` when sending addresses, else 1): PyTorch's
+        DataLoader collects items from its workers round-robin starting with worker 0."""
         self._unique_worker_world = self._unique_rank_world.detect_workers()
         self._parallel_worker_world = self._parallel_rank_world.detect_workers()
         epoch, sample_in_epoch = self._resume_incr_epoch()
@@ -600,8 +602,14 @@ class SLWDataset(StreamingDataset):
             planner.skip(steps_done)
         num_workers = world.workers_per_rank
         worker = world.worker_of_rank
-        mine = (plan for plan in planner if (plan.index - steps_done) % num_workers == worker)
-        yield from self._iter_prefetched(mine)
+        # Steps go to workers in blocks of `per_item` (one DataLoader item each), round-robin.
+        per_item = self.addresses_per_item if self._sends_addresses() else 1
+        mine = (plan for plan in planner
+                if (plan.index - steps_done) // per_item % num_workers == worker)
+        batches = self._iter_prefetched(mine)
+        if self._sends_addresses():
+            batches = _bundled(batches, per_item)
+        yield from batches
         carried, account = self._close_epoch(epoch, planner, leftover)
         account.extra['resumed_at_step'] = steps_done
         self._epoch_starts[epoch + 1] = (step0 + account.steps, carried)
@@ -611,21 +619,28 @@ class SLWDataset(StreamingDataset):
             logger.info('SLWDataset epoch %d rank %d: %s', epoch, account.rank,
                         json.dumps(account.as_dict(), sort_keys=True))
 
-    def _emit_for_worker(self) -> Any:
-        """``plan -> what this process yields``: the batch itself, or, in a DataLoader worker
-        with ``transfer == 'addresses'``, the plan (its shards made local first), which the
-        loader in the main process gathers (:meth:`materialize_in_main`)."""
-        if self.transfer == 'addresses' and self.reader.all_fixed and \
-                torch.utils.data.get_worker_info() is not None:
-            return BatchAddress
-        return self._materialize
+    def _sends_addresses(self) -> bool:
+        """In a DataLoader worker with ``transfer == 'addresses'`` over fixed-layout shards."""
+        return self.transfer == 'addresses' and self.reader.all_fixed and \
+            torch.utils.data.get_worker_info() is not None
 
-    def materialize_in_main(self, address: 'BatchAddress') -> dict[str, Any]:
-        """Gather a batch a worker addressed, in this (main) process: rows are copied once,
-        from the page cache through this process's own memory maps, straight into
+    def _emit_for_worker(self) -> Any:
+        """``plan -> what this process yields``: the batch itself, or, when sending addresses,
+        the plan (its shards made local first), which the loader in the main process gathers
+        (:meth:`materialize_in_main`)."""
+        return (lambda plan: plan) if self._sends_addresses() else self._materialize
+
+    def materialize_in_main(self, address: 'BatchAddress') -> Iterator[dict[str, Any]]:
+        """Gather the batches a worker addressed, in this (main) process: rows are copied
+        once, from the page cache through this process's own memory maps, straight into
         ``output_dtype``; no shared-memory segment is created or mapped per batch."""
+        for plan in address.plans:
+            yield self.materialize_plan_in_main(plan)
+
+    def materialize_plan_in_main(self, plan: BatchPlan) -> dict[str, Any]:
+        """One batch of a :class:`BatchAddress` (see :meth:`materialize_in_main`)."""
         try:
-            return self._materialize(address.plan)
+            return self._materialize(plan)
         finally:
             # prepare_shard (an evicted shard) creates a FileLock here; it holds a threading
             # lock, which must not be pickled into spawned workers.
@@ -680,54 +695,81 @@ TRANSFER_MODES = ('addresses', 'compact', 'full')
 
 @dataclass
 class BatchAddress:
-    """What a DataLoader worker yields in ``transfer='addresses'`` mode: the batch's plan (row
-    ids or tail segments, a few KB pickled inline), not its tokens; the loader gathers the rows
-    in the main process. ``len()`` is the batch's row count (sample accounting)."""
+    """What a DataLoader worker yields in ``transfer='addresses'`` mode: the plans of a block
+    of consecutive batches (row ids or tail segments, a few KB each, pickled inline), not their
+    tokens; the loader gathers the rows in the main process. One DataLoader item per block,
+    because the DataLoader's per-item cost (queues, pickling, a feeder thread) is about as much
+    as gathering a batch. ``len()`` is the block's row count."""
 
-    plan: BatchPlan
+    plans: list[BatchPlan]
 
     def __len__(self) -> int:
-        return self.plan.rows_per_batch
+        return sum(p.rows_per_batch for p in self.plans)
+
+
+def _bundled(plans: Iterator[BatchPlan], per_item: int) -> Iterator[BatchAddress]:
+    """Group a worker's plans (consecutive blocks of ``per_item`` steps) into addresses."""
+    block: list[BatchPlan] = []
+    for plan in plans:
+        if block and plan.index != block[-1].index + 1:
+            yield BatchAddress(block)
+            block = []
+        block.append(plan)
+        if len(block) == per_item:
+            yield BatchAddress(block)
+            block = []
+    if block:
+        yield BatchAddress(block)
 
 
 class _MainSideLoader:
     """Mixin: turns what workers send into batches in the main process.
 
-    ``BatchAddress`` -> gathered from the local shards (``SLWDataset.materialize_in_main``);
-    compact token dtypes -> widened to the dataset's ``output_dtype``."""
+    ``BatchAddress`` -> its batches, gathered from the local shards
+    (``SLWDataset.materialize_in_main``); compact token dtypes -> widened to the dataset's
+    ``output_dtype``. Subclasses iterate :meth:`_batches`."""
 
-    def __iter__(self) -> Iterator[Any]:
+    def _batches(self) -> Iterator[Any]:
         target = getattr(self.dataset, 'output_dtype', None)
-        for batch in super().__iter__():
-            if isinstance(batch, BatchAddress):
-                batch = self.dataset.materialize_in_main(batch)
-                if self.pin_memory and torch.cuda.is_available():
-                    batch = {k: v.pin_memory() for k, v in batch.items()}
-            elif target is not None and isinstance(batch, dict):
+        pin = self.pin_memory and torch.cuda.is_available()
+        for item in torch.utils.data.DataLoader.__iter__(self):
+            if isinstance(item, BatchAddress):
+                for batch in self.dataset.materialize_in_main(item):
+                    yield {k: v.pin_memory() for k, v in batch.items()} if pin else batch
+                continue
+            if target is not None and isinstance(item, dict):
                 # numpy, not Tensor.to: torch's uint16 casts are not vectorized (~400x slower).
-                batch = {k: torch.from_numpy(v.numpy().astype(target))
-                         if isinstance(v, torch.Tensor) and v.numpy().dtype != target else v
-                         for k, v in batch.items()}
-            yield batch
+                item = {k: torch.from_numpy(v.numpy().astype(target))
+                        if isinstance(v, torch.Tensor) and v.numpy().dtype != target else v
+                        for k, v in item.items()}
+            yield item
 
 
 class SLWDataLoader(_MainSideLoader, torch.utils.data.DataLoader):
     """DataLoader for SLWDataset (see :func:`make_dataloader`)."""
 
+    def __iter__(self) -> Iterator[Any]:
+        return self._batches()
+
 
 class SLWStreamingDataLoader(_MainSideLoader, StreamingDataLoader):
-    """StreamingDataLoader for SLWDataset (see :func:`make_dataloader`)."""
+    """StreamingDataLoader for SLWDataset (see :func:`make_dataloader`).
 
-    def _get_batch_size(self, batch: Any) -> int:
-        if isinstance(batch, BatchAddress):
-            return len(batch)
-        return super()._get_batch_size(batch)
+    Counts samples as batches are handed to the caller (a worker's item may hold several
+    batches), so ``state_dict()`` is exact between any two batches."""
+
+    def __iter__(self) -> Iterator[Any]:
+        self.num_samples_yielded = 0
+        for batch in self._batches():
+            self.num_samples_yielded += self._get_batch_size(batch)
+            yield batch
 
 
 def make_dataloader(dataset: SLWDataset,
                     num_workers: int = 0,
                     streaming_loader: bool = True,
                     transfer: str = 'addresses',
+                    addresses_per_item: int = 8,
                     **kwargs: Any) -> torch.utils.data.DataLoader:
     """A DataLoader that passes SLWDataset's whole batches through (``batch_size=None``).
 
@@ -741,7 +783,9 @@ def make_dataloader(dataset: SLWDataset,
       its own memory maps of the same local files. Shipping a token tensor costs a fresh
       shared-memory segment per batch, written and then page-faulted in by the main process,
       which is several times the cost of the gather itself (see ``benchmarks/bench_dataset.py``).
-      Shards without a fixed row layout fall back to ``"compact"``.
+      Shards without a fixed row layout fall back to ``"compact"``. Each DataLoader item holds
+      the plans of ``addresses_per_item`` consecutive batches (a worker prepares their shards
+      first, so with remote shards the first batch waits for that many batches' downloads).
     - ``"compact"``: workers gather rows in the shards' dtype (uint16: 4x less shared memory
       than int64); the main process widens them to ``output_dtype``.
     - ``"full"``: workers ship ``output_dtype`` batches (what a plain DataLoader does).
@@ -760,7 +804,10 @@ def make_dataloader(dataset: SLWDataset,
     if num_workers > 0:
         kwargs.setdefault('prefetch_factor', 2)
         kwargs.setdefault('persistent_workers', False)
+    if not isinstance(addresses_per_item, int) or addresses_per_item < 1:
+        raise ValueError(f'addresses_per_item must be a positive int, got {addresses_per_item!r}.')
     if isinstance(dataset, SLWDataset):
         dataset.transfer = transfer if num_workers > 0 else 'full'
+        dataset.addresses_per_item = addresses_per_item
     cls = SLWStreamingDataLoader if streaming_loader else SLWDataLoader
     return cls(dataset, num_workers=num_workers, **kwargs)
