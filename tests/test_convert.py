@@ -14,6 +14,7 @@ import pytest
 import zstandard
 
 from converters import ConvertError, convert
+from helpers_convert import all_bytes
 from converters.inspect import read_rows
 from slwdata.shards import read_meta
 
@@ -60,9 +61,6 @@ def make_docs(n: int, seed: int = 0) -> list[str]:
     words = ["alpha", "beta", "gamma", "délta", "ε", "<|endoftext|>", "zeta\n", "日本"]
     return [" ".join(rng.choice(words, size=int(rng.integers(1, 60)))) for _ in range(n)]
 
-
-def all_bytes(d: Path) -> dict[str, bytes]:
-    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,11 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import lzma
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +15,7 @@ import zstandard
 
 import converters.readers as readers
 from converters import convert
+from helpers_convert import all_bytes, kill_when
 from converters.pipeline import _array_encoder
 from slwdata.tokenizers import load_tokenizer
 
@@ -26,9 +23,6 @@ REPO = Path(__file__).resolve().parents[1]
 KW = dict(tokenizer="bytes", progress=False, log=lambda m: None)
 COMPRESS = {"zst": lambda b: zstandard.ZstdCompressor().compress(b), "xz": lzma.compress, "gz": gzip.compress}
 
-
-def all_bytes(d: Path) -> dict[str, bytes]:
-    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
 def make_lines(n: int, seed: int) -> list[bytes]:
@@ -130,16 +124,8 @@ def test_kill_9_mid_chunks_then_rerun_is_byte_identical(tmp_path, workers):
     kw = dict(seq_len=128, tokenizer="gpt2", size_limit=1 << 16, progress=False, log=lambda m: None)
     convert([src], str(tmp_path / "ref"), workers=1, **kw)  # one unit per file (inputs under 1 MiB)
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(src), str(out), str(workers)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     marker = out / ".slwdata-work" / "unit-000000.000005.json"
-    deadline = time.time() + 120
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    os.killpg(proc.pid, signal.SIGKILL)  # the child and its pool workers, mid-run
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
-    assert not (out / "slwdata.json").exists()
+    kill_when(CHILD, src, out, workers, marker)
     done_before = len(list((out / ".slwdata-work").glob("unit-*.*.json")))
     assert done_before >= 6
     messages: list[str] = []

@@ -13,12 +13,9 @@ from pathlib import Path
 import pytest
 
 from converters import ConvertError, convert
+from helpers_convert import all_bytes, kill_when
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def all_bytes(d: Path) -> dict[str, bytes]:
-    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -49,17 +46,8 @@ convert([sys.argv[1]], sys.argv[2], seq_len=128, tokenizer="gpt2", workers=int(s
 def test_kill_9_then_rerun_is_byte_identical(corpus, tmp_path, kill_after_units, workers):
     src, ref = corpus
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(src), str(out), str(workers)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     marker = out / ".slwdata-work" / f"unit-{kill_after_units:06d}.json"
-    deadline = time.time() + 120
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    os.killpg(proc.pid, signal.SIGKILL)  # the child and its pool workers, mid-run
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
-    assert not (out / "slwdata.json").exists()
-    done_before = len(list((out / ".slwdata-work").glob("unit-*.json")))
+    done_before = kill_when(CHILD, src, out, workers, marker)
     assert done_before >= 1
     messages: list[str] = []
     convert([src], str(out), seq_len=128, tokenizer="gpt2", workers=workers, size_limit=1 << 16,

@@ -8,13 +8,11 @@ from pathlib import Path
 import pytest
 
 from converters import convert
+from helpers_convert import all_bytes
 from converters.spark import spark_available
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
-
-def all_bytes(d: Path) -> dict[str, bytes]:
-    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
 def test_spark_engine_matches_local_engine(tmp_path):
