@@ -185,27 +185,33 @@ def _tokenize_text_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, opts: 
                 nonlocal docs, tokens, chars
                 if not batch:
                     return
+                # A TextPiece that does not end its document gets no EOS (and is no document).
+                ends = [getattr(t, "doc_end", True) for t in batch]
                 if encode_arrays is not None:
                     parts: list[np.ndarray] = []
-                    for ids in encode_arrays(batch):
+                    for ids, end in zip(encode_arrays(batch), ends):
                         parts.append(ids)
-                        parts.append(eos_arr)
+                        if end:
+                            parts.append(eos_arr)
                     # ids < vocab_size, which the dtype was chosen to hold
                     arr = np.concatenate(parts, dtype=dtype, casting="unsafe")
                 else:
                     flat: list[int] = []
-                    for ids in tok.encode_batch(batch, num_threads=threads):
+                    for ids, end in zip(tok.encode_batch(batch, num_threads=threads), ends):
                         flat.extend(ids)
-                        flat.append(eos)
+                        if end:
+                            flat.append(eos)
                     arr = np.asarray(flat, dtype=dtype)
                 out.write(arr.tobytes())
-                docs += len(batch)
+                n_docs = sum(ends)
+                docs += n_docs
                 tokens += len(arr)
-                _bump(len(batch), len(arr))
+                _bump(n_docs, len(arr))
                 batch.clear()
                 chars = 0
 
-            for text in iter_unit_documents(unit, opts, skip, lines, failure):
+            split = tok.kind in ("tiktoken", "bytes")  # see readers._SAFE_CUT
+            for text in iter_unit_documents(unit, opts, skip, lines, failure, split_txt=split):
                 batch.append(text)
                 chars += len(text)
                 if len(batch) >= _BATCH_DOCS * threads or chars >= _BATCH_CHARS * threads:

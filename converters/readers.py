@@ -11,10 +11,12 @@ Text formats yield documents (``str``); pre-tokenized formats (nanoGPT ``.bin``,
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
 import lzma
 import os
+import re
 import tarfile
 import zlib
 from dataclasses import dataclass, replace
@@ -26,7 +28,7 @@ import numpy as np
 from slwdata.cli import UserError
 
 __all__ = ["FORMATS", "ConvertError", "Source", "Unit", "detect_format", "expand_inputs",
-           "plan_units", "iter_chunks", "unit_size", "iter_unit_documents", "SkipLog", "open_decompressed",
+           "plan_units", "iter_chunks", "unit_size", "iter_unit_documents", "TextPiece", "SkipLog", "open_decompressed",
            "TruncatedInput", "read_megatron_index", "MEGATRON_DTYPES"]
 
 # Format names accepted by --format (aliases map onto the handler names).
@@ -541,11 +543,95 @@ def _range_lines(f: Any, start: int, end: int) -> Iterator[bytes]:
         yield line
 
 
+TXT_PIECE_BYTES = 8 << 20  # a .txt document larger than this is read and yielded in pieces
+
+# "x y" with ASCII letters around one space: the pre-tokenizers of the tiktoken encodings (GPT-2,
+# cl100k, o200k) end a match before that space and start the next one at it, from the text after
+# it alone, so encoding the two sides apart gives the tokens of encoding them together.
+_SAFE_CUT = re.compile(r"[A-Za-z](?= [A-Za-z])")
+
+
+class TextPiece(str):
+    """Part of a document read in pieces (see ``split_txt``); ``doc_end`` marks its last one."""
+
+    doc_end: bool = True
+
+
+def _piece(text: str, doc_end: bool) -> TextPiece:
+    piece = TextPiece(text)
+    piece.doc_end = doc_end
+    return piece
+
+
+def _safe_cut(text: str) -> int:
+    """The last position where ``text`` may be split without changing its tokens (0: none)."""
+    window = max(0, len(text) - (1 << 16))
+    while True:
+        last = None
+        for last in _SAFE_CUT.finditer(text, window):
+            pass
+        if last is not None:
+            return last.end()
+        if window == 0:
+            return 0
+        window = max(0, window - (1 << 20))
+
+
+def _iter_txt(unit: Unit, skip: SkipLog, split: bool) -> Iterator[str]:
+    """A ``.txt`` file as one document. With ``split`` a document larger than
+    ``TXT_PIECE_BYTES`` is yielded as :class:`TextPiece` s cut at safe points, so memory stays
+    bounded: a first pass checks it (UTF-8, truncation) without keeping it, a second yields."""
+    piece_bytes = TXT_PIECE_BYTES
+    small = True
+    if split:
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        try:
+            with open_decompressed(unit.path) as stream:
+                size = 0
+                while block := stream.read(piece_bytes):
+                    size += len(block)
+                    decoder.decode(block)
+                decoder.decode(b"", final=True)
+        except TruncatedInput as exc:
+            skip("truncated_input", unit.name, str(exc))
+            return
+        except UnicodeDecodeError as exc:
+            skip("invalid_utf8", unit.name, _short(exc))
+            return
+        small = size <= piece_bytes
+    if small:
+        try:
+            with open_decompressed(unit.path) as stream:
+                data = stream.read()
+        except TruncatedInput as exc:
+            skip("truncated_input", unit.name, str(exc))
+            return
+        text = _decode_txt(data, unit.name, skip)
+        if text is not None:
+            yield text
+        return
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    carry = ""
+    with open_decompressed(unit.path) as stream:
+        while block := stream.read(piece_bytes):
+            text = carry + decoder.decode(block)
+            cut = _safe_cut(text)
+            if cut:
+                yield _piece(text[:cut], False)
+                carry = text[cut:]
+            else:
+                carry = text  # no safe point yet: keep reading (a space-free text grows)
+    yield _piece(carry + decoder.decode(b"", final=True), True)
+
+
 def iter_unit_documents(unit: Unit, opts: ReadOptions, skip: SkipLog, lines: bytes | None = None,
-                        failure: tuple[str, str] | None = None) -> Iterator[str]:
+                        failure: tuple[str, str] | None = None,
+                        split_txt: bool = False) -> Iterator[str]:
     """Documents of one unit, in order; problems go to ``skip`` (file and line named).
 
-    ``lines``/``failure``: a chunk's content and stream break, from :func:`iter_chunks`."""
+    ``lines``/``failure``: a chunk's content and stream break, from :func:`iter_chunks`.
+    ``split_txt``: a big ``.txt`` document comes as :class:`TextPiece` s (only for tokenizers
+    whose pre-tokenizer makes the cut invisible: tiktoken encodings, bytes)."""
     if lines is not None:
         line0 = unit.line0
         # BytesIO splits on b"\n" only, exactly like the file reader (bytes.splitlines would not).
@@ -577,15 +663,7 @@ def iter_unit_documents(unit: Unit, opts: ReadOptions, skip: SkipLog, lines: byt
         with open_decompressed(unit.path) as stream:
             yield from _iter_jsonl(stream, unit.name, opts, skip)
     elif unit.fmt == "txt":
-        try:
-            with open_decompressed(unit.path) as stream:
-                data = stream.read()
-        except TruncatedInput as exc:
-            skip("truncated_input", unit.name, str(exc))
-            return
-        text = _decode_txt(data, unit.name, skip)
-        if text is not None:
-            yield text
+        yield from _iter_txt(unit, skip, split_txt)
     elif unit.fmt == "tar":
         codec = _codec_for(Path(unit.path).name)
         with open_decompressed(unit.path, codec) as stream:
