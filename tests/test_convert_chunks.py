@@ -127,7 +127,7 @@ def test_kill_9_mid_chunks_then_rerun_is_byte_identical(tmp_path, workers):
     marker = out / ".slwdata-work" / "unit-000000.000005.json"
     kill_when(CHILD, src, out, workers, marker)
     done_before = len(list((out / ".slwdata-work").glob("unit-*.*.json")))
-    assert done_before >= 6
+    assert done_before >= 1  # chunk 5 is done; with a pool, earlier ones may still be in flight
     messages: list[str] = []
     # Without the small UNIT_BYTES here: the chunk size comes from the interrupted run's plan.
     convert([src], str(out), workers=workers, **{**kw, "log": messages.append})
