@@ -52,6 +52,11 @@ def main() -> None:
         "bound": dataset.bound,
     }
     (out / f"rank{dist.get_global_rank()}.json").write_text(json.dumps(result))
+    # Tear gloo down explicitly: left to interpreter exit, its threads can be destroyed while
+    # joinable, and the rank aborts with "terminate called without an active exception".
+    trainer.close()
+    dist.barrier()
+    torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
