@@ -580,32 +580,28 @@ def _safe_cut(text: str) -> int:
 def _iter_txt(unit: Unit, skip: SkipLog, split: bool) -> Iterator[str]:
     """A ``.txt`` file as one document. With ``split`` a document larger than
     ``TXT_PIECE_BYTES`` is yielded as :class:`TextPiece` s cut at safe points, so memory stays
-    bounded: a first pass checks it (UTF-8, truncation) without keeping it, a second yields."""
+    bounded: a first pass checks it (UTF-8, truncation) without keeping it, a second yields.
+    A smaller one is read once, whole."""
     piece_bytes = TXT_PIECE_BYTES
-    small = True
-    if split:
-        decoder = codecs.getincrementaldecoder("utf-8")()
-        try:
-            with open_decompressed(unit.path) as stream:
-                size = 0
+    try:
+        with open_decompressed(unit.path) as stream:
+            # BufferedReader.read(n) returns n bytes unless the stream ends first.
+            data = stream.read(piece_bytes + 1) if split else stream.read()
+            big = split and len(data) > piece_bytes
+            if big:
+                decoder = codecs.getincrementaldecoder("utf-8")()
+                decoder.decode(data)
+                del data
                 while block := stream.read(piece_bytes):
-                    size += len(block)
                     decoder.decode(block)
                 decoder.decode(b"", final=True)
-        except TruncatedInput as exc:
-            skip("truncated_input", unit.name, str(exc))
-            return
-        except UnicodeDecodeError as exc:
-            skip("invalid_utf8", unit.name, _short(exc))
-            return
-        small = size <= piece_bytes
-    if small:
-        try:
-            with open_decompressed(unit.path) as stream:
-                data = stream.read()
-        except TruncatedInput as exc:
-            skip("truncated_input", unit.name, str(exc))
-            return
+    except TruncatedInput as exc:
+        skip("truncated_input", unit.name, str(exc))
+        return
+    except UnicodeDecodeError as exc:
+        skip("invalid_utf8", unit.name, _short(exc))
+        return
+    if not big:
         text = _decode_txt(data, unit.name, skip)
         if text is not None:
             yield text

@@ -11,6 +11,7 @@ import math
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import groupby
 from time import time_ns
 from typing import Any, Iterator, Optional
 
@@ -516,19 +517,18 @@ class SLWDataset(StreamingDataset):
                 'size, batch size, reuse policy and pacing of the checkpoint.')
 
     # ------------------------------------------------------------------ iteration
-    def _materialize(self, plan: BatchPlan, compact: Optional[bool] = None) -> dict[str, Any]:
+    def _materialize(self, plan: BatchPlan) -> dict[str, Any]:
         """Gather the batch into one buffer holding ``input_ids`` (``labels``) and the ``slw_*``
         rows: a DataLoader worker then ships one shared-memory segment per batch, not four
         (each extra tensor costs a segment and a file descriptor, which halves throughput).
 
-        ``compact``: in the shards' dtype, widened by the loader in the main process (default:
-        in a worker with ``transfer == 'compact'``)."""
+        A worker that ships tokens (``transfer`` other than ``'full'``; ``'addresses'`` only
+        ships them for shards without a fixed layout) ships the shards' dtype, widened by the
+        loader in the main process."""
         B, L = plan.rows_per_batch, self.seq_len
         dtype = self.output_dtype if self.output_dtype is not None else self.reader.dtype
-        if compact is None:
-            compact = self.transfer == 'compact' and \
-                torch.utils.data.get_worker_info() is not None
-        if compact and self.reader.dtype is not None:
+        if self.transfer != 'full' and self.reader.dtype is not None and \
+                torch.utils.data.get_worker_info() is not None:
             dtype = self.reader.dtype
         if dtype is None:
             dtype = np.dtype(np.int64)
@@ -603,12 +603,15 @@ class SLWDataset(StreamingDataset):
         num_workers = world.workers_per_rank
         worker = world.worker_of_rank
         # Steps go to workers in blocks of `per_item` (one DataLoader item each), round-robin.
-        per_item = self.addresses_per_item if self._sends_addresses() else 1
-        mine = (plan for plan in planner
-                if (plan.index - steps_done) // per_item % num_workers == worker)
-        batches = self._iter_prefetched(mine)
-        if self._sends_addresses():
-            batches = _bundled(batches, per_item)
+        addresses = self._sends_addresses()
+        per_item = self.addresses_per_item if addresses else 1
+
+        def block(plan: BatchPlan) -> int:
+            return (plan.index - steps_done) // per_item
+
+        batches = self._iter_prefetched(p for p in planner if block(p) % num_workers == worker)
+        if addresses:
+            batches = (BatchAddress(list(plans)) for _, plans in groupby(batches, key=block))
         yield from batches
         carried, account = self._close_epoch(epoch, planner, leftover)
         account.extra['resumed_at_step'] = steps_done
@@ -705,21 +708,6 @@ class BatchAddress:
 
     def __len__(self) -> int:
         return sum(p.rows_per_batch for p in self.plans)
-
-
-def _bundled(plans: Iterator[BatchPlan], per_item: int) -> Iterator[BatchAddress]:
-    """Group a worker's plans (consecutive blocks of ``per_item`` steps) into addresses."""
-    block: list[BatchPlan] = []
-    for plan in plans:
-        if block and plan.index != block[-1].index + 1:
-            yield BatchAddress(block)
-            block = []
-        block.append(plan)
-        if len(block) == per_item:
-            yield BatchAddress(block)
-            block = []
-    if block:
-        yield BatchAddress(block)
 
 
 class _MainSideLoader:
