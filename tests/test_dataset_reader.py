@@ -47,6 +47,38 @@ def test_read_segments_concatenates_in_order(shards):
         ds.reader.read_segments(np.array([1]), np.array([20]), np.array([8]))
 
 
+def _naive_segments(tokens, ids, starts, lengths):
+    return np.concatenate([tokens[i, s:s + n] for i, s, n in zip(ids, starts, lengths)])
+
+
+@pytest.mark.parametrize('order', ['row order', 'shuffled'])
+def test_read_segments_runs_of_one_step_tails(shards, order):
+    """A run of segments sharing (start, length), as one pacing step records them, is read
+    shard by shard; mixed with short runs and with pieces split at a tail-row boundary."""
+    root, tokens = shards
+    ds = SLWDataset(local=root, batch_size=5)
+    ds.reader.min_run = 4
+    rng = np.random.default_rng(3)
+    run = np.arange(0, 50, 2)  # 25 rows over all 7 shards
+    if order == 'shuffled':
+        run = rng.permutation(run)
+    ids = np.concatenate([run, [5, 9], run[:6], [44, 44]])
+    starts = np.concatenate([np.full(25, 16), [3, 0], np.full(6, 8), [2, 10]])
+    lengths = np.concatenate([np.full(25, 8), [4, 24], np.full(6, 16), [8, 6]])
+    # The same data cut at arbitrary points inside segments (a tail straddling two tail rows).
+    cut_ids, cut_starts, cut_lengths = [], [], []
+    for i, s, n in zip(ids, starts, lengths):
+        k = int(rng.integers(0, n + 1))
+        for a, m in ((s, k), (s + k, n - k)):
+            if m:
+                cut_ids.append(i), cut_starts.append(a), cut_lengths.append(m)
+    expect = _naive_segments(tokens, ids, starts, lengths)
+    for args in ((ids, starts, lengths), (cut_ids, cut_starts, cut_lengths)):
+        got = ds.reader.read_segments(*map(np.array, args))
+        assert got.dtype == np.uint16
+        np.testing.assert_array_equal(got, expect)
+
+
 @pytest.mark.parametrize('encoding', ['ndarray', 'bytes'])
 def test_variable_size_columns_fall_back_per_sample(tmp_path, encoding):
     tokens = np.random.default_rng(1).integers(0, 50000, (20, 16)).astype(
@@ -100,3 +132,8 @@ def test_column_layout_with_extra_fixed_columns(tmp_path):
     layout = ds.reader.layouts[0]
     assert isinstance(layout, ColumnLayout) and layout.fixed and layout.offset == 8
     np.testing.assert_array_equal(ds.reader.read_rows(np.array([29, 0, 13])), tokens[[29, 0, 13]])
+    # Segments come from the column's strided view, single slices and runs alike.
+    ds.reader.min_run = 3
+    ids, starts, lengths = np.array([29, 3, 17, 4, 0]), np.array([2, 2, 2, 0, 5]), np.array([4] * 3 + [6, 1])
+    np.testing.assert_array_equal(ds.reader.read_segments(ids, starts, lengths),
+                                  _naive_segments(tokens, ids, starts, lengths))

@@ -545,7 +545,7 @@ class SLWDataset(StreamingDataset):
         if plan.kind == 'fresh':
             self.reader.read_rows(plan.rows, out=ids)
         else:
-            seg = plan.segments
+            seg = plan.taken
             ids[...] = self.reader.read_segments(seg['row'], seg['start'],
                                                  seg['length']).reshape(B, L)
         batch: dict[str, Any] = {'input_ids': buf[:B * L].view(B, L)}
@@ -652,7 +652,7 @@ class SLWDataset(StreamingDataset):
     def _missing_shards(self, plan: BatchPlan) -> list[int]:
         """Shards of ``plan`` that are not local yet (one vectorized look at the states)."""
         from streaming.base.dataset import _ShardState
-        ids = plan.rows if plan.kind == 'fresh' else plan.segments['row']
+        ids = plan.rows if plan.kind == 'fresh' else plan.taken['row']
         shards = np.unique(self.reader.shard_of(ids))
         states = self._shard_states.numpy()[shards]
         return shards[states != _ShardState.LOCAL.value].tolist()

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from slwdata.dataset.ledger import TailLedger, _split_rows, format_bytes
+from slwdata.dataset.ledger import TailLedger, _split_rows, format_bytes, split_into_rows
 
 __all__ = [
     "POLICIES",
@@ -90,9 +90,11 @@ class BatchPlan:
     """What one step of one rank serves.
 
     ``kind == "fresh"``: ``rows`` holds the ``B`` row ids of fresh batch ``fresh_index``.
-    ``kind == "tail"``: row ``i`` is the concatenation of the ledger segments
-    ``segments[row_offsets[i]:row_offsets[i+1]]`` (fields ``row, start, length``; lengths sum
-    to ``row_len``). Either way the trainer keeps ``[:seq_len]`` of every row.
+    ``kind == "tail"``: ``taken`` holds the ledger segments the batch consumed, in order
+    (fields ``row, start, length``); the batch is their concatenation cut into rows of
+    ``row_len``. Row ``i`` is ``segments[row_offsets[i]:row_offsets[i+1]]``, the same segments
+    cut at the row boundaries (computed on first use: reading a batch needs only ``taken``).
+    Either way the trainer keeps ``[:seq_len]`` of every row.
 
     Example:
         >>> p = next(iter(plan_epoch(1, 2, 16, [8])))
@@ -108,8 +110,22 @@ class BatchPlan:
     rows_per_batch: int
     fresh_index: Optional[int] = None
     rows: Optional[np.ndarray] = field(default=None, repr=False)
-    segments: Optional[np.ndarray] = field(default=None, repr=False)
-    row_offsets: Optional[np.ndarray] = field(default=None, repr=False)
+    taken: Optional[np.ndarray] = field(default=None, repr=False)
+    _pieces: Optional[np.ndarray] = field(default=None, repr=False)
+    _offsets: Optional[np.ndarray] = field(default=None, repr=False)
+
+    @property
+    def segments(self) -> Optional[np.ndarray]:
+        """Tail batch: ``taken`` cut at the row boundaries (see :attr:`row_offsets`)."""
+        if self._pieces is None and self.taken is not None:
+            self._pieces, self._offsets = split_into_rows(self.taken, self.row_len)
+        return self._pieces
+
+    @property
+    def row_offsets(self) -> Optional[np.ndarray]:
+        """Tail batch: row ``i`` is ``segments[row_offsets[i]:row_offsets[i + 1]]``."""
+        self.segments  # cuts both
+        return self._offsets
 
     @property
     def tail_rows(self) -> int:
@@ -154,8 +170,8 @@ class BatchPlan:
             if out.shape != (b, e):
                 raise ValueError(f"fetch_rows returned shape {out.shape}, expected {(b, e)}")
             return out
-        assert self.segments is not None
-        seg = self.segments
+        assert self.taken is not None
+        seg = self.taken  # cut into rows or not, the same concatenation
         uniq, inv = np.unique(seg["row"], return_inverse=True)
         data = np.asarray(fetch_rows(uniq))
         if data.shape != (len(uniq), e):
@@ -456,14 +472,18 @@ class EpochPlanner:
                 if self.policy == "off":
                     acct.tokens_dropped += B * drop
                 else:
-                    self.ledger._push_trusted(rows, L, drop, B * drop)
+                    # In row order, not batch order: the tails then lie shard by shard, and
+                    # a tail batch reads each shard's share with one indexed read.
+                    self.ledger._push_trusted(np.sort(rows), L, drop, B * drop)
                     acct.tokens_recorded += B * drop
             acct.fresh_batches += 1
             if build:
                 plan = BatchPlan(step, self.position, "fresh", L, e, B, fresh_index=fi, rows=rows)
         else:
-            pieces, offsets, prow, pbeg, pend = _split_rows(self.ledger.take(B * e), e)
+            taken = self.ledger.take(B * e)
+            pieces = offsets = None
             if drop:
+                pieces, offsets, prow, pbeg, pend = _split_rows(taken, e)
                 # A tail row cut at L drops the suffix of its segment list: a partial piece, then whole ones.
                 row0 = prow * e
                 m = np.flatnonzero(pend - row0 > L)
@@ -476,7 +496,8 @@ class EpochPlanner:
                 acct.tokens_rerecorded += B * drop
             acct.tail_batches += 1
             if build:
-                plan = BatchPlan(step, self.position, "tail", L, e, B, segments=pieces, row_offsets=offsets)
+                plan = BatchPlan(step, self.position, "tail", L, e, B, taken=taken, _pieces=pieces,
+                                 _offsets=offsets)
         acct.tokens_trained += B * L
         acct.steps += 1
         self.position += 1

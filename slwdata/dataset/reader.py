@@ -124,6 +124,8 @@ class ShardTokenReader:
         fallback_get: ``sample_id -> sample dict`` used for shards without a fixed layout.
         bytes_dtype: dtype of tokens stored as raw ``bytes`` (llm-foundry used int64).
         max_open: memory maps kept open at once.
+        min_run: :meth:`read_segments` reads a run of at least this many consecutive segments
+            with the same start and length (one step's tails) with one indexed read per shard.
     """
 
     def __init__(self,
@@ -134,7 +136,8 @@ class ShardTokenReader:
                  touch: Optional[Callable[[NDArray[np.int64]], None]] = None,
                  fallback_get: Optional[Callable[[int], dict]] = None,
                  bytes_dtype: str = 'int64',
-                 max_open: int = 256) -> None:
+                 max_open: int = 256,
+                 min_run: int = 16) -> None:
         self.shards = list(shards)
         self.offsets = np.asarray(sample_offset_per_shard, np.int64)
         self.samples = np.array([s.samples for s in self.shards], np.int64)
@@ -145,6 +148,7 @@ class ShardTokenReader:
         self.fallback_get = fallback_get
         self.bytes_dtype = np.dtype(bytes_dtype)
         self.max_open = max_open
+        self.min_run = min_run
         self._maps: 'OrderedDict[int, np.ndarray]' = OrderedDict()
         self.all_fixed = all(layout.fixed for layout in self.layouts)
         lengths = {layout.seq_len for layout in self.layouts if layout.seq_len is not None}
@@ -195,7 +199,9 @@ class ShardTokenReader:
         else:
             raw = np.memmap(filename, np.uint8, 'r', offset=begin, shape=(num, layout.stride))
             nbytes = layout.seq_len * layout.dtype.itemsize
-            mm = raw[:, layout.offset:layout.offset + nbytes]
+            # Tokens as tokens (a strided [samples, seq_len] view), so rows and segments
+            # index it alike.
+            mm = raw[:, layout.offset:layout.offset + nbytes].view(layout.dtype)
         # A plain ndarray view (its base keeps the mapping open): np.memmap's Python-level
         # __getitem__ / __array_finalize__ cost more than a small gather from one shard.
         mm = mm.view(np.ndarray)
@@ -217,8 +223,7 @@ class ShardTokenReader:
     def _rows_of_shard(self, shard_id: int, local: NDArray[np.int64]) -> np.ndarray:
         layout = self.layouts[shard_id]
         if layout.fixed:
-            rows = self._map(shard_id)[local]
-            return rows if rows.dtype == layout.dtype else rows.view(layout.dtype)
+            return self._map(shard_id)[local]
         base = self.offsets[shard_id]
         rows = [self._decode(base + i, shard_id) for i in local]
         lengths = {len(r) for r in rows}
@@ -279,29 +284,7 @@ class ShardTokenReader:
                                                           (starts + lengths > self.seq_len).any()):
             raise ValueError(f'Segment outside a row of {self.seq_len} tokens.')
         if self.all_fixed:
-            # One slice per segment straight from the shard maps, joined by one concatenate:
-            # a tail segment is mostly a whole row's tail, so this copies each token once and
-            # builds no per-token index (about a third of the cost of the flat-index path
-            # below). Slicing a 1-D view with precomputed bounds keeps the loop short.
-            shard_ids = self.shard_of(ids)
-            used = np.unique(shard_ids)
-            if self.touch is not None:
-                self.touch(used)
-            views = {}
-            for shard_id in used.tolist():
-                mm = self._map(shard_id)
-                views[shard_id] = mm.reshape(-1) if mm.flags.c_contiguous else mm
-            local = ids - self.offsets[shard_ids]
-            if all(v.ndim == 1 for v in views.values()):
-                width = self.seq_len
-                begin = local * width + starts
-                return np.concatenate([
-                    views[s][b:e] for s, b, e in zip(shard_ids.tolist(), begin.tolist(),
-                                                     (begin + lengths).tolist())])
-            return np.concatenate([
-                views[s][r, b:e] for s, r, b, e in zip(shard_ids.tolist(), local.tolist(),
-                                                       starts.tolist(),
-                                                       (starts + lengths).tolist())])
+            return self._segments_fixed(ids, starts, lengths)
         # Rows are gathered once per distinct id, then sliced with one flat index.
         unique, inverse = np.unique(ids, return_inverse=True)
         rows = self.read_rows(unique)
@@ -312,6 +295,67 @@ class ShardTokenReader:
         within = np.arange(total, dtype=np.int64) - np.repeat(ends - lengths, lengths)
         flat_index = np.repeat(seg_begin, lengths) + within
         return rows.reshape(-1)[flat_index]
+
+    def _segments_fixed(self, ids: NDArray[np.int64], starts: NDArray[np.int64],
+                        lengths: NDArray[np.int64]) -> np.ndarray:
+        # Straight from the shard maps, each token copied once, no per-token index (a flat
+        # index costs about three times as much). A tail that straddles two tail rows arrives
+        # as two pieces that continue each other in the source row: joined first.
+        joins = (ids[1:] == ids[:-1]) & (starts[1:] == starts[:-1] + lengths[:-1])
+        if joins.any():
+            first = np.flatnonzero(np.concatenate([[True], ~joins]))
+            ids, starts, lengths = ids[first], starts[first], np.add.reduceat(lengths, first)
+        shard_ids = self.shard_of(ids)
+        used = np.unique(shard_ids)
+        if self.touch is not None:
+            self.touch(used)
+        maps = {shard_id: self._map(shard_id) for shard_id in used.tolist()}
+        local = ids - self.offsets[shard_ids]
+        out = np.empty(int(lengths.sum()), self.dtype)
+        # The tails one step recorded share (start, length): such a run is read with one
+        # indexed read per shard (rows ``[local, start:start+length]``); what is left, one
+        # slice per segment, joined by one concatenate.
+        change = (starts[1:] != starts[:-1]) | (lengths[1:] != lengths[:-1])
+        bounds = np.flatnonzero(np.concatenate([[True], change, [True]])).tolist()
+        pos = pending_from = 0
+        pending: list[np.ndarray] = []
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            start, length = int(starts[lo]), int(lengths[lo])
+            size = (hi - lo) * length
+            if hi - lo >= self.min_run:
+                if pending:
+                    np.concatenate(pending, out=out[pending_from:pos])
+                    pending = []
+                self._read_run(out[pos:pos + size].reshape(hi - lo, length), maps,
+                               shard_ids[lo:hi], local[lo:hi], start)
+                pending_from = pos + size
+            else:
+                pending.extend(maps[s][r, b:b + length] for s, r, b in zip(
+                    shard_ids[lo:hi].tolist(), local[lo:hi].tolist(), starts[lo:hi].tolist()))
+            pos += size
+        if pending:
+            np.concatenate(pending, out=out[pending_from:pos])
+        return out
+
+    @staticmethod
+    def _read_run(dst: np.ndarray, maps: dict, shard_ids: NDArray[np.int64],
+                  local: NDArray[np.int64], start: int) -> None:
+        """``dst[i] = tokens of local row local[i] of shard shard_ids[i], from start on``."""
+        width = dst.shape[1]
+        if (shard_ids[1:] >= shard_ids[:-1]).all():
+            # The planner records a step's tails in row order: one block per shard.
+            # (Not np.take(out=): it first copies a non-contiguous source, the column slice,
+            # whole.)
+            edges = (np.flatnonzero(shard_ids[1:] != shard_ids[:-1]) + 1).tolist()
+            np.concatenate([maps[int(shard_ids[lo])][local[lo:hi], start:start + width]
+                            for lo, hi in zip([0] + edges, edges + [len(local)])], out=dst)
+            return
+        order = np.argsort(shard_ids, kind='stable')
+        sorted_ids = shard_ids[order]
+        edges = (np.flatnonzero(sorted_ids[1:] != sorted_ids[:-1]) + 1).tolist()
+        for lo, hi in zip([0] + edges, edges + [len(local)]):
+            where = order[lo:hi]
+            dst[where] = maps[int(sorted_ids[lo])][local[where], start:start + width]
 
     def close(self) -> None:
         """Drop open memory maps."""
