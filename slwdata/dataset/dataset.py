@@ -207,6 +207,8 @@ class SLWDataset(StreamingDataset):
         self._resume_slw: Optional[dict[str, Any]] = None
         self.last_account: Optional[RankEpochAccount] = None
         self.accounts: dict[int, dict[str, Any]] = {}
+        # Every shard local and no cache_limit to evict one: a batch needs no readiness check.
+        self._all_local = False
 
     # ------------------------------------------------------------------ metadata
     def _load_meta(self) -> dict[str, Any]:
@@ -587,6 +589,7 @@ class SLWDataset(StreamingDataset):
             self._check_resume(slw)
             steps_done = int(slw['steps_in_epoch'])
         self.reader.close()  # a forked worker must not reuse the parent's memory maps
+        self._all_local = False
         step0, carried = self._epoch_start(epoch)
         if sample_in_epoch:
             # Ranks run in lockstep, so rank 0's numbers hold on every rank.
@@ -651,11 +654,17 @@ class SLWDataset(StreamingDataset):
 
     def _missing_shards(self, plan: BatchPlan) -> list[int]:
         """Shards of ``plan`` that are not local yet (one vectorized look at the states)."""
+        if self._all_local:
+            return []
         from streaming.base.dataset import _ShardState
         ids = plan.rows if plan.kind == 'fresh' else plan.taken['row']
         shards = np.unique(self.reader.shard_of(ids))
-        states = self._shard_states.numpy()[shards]
-        return shards[states != _ShardState.LOCAL.value].tolist()
+        all_states = self._shard_states.numpy()
+        missing = shards[all_states[shards] != _ShardState.LOCAL.value].tolist()
+        if not missing and not self.cache_limit:
+            # Only cache_limit evicts (or a user calling evict_shard: checked again each epoch).
+            self._all_local = bool((all_states == _ShardState.LOCAL.value).all())
+        return missing
 
     def _iter_prefetched(self, plans: Iterator[BatchPlan]) -> Iterator[dict[str, Any]]:
         """Materialize plans in order while a thread downloads the shards of the next ones.
