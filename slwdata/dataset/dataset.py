@@ -389,7 +389,7 @@ class SLWDataset(StreamingDataset):
         leftover_tokens = len(leftover) * self.seq_len
         dropped = acct.tokens_dropped
         if len(leftover) and self.policy != 'off':
-            carried.push(leftover, 0, self.seq_len)
+            carried._push_trusted(leftover, 0, self.seq_len, leftover_tokens)
         else:
             dropped += leftover_tokens
         account = RankEpochAccount(
@@ -548,8 +548,8 @@ class SLWDataset(StreamingDataset):
             self.reader.read_rows(plan.rows, out=ids)
         else:
             seg = plan.taken
-            ids[...] = self.reader.read_segments(seg['row'], seg['start'],
-                                                 seg['length']).reshape(B, L)
+            ids[...] = self.reader.read_segments(seg['row'], seg['start'], seg['length'],
+                                                 check=False).reshape(B, L)
         batch: dict[str, Any] = {'input_ids': buf[:B * L].view(B, L)}
         if self.emit_labels:
             arr[B * L:2 * B * L] = arr[:B * L]

@@ -334,8 +334,12 @@ class TailLedger:
 
     def copy(self) -> "TailLedger":
         """An independent ledger with the same segments and counters."""
-        other = TailLedger(capacity=max(len(self), 16))
-        other.load_state_dict(self.state_dict())
+        other = TailLedger.__new__(TailLedger)
+        other.__dict__.update(self.__dict__)
+        # Room to push without regrowing (the planner pushes into its copy straight away).
+        other._buf = np.empty(max(2 * len(self), 16), dtype=SEGMENT_DTYPE)
+        other._buf[: len(self)] = self._buf[self._head : self._tail]
+        other._head, other._tail = 0, len(self)
         return other
 
     # ---- checkpointing --------------------------------------------------------------------

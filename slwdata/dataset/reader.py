@@ -124,8 +124,8 @@ class ShardTokenReader:
         fallback_get: ``sample_id -> sample dict`` used for shards without a fixed layout.
         bytes_dtype: dtype of tokens stored as raw ``bytes`` (llm-foundry used int64).
         max_open: memory maps kept open at once.
-        min_run: :meth:`read_segments` reads a run of at least this many consecutive segments
-            with the same start and length (one step's tails) with one indexed read per shard.
+        min_run: :meth:`read_segments` reads at least this many consecutive segments of one
+            shard with the same start and length (one step's tails) with one indexed read.
     """
 
     def __init__(self,
@@ -137,7 +137,7 @@ class ShardTokenReader:
                  fallback_get: Optional[Callable[[int], dict]] = None,
                  bytes_dtype: str = 'int64',
                  max_open: int = 256,
-                 min_run: int = 16) -> None:
+                 min_run: int = 8) -> None:
         self.shards = list(shards)
         self.offsets = np.asarray(sample_offset_per_shard, np.int64)
         self.samples = np.array([s.samples for s in self.shards], np.int64)
@@ -268,21 +268,25 @@ class ShardTokenReader:
         return out
 
     def read_segments(self, ids: NDArray[np.int64], starts: NDArray[np.integer],
-                      lengths: NDArray[np.integer]) -> np.ndarray:
+                      lengths: NDArray[np.integer], check: bool = True) -> np.ndarray:
         """Concatenate ``tokens[id][start:start+length]`` for each segment, in order (1-D).
 
         Tail rows are materialized this way: a tail row is the concatenation of its segments.
+        ``check=False`` skips validating the segments (the planner's own, already valid).
         """
         ids = np.asarray(ids, np.int64)
         starts = np.asarray(starts, np.int64)
         lengths = np.asarray(lengths, np.int64)
-        if not (len(ids) == len(starts) == len(lengths)):
-            raise ValueError('ids, starts and lengths must have the same length.')
+        if check:
+            if not (len(ids) == len(starts) == len(lengths)):
+                raise ValueError('ids, starts and lengths must have the same length.')
+            if len(ids) and ((starts < 0).any() or (lengths < 0).any() or
+                             (self.seq_len is not None and
+                              (starts + lengths > self.seq_len).any())):
+                raise ValueError(f'Segment outside a row of {self.seq_len} tokens.')
+            self.shard_of(ids)  # range check
         if len(ids) == 0:
             return np.empty(0, self.dtype or np.int64)
-        if (starts < 0).any() or (lengths < 0).any() or (self.seq_len is not None and
-                                                          (starts + lengths > self.seq_len).any()):
-            raise ValueError(f'Segment outside a row of {self.seq_len} tokens.')
         if self.all_fixed:
             return self._segments_fixed(ids, starts, lengths)
         # Rows are gathered once per distinct id, then sliced with one flat index.
@@ -299,63 +303,38 @@ class ShardTokenReader:
     def _segments_fixed(self, ids: NDArray[np.int64], starts: NDArray[np.int64],
                         lengths: NDArray[np.int64]) -> np.ndarray:
         # Straight from the shard maps, each token copied once, no per-token index (a flat
-        # index costs about three times as much). A tail that straddles two tail rows arrives
-        # as two pieces that continue each other in the source row: joined first.
+        # index costs about three times as much). A tail that straddles two tail rows may
+        # arrive as two pieces that continue each other in the source row: joined first.
         joins = (ids[1:] == ids[:-1]) & (starts[1:] == starts[:-1] + lengths[:-1])
         if joins.any():
             first = np.flatnonzero(np.concatenate([[True], ~joins]))
             ids, starts, lengths = ids[first], starts[first], np.add.reduceat(lengths, first)
-        shard_ids = self.shard_of(ids)
-        used = np.unique(shard_ids)
-        if self.touch is not None:
-            self.touch(used)
-        maps = {shard_id: self._map(shard_id) for shard_id in used.tolist()}
+        shard_ids = np.searchsorted(self.offsets, ids, side='right') - 1
         local = ids - self.offsets[shard_ids]
-        out = np.empty(int(lengths.sum()), self.dtype)
-        # The tails one step recorded share (start, length): such a run is read with one
-        # indexed read per shard (rows ``[local, start:start+length]``); what is left, one
-        # slice per segment, joined by one concatenate.
-        change = (starts[1:] != starts[:-1]) | (lengths[1:] != lengths[:-1])
-        bounds = np.flatnonzero(np.concatenate([[True], change, [True]])).tolist()
-        pos = pending_from = 0
-        pending: list[np.ndarray] = []
+        if self.touch is not None:
+            self.touch(shard_ids)
+        # Groups of consecutive segments from one shard with one (start, length): the tails
+        # one step recorded, in row order, split by shard. A group of at least `min_run` is
+        # one indexed read (``map[rows, start:start+length]``), others a slice per segment;
+        # everything is joined by one concatenate.
+        edge = (shard_ids[1:] != shard_ids[:-1]) | (starts[1:] != starts[:-1]) | \
+            (lengths[1:] != lengths[:-1])
+        bounds = np.flatnonzero(np.concatenate([[True], edge, [True]])).tolist()
+        shard_l, local_l, start_l, length_l = (shard_ids.tolist(), local.tolist(),
+                                               starts.tolist(), lengths.tolist())
+        maps: dict[int, np.ndarray] = {}
+        pieces = []
         for lo, hi in zip(bounds[:-1], bounds[1:]):
-            start, length = int(starts[lo]), int(lengths[lo])
-            size = (hi - lo) * length
+            shard, begin = shard_l[lo], start_l[lo]
+            m = maps.get(shard)
+            if m is None:
+                m = maps[shard] = self._map(shard)
             if hi - lo >= self.min_run:
-                if pending:
-                    np.concatenate(pending, out=out[pending_from:pos])
-                    pending = []
-                self._read_run(out[pos:pos + size].reshape(hi - lo, length), maps,
-                               shard_ids[lo:hi], local[lo:hi], start)
-                pending_from = pos + size
+                pieces.append(m[local[lo:hi], begin:begin + length_l[lo]].reshape(-1))
             else:
-                pending.extend(maps[s][r, b:b + length] for s, r, b in zip(
-                    shard_ids[lo:hi].tolist(), local[lo:hi].tolist(), starts[lo:hi].tolist()))
-            pos += size
-        if pending:
-            np.concatenate(pending, out=out[pending_from:pos])
-        return out
-
-    @staticmethod
-    def _read_run(dst: np.ndarray, maps: dict, shard_ids: NDArray[np.int64],
-                  local: NDArray[np.int64], start: int) -> None:
-        """``dst[i] = tokens of local row local[i] of shard shard_ids[i], from start on``."""
-        width = dst.shape[1]
-        if (shard_ids[1:] >= shard_ids[:-1]).all():
-            # The planner records a step's tails in row order: one block per shard.
-            # (Not np.take(out=): it first copies a non-contiguous source, the column slice,
-            # whole.)
-            edges = (np.flatnonzero(shard_ids[1:] != shard_ids[:-1]) + 1).tolist()
-            np.concatenate([maps[int(shard_ids[lo])][local[lo:hi], start:start + width]
-                            for lo, hi in zip([0] + edges, edges + [len(local)])], out=dst)
-            return
-        order = np.argsort(shard_ids, kind='stable')
-        sorted_ids = shard_ids[order]
-        edges = (np.flatnonzero(sorted_ids[1:] != sorted_ids[:-1]) + 1).tolist()
-        for lo, hi in zip([0] + edges, edges + [len(local)]):
-            where = order[lo:hi]
-            dst[where] = maps[int(sorted_ids[lo])][local[where], start:start + width]
+                pieces.extend(m[r, b:b + n] for r, b, n in zip(local_l[lo:hi], start_l[lo:hi],
+                                                               length_l[lo:hi]))
+        return np.concatenate(pieces)
 
     def close(self) -> None:
         """Drop open memory maps."""
