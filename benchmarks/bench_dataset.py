@@ -12,7 +12,11 @@ Measures, rows/s over whole epochs (local shards, already decompressed after the
 - ``SLWDataset`` + ``make_dataloader`` with 0 and 2 workers (ratio vs plain), and with 2 workers
   each ``transfer`` mode (addresses: workers plan, the main process gathers; compact / full:
   workers ship token tensors), with the main process's CPU time per row for each;
-- ``reuse="deferred"`` vs ``"off"`` under a pacing schedule (the planner + tail gathers);
+- ``reuse="deferred"`` vs ``"off"`` under a pacing schedule (the planner + tail gathers), as
+  separate runs alternated round by round (medians, per-round ratios, best runs), and with the
+  two policies' batches drawn interleaved in one process (the figure that holds still on a
+  shared machine; an off-vs-off run of it gives 1.00), 0 and 2 workers; the call that ends an
+  epoch is timed apart (a per-epoch cost);
 - ledger bytes per recorded tail;
 - per paced length 8 / 64 / 1024: the loader's time per batch vs a tiny GPT's train step.
 """
@@ -145,6 +149,95 @@ def bench_slw(local: str, batch_size: int, workers: int, epochs: int, reuse: str
     return total_rows / total_t, ds, total_cpu / max(total_rows, 1)
 
 
+def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: int,
+                            policies: tuple[str, ...] = ('off', 'deferred'),
+                            workers: int = 0) -> dict[str, Any]:
+    """In-process rows/s of each reuse policy, their batches drawn interleaved.
+
+    Each round builds one dataset per policy and pulls batches from them in turn, timing each
+    pull (rows/s over the batches; the call that ends the epoch is reported apart), so both
+    policies see the same moments of the machine: its slow phases (they last
+    seconds and move a separate run by up to ~40 % here) cancel in the ratio. Pulls are paced
+    by progress (the loader furthest behind in its epoch goes next), so the epochs end
+    together. The first three batches of each are not timed (maps opened, pages touched, and a
+    gc pass between them and the timed ones). Each dataset has its own shuffle seed: with one
+    seed each loader would read the rows the other just read, from the CPU cache. Creation
+    order and tie order alternate by round (whatever runs after the other's set-up or
+    tear-down pays for touching fresh memory)."""
+    from slwdata.dataset import SLWDataset, make_dataloader
+    secs = {p: 0.0 for p in policies}
+    rows = {p: 0 for p in policies}
+    end_secs: dict[str, list[float]] = {p: [] for p in policies}
+    per_round = []
+    for r in range(rounds):
+        order = list(policies) if r % 2 == 0 else list(policies)[::-1]
+        its, sizes = {}, {}
+        for p in order:
+            ds = SLWDataset(local=local, batch_size=batch_size, reuse=p, shuffle=True,
+                            shuffle_seed=1000 * (policies.index(p) + 1) + r)
+            ds.bind_pacing(pacing, rows_per_step=batch_size)
+            loader = make_dataloader(ds, num_workers=workers, streaming_loader=False)
+            sizes[p] = len(loader)
+            its[p] = iter(loader)
+        keep = list(its.values())  # torn down after the round
+        for _ in range(2):
+            for it in its.values():
+                next(it)
+        gc.collect()
+        for it in its.values():
+            next(it)
+        done = {p: 3 for p in policies}
+        r_secs = {p: 0.0 for p in policies}
+        r_rows = {p: 0 for p in policies}
+        while its:
+            p = min(its, key=lambda q: done[q] / sizes[q])  # ties: the first in `order`
+            t0 = time.perf_counter()
+            batch = next(its[p], None)
+            dt = time.perf_counter() - t0
+            done[p] += 1
+            if batch is None:
+                # The call that ends the epoch (the account is closed, the epoch's memory
+                # freed): a cost per epoch, not per row, kept apart. Here it also carries
+                # the other loader's frees (the allocator returns memory to the OS on
+                # whichever free crosses its threshold): measured alone, see epoch_end_ms.
+                end_secs[p].append(dt)
+                del its[p]
+            else:
+                r_secs[p] += dt
+                r_rows[p] += len(batch['input_ids'])
+            del batch
+        del keep
+        for p in policies:
+            secs[p] += r_secs[p]
+            rows[p] += r_rows[p]
+        per_round.append({p: r_rows[p] / r_secs[p] for p in policies})
+    return {'rows_per_s': {p: rows[p] / secs[p] for p in policies}, 'per_round': per_round,
+            'epoch_end_ms_interleaved': {p: float(np.median(v)) * 1e3
+                                         for p, v in end_secs.items()}}
+
+
+def bench_epoch_end(local: str, batch_size: int, pacing: Any, rounds: int,
+                    policies: tuple[str, ...] = ('off', 'deferred')) -> dict[str, float]:
+    """Median ms of the call that ends an epoch, one loader at a time (closing the epoch's
+    account, carrying the ledger, freeing the epoch's memory)."""
+    from slwdata.dataset import SLWDataset, make_dataloader
+    ends: dict[str, list[float]] = {p: [] for p in policies}
+    for r in range(rounds):
+        for p in policies:
+            ds = SLWDataset(local=local, batch_size=batch_size, reuse=p, shuffle=True,
+                            shuffle_seed=r)
+            ds.bind_pacing(pacing, rows_per_step=batch_size)
+            it = iter(make_dataloader(ds, num_workers=0, streaming_loader=False))
+            while True:
+                t0 = time.perf_counter()
+                batch = next(it, None)
+                if batch is None:
+                    ends[p].append(time.perf_counter() - t0)
+                    break
+                del batch
+    return {p: float(np.median(v)) * 1e3 for p, v in ends.items()}
+
+
 def bench_transfer_ceiling(batch_size: int, seq_len: int, workers: int, batches: int = 200) -> float:
     """Rows/s of a DataLoader whose workers only copy a ready uint16 batch: the most any
     dataset can deliver through worker processes on this machine."""
@@ -260,6 +353,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # a back-to-back pair measures whatever else ran meanwhile.
     for workers in (0, 2):
         rates: dict[str, list[float]] = {'off': [], 'deferred': []}
+        cpus: dict[str, list[float]] = {'off': [], 'deferred': []}
         # In-process runs are ~15 ms epochs: more rounds, or one slow moment sets the median.
         paced_rounds = 2 if args.quick else (25 if workers == 0 else 5)
         out[f'paced_rounds_w{workers}'] = paced_rounds
@@ -267,9 +361,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for reuse in (list(rates) if i % 2 else list(rates)[::-1]):
                 gc.collect()  # not inside a timed run: the previous run's datasets
                 # With workers, an epoch (25 batches) lasts ~0.1 s: time 3 per run.
-                rate, ds, _ = bench_slw(local, bs, workers, 3 if workers else 1, reuse=reuse,
-                                        pacing=sched)
+                rate, ds, cpu = bench_slw(local, bs, workers, 3 if workers else 1, reuse=reuse,
+                                          pacing=sched)
                 rates[reuse].append(rate)
+                cpus[reuse].append(cpu)
                 if reuse == 'deferred':
                     deferred_ds = ds
         off_rate = float(np.median(rates['off']))
@@ -283,11 +378,42 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         out[f'deferred_cost_ratio_w{workers}_paired_median'] = float(
             np.median(np.array(rates['off']) / np.array(rates['deferred'])))
         out[f'deferred_cost_ratio_w{workers}_best'] = max(rates['off']) / max(rates['deferred'])
+        # What the training process itself pays per row (with workers: receiving and
+        # gathering; the planning happens in the workers).
+        out[f'main_cpu_us_per_row_w{workers}'] = {p: float(np.median(v)) * 1e6
+                                                  for p, v in cpus.items()}
         print(f'paced epoch, {workers} workers: off {off_rate:,.0f} rows/s, deferred '
               f'{def_rate:,.0f} rows/s -> deferred costs {off_rate / def_rate:.2f}x per row '
               f'(median of per-round ratios '
               f'{out[f"deferred_cost_ratio_w{workers}_paired_median"]:.2f}x, best run vs '
               f'best run {out[f"deferred_cost_ratio_w{workers}_best"]:.2f}x)')
+    # The in-process figure that holds still on this machine: both policies' batches drawn
+    # interleaved in one process (an off-vs-off run of the same harness gives 1.00).
+    inter = bench_paced_interleaved(local, bs, sched, 3 if args.quick else 16)
+    # The same with 2 workers per loader (4 worker processes and 2 loaders on this machine's
+    # 2 cores: the workers' planning competes with both main loops, so this one is noisier).
+    inter_w2 = bench_paced_interleaved(local, bs, sched, 2 if args.quick else 8, workers=2)
+    per_round_w2 = [r['off'] / r['deferred'] for r in inter_w2['per_round']]
+    out['interleaved_rows_per_s_w2'] = inter_w2['rows_per_s']
+    out['deferred_cost_ratio_w2_interleaved'] = (inter_w2['rows_per_s']['off'] /
+                                                 inter_w2['rows_per_s']['deferred'])
+    out['deferred_cost_ratio_w2_interleaved_per_round'] = per_round_w2
+    print(f'paced epoch, 2 workers, interleaved: deferred costs '
+          f'{out["deferred_cost_ratio_w2_interleaved"]:.3f}x per row (per round '
+          f'{min(per_round_w2):.2f}-{max(per_round_w2):.2f}x)')
+    per_round = [r['off'] / r['deferred'] for r in inter['per_round']]
+    out['interleaved_rows_per_s_w0'] = inter['rows_per_s']
+    out['deferred_cost_ratio_w0_interleaved'] = (inter['rows_per_s']['off'] /
+                                                 inter['rows_per_s']['deferred'])
+    out['deferred_cost_ratio_w0_interleaved_per_round'] = per_round
+    ends = bench_epoch_end(local, bs, sched, 3 if args.quick else 9)
+    out['epoch_end_ms_w0'] = ends
+    print(f'paced epoch, 0 workers, the two policies interleaved in one process: off '
+          f'{inter["rows_per_s"]["off"]:,.0f} rows/s, deferred '
+          f'{inter["rows_per_s"]["deferred"]:,.0f} rows/s -> deferred costs '
+          f'{out["deferred_cost_ratio_w0_interleaved"]:.3f}x per row (per round '
+          f'{min(per_round):.2f}-{max(per_round):.2f}x); the call that ends an epoch: off '
+          f'{ends["off"]:.2f} ms, deferred {ends["deferred"]:.2f} ms')
     acc = deferred_ds.epoch_account(0)
     # Where a per-row cost comes from: a tail batch reads each recorded step's tails (one run
     # of equal segments) shard by shard, plus a few single segments; a fresh batch gathers
