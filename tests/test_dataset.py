@@ -172,16 +172,21 @@ def test_workers_send_addresses_and_the_main_process_gathers(shards, monkeypatch
 
     def spy(address):
         assert isinstance(address, BatchAddress)
-        assert len(address) == BS * len(address.plans) and 1 <= len(address.plans) <= 5
+        assert len(address) == BS * len(address.plans) and 1 <= len(address.plans) <= 12
         gathered.append([p.index for p in address.plans])
         return real(address)
 
     monkeypatch.setattr(ds, 'materialize_in_main', spy)
-    batches = list(make_dataloader(ds, num_workers=2, addresses_per_item=5))
-    # 12 steps in blocks of 5, alternating workers: 0-4 (worker 0), 5-9 (1), 10-11 (0).
-    assert gathered == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11]] and len(batches) == 12
-    got = torch.cat([b['input_ids'] for b in batches]).numpy()
-    assert rows_multiset(got) == rows_multiset(tokens)
+    # 12 steps in blocks of k, alternating workers. k=5: 0-4 (worker 0), 5-11 (1): the short
+    # last block (10-11, under half a block) joins the one before it instead of travelling
+    # alone. k=7: 0-6, 7-11 (5 steps is not short).
+    for k, blocks in ((5, [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9, 10, 11]]),
+                      (7, [[0, 1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11]])):
+        gathered.clear()
+        batches = list(make_dataloader(ds, num_workers=2, addresses_per_item=k))
+        assert gathered == blocks and len(batches) == 12
+        got = torch.cat([b['input_ids'] for b in batches]).numpy()
+        assert rows_multiset(got) == rows_multiset(tokens)
 
 
 def test_variable_layout_shards_fall_back_to_worker_gather(tmp_path):

@@ -134,9 +134,9 @@ def test_second_epoch_continues_steps_and_carry(shards):
     assert (counts == 2).all()
 
 
-def _hashes_with_resume(root, num_workers, stop_after):
+def _hashes_with_resume(root, num_workers, stop_after, **loader_kw):
     ds = make(root)
-    loader = make_dataloader(ds, num_workers=num_workers)
+    loader = make_dataloader(ds, num_workers=num_workers, **loader_kw)
     hashes = []
     for i, b in enumerate(loader):
         hashes.append(hashlib.sha1(b['input_ids'].numpy().tobytes()).hexdigest())
@@ -146,7 +146,7 @@ def _hashes_with_resume(root, num_workers, stop_after):
     assert state['slw']['pacing']['rows_per_step'] == BS
     del loader, ds
     ds2 = make(root)
-    loader2 = make_dataloader(ds2, num_workers=num_workers)
+    loader2 = make_dataloader(ds2, num_workers=num_workers, **loader_kw)
     loader2.load_state_dict(state)
     hashes += [hashlib.sha1(b['input_ids'].numpy().tobytes()).hexdigest() for b in loader2]
     return hashes
@@ -162,6 +162,17 @@ def test_resume_mid_warmup_and_mid_reuse(shards, num_workers):
     assert int(ref_batches[mid_warmup]['slw_seq_len'][0]) < SEQ
     for stop in (mid_warmup, first_tail + 1):
         assert _hashes_with_resume(root, num_workers, stop) == ref
+
+
+def test_resume_with_short_last_blocks(shards):
+    """Addresses in blocks of 3: resumed at steps 1, 2, 3, the rest of the epoch ends with a
+    block of 0, 1 or 2 steps (one of them short enough to join the block before it); the
+    batches are the uninterrupted run's either way."""
+    root, _ = shards
+    ref = [hashlib.sha1(b['input_ids'].numpy().tobytes()).hexdigest() for b in make(root)]
+    assert len(ref) >= 6  # so each resumed rest has a whole block for a short one to join
+    for stop in (1, 2, 3):
+        assert _hashes_with_resume(root, 2, stop, addresses_per_item=3) == ref
 
 
 def test_resume_with_other_pacing_stops_clearly(shards):

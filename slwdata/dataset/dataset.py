@@ -575,7 +575,8 @@ class SLWDataset(StreamingDataset):
         Step ``j`` of the rank goes to worker ``(j - first) // k % num_workers`` where ``first``
         is the first step of this iteration (0, or the resume point) and ``k`` the steps per
         DataLoader item (``addresses_per_item`` when sending addresses, else 1): PyTorch's
-        DataLoader collects items from its workers round-robin starting with worker 0."""
+        DataLoader collects items from its workers round-robin starting with worker 0. Fewer
+        than ``k / 2`` steps after the last whole block of ``k`` join that block."""
         self._unique_worker_world = self._unique_rank_world.detect_workers()
         self._parallel_worker_world = self._parallel_rank_world.detect_workers()
         epoch, sample_in_epoch = self._resume_incr_epoch()
@@ -608,9 +609,18 @@ class SLWDataset(StreamingDataset):
         # Steps go to workers in blocks of `per_item` (one DataLoader item each), round-robin.
         addresses = self._sends_addresses()
         per_item = self.addresses_per_item if addresses else 1
+        # A short last block (under half of k) joins the one before it: a DataLoader item costs
+        # about as much as a batch to receive, so an epoch should not end with an item of one
+        # or two batches.
+        last_block = None
+        if per_item > 1:
+            full_blocks, rest = divmod(planner.remaining_batches(), per_item)
+            if full_blocks and 0 < rest < per_item / 2:
+                last_block = full_blocks - 1
 
         def block(plan: BatchPlan) -> int:
-            return (plan.index - steps_done) // per_item
+            k = (plan.index - steps_done) // per_item
+            return k if last_block is None else min(k, last_block)
 
         batches = self._iter_prefetched(p for p in planner if block(p) % num_workers == worker)
         if addresses:
