@@ -387,33 +387,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f'(median of per-round ratios '
               f'{out[f"deferred_cost_ratio_w{workers}_paired_median"]:.2f}x, best run vs '
               f'best run {out[f"deferred_cost_ratio_w{workers}_best"]:.2f}x)')
-    # The in-process figure that holds still on this machine: both policies' batches drawn
-    # interleaved in one process (an off-vs-off run of the same harness gives 1.00).
-    inter = bench_paced_interleaved(local, bs, sched, 3 if args.quick else 16)
-    # The same with 2 workers per loader (4 worker processes and 2 loaders on this machine's
-    # 2 cores: the workers' planning competes with both main loops, so this one is noisier).
-    inter_w2 = bench_paced_interleaved(local, bs, sched, 2 if args.quick else 8, workers=2)
-    per_round_w2 = [r['off'] / r['deferred'] for r in inter_w2['per_round']]
-    out['interleaved_rows_per_s_w2'] = inter_w2['rows_per_s']
-    out['deferred_cost_ratio_w2_interleaved'] = (inter_w2['rows_per_s']['off'] /
-                                                 inter_w2['rows_per_s']['deferred'])
-    out['deferred_cost_ratio_w2_interleaved_per_round'] = per_round_w2
-    print(f'paced epoch, 2 workers, interleaved: deferred costs '
-          f'{out["deferred_cost_ratio_w2_interleaved"]:.3f}x per row (per round '
-          f'{min(per_round_w2):.2f}-{max(per_round_w2):.2f}x)')
-    per_round = [r['off'] / r['deferred'] for r in inter['per_round']]
-    out['interleaved_rows_per_s_w0'] = inter['rows_per_s']
-    out['deferred_cost_ratio_w0_interleaved'] = (inter['rows_per_s']['off'] /
-                                                 inter['rows_per_s']['deferred'])
-    out['deferred_cost_ratio_w0_interleaved_per_round'] = per_round
+    # The figure that holds still on this machine: both policies' batches drawn interleaved in
+    # one process (an off-vs-off run of the same harness gives 1.00). With 2 workers per loader,
+    # 4 worker processes and 2 loaders share this machine's 2 cores, so that one is noisier.
+    for workers, inter_rounds in ((0, 3 if args.quick else 16), (2, 2 if args.quick else 8)):
+        inter = bench_paced_interleaved(local, bs, sched, inter_rounds, workers=workers)
+        per_round = [r['off'] / r['deferred'] for r in inter['per_round']]
+        ratio = inter['rows_per_s']['off'] / inter['rows_per_s']['deferred']
+        out[f'interleaved_rows_per_s_w{workers}'] = inter['rows_per_s']
+        out[f'deferred_cost_ratio_w{workers}_interleaved'] = ratio
+        out[f'deferred_cost_ratio_w{workers}_interleaved_per_round'] = per_round
+        print(f'paced epoch, {workers} workers, the two policies interleaved in one process: '
+              f'off {inter["rows_per_s"]["off"]:,.0f} rows/s, deferred '
+              f'{inter["rows_per_s"]["deferred"]:,.0f} rows/s -> deferred costs {ratio:.3f}x '
+              f'per row (per round {min(per_round):.2f}-{max(per_round):.2f}x)')
     ends = bench_epoch_end(local, bs, sched, 3 if args.quick else 9)
     out['epoch_end_ms_w0'] = ends
-    print(f'paced epoch, 0 workers, the two policies interleaved in one process: off '
-          f'{inter["rows_per_s"]["off"]:,.0f} rows/s, deferred '
-          f'{inter["rows_per_s"]["deferred"]:,.0f} rows/s -> deferred costs '
-          f'{out["deferred_cost_ratio_w0_interleaved"]:.3f}x per row (per round '
-          f'{min(per_round):.2f}-{max(per_round):.2f}x); the call that ends an epoch: off '
-          f'{ends["off"]:.2f} ms, deferred {ends["deferred"]:.2f} ms')
+    print(f'the call that ends an epoch (0 workers): off {ends["off"]:.2f} ms, deferred '
+          f'{ends["deferred"]:.2f} ms')
     acc = deferred_ds.epoch_account(0)
     # Where a per-row cost comes from: a tail batch reads each recorded step's tails (one run
     # of equal segments) shard by shard, plus a few single segments; a fresh batch gathers

@@ -114,17 +114,20 @@ class BatchPlan:
     _pieces: Optional[np.ndarray] = field(default=None, repr=False)
     _offsets: Optional[np.ndarray] = field(default=None, repr=False)
 
+    def _cut(self) -> None:
+        if self._pieces is None and self.taken is not None:
+            self._pieces, self._offsets = split_into_rows(self.taken, self.row_len)
+
     @property
     def segments(self) -> Optional[np.ndarray]:
         """Tail batch: ``taken`` cut at the row boundaries (see :attr:`row_offsets`)."""
-        if self._pieces is None and self.taken is not None:
-            self._pieces, self._offsets = split_into_rows(self.taken, self.row_len)
+        self._cut()
         return self._pieces
 
     @property
     def row_offsets(self) -> Optional[np.ndarray]:
         """Tail batch: row ``i`` is ``segments[row_offsets[i]:row_offsets[i + 1]]``."""
-        self.segments  # cuts both
+        self._cut()
         return self._offsets
 
     @property

@@ -160,10 +160,11 @@ class ShardTokenReader:
                                    f'first shard {_shard_name(self.shards[0])}.')
 
     # ----------------------------------------------------------------------------------------
-    def shard_of(self, ids: NDArray[np.int64]) -> NDArray[np.int64]:
-        """Shard id of each global sample id."""
+    def shard_of(self, ids: NDArray[np.int64], check: bool = True) -> NDArray[np.int64]:
+        """Shard id of each global sample id (``check``: refuse ids out of range)."""
         ids = np.asarray(ids, np.int64)
-        if ids.size and (ids.min() < 0 or ids.max() >= self.offsets[-1] + self.samples[-1]):
+        if check and ids.size and (ids.min() < 0 or
+                                   ids.max() >= self.offsets[-1] + self.samples[-1]):
             raise IndexError(f'Sample id out of range [0, {self.offsets[-1] + self.samples[-1]}).')
         return np.searchsorted(self.offsets, ids, side='right') - 1
 
@@ -284,12 +285,12 @@ class ShardTokenReader:
                              (self.seq_len is not None and
                               (starts + lengths > self.seq_len).any())):
                 raise ValueError(f'Segment outside a row of {self.seq_len} tokens.')
-            self.shard_of(ids)  # range check
         if len(ids) == 0:
             return np.empty(0, self.dtype or np.int64)
         if self.all_fixed:
-            return self._segments_fixed(ids, starts, lengths)
-        # Rows are gathered once per distinct id, then sliced with one flat index.
+            return self._segments_fixed(ids, starts, lengths, check)
+        # Rows are gathered once per distinct id (read_rows checks the ids), then sliced with
+        # one flat index.
         unique, inverse = np.unique(ids, return_inverse=True)
         rows = self.read_rows(unique)
         seq_len = rows.shape[1]
@@ -301,7 +302,7 @@ class ShardTokenReader:
         return rows.reshape(-1)[flat_index]
 
     def _segments_fixed(self, ids: NDArray[np.int64], starts: NDArray[np.int64],
-                        lengths: NDArray[np.int64]) -> np.ndarray:
+                        lengths: NDArray[np.int64], check: bool) -> np.ndarray:
         # Straight from the shard maps, each token copied once, no per-token index (a flat
         # index costs about three times as much). A tail that straddles two tail rows may
         # arrive as two pieces that continue each other in the source row: joined first.
@@ -309,7 +310,7 @@ class ShardTokenReader:
         if joins.any():
             first = np.flatnonzero(np.concatenate([[True], ~joins]))
             ids, starts, lengths = ids[first], starts[first], np.add.reduceat(lengths, first)
-        shard_ids = np.searchsorted(self.offsets, ids, side='right') - 1
+        shard_ids = self.shard_of(ids, check)
         local = ids - self.offsets[shard_ids]
         if self.touch is not None:
             self.touch(shard_ids)
