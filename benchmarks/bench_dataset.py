@@ -149,9 +149,16 @@ def bench_slw(local: str, batch_size: int, workers: int, epochs: int, reuse: str
     return total_rows / total_t, ds, total_cpu / max(total_rows, 1)
 
 
+def _pin_worker_to_other_cpus(_worker_id: int) -> None:
+    """worker_init_fn: keep DataLoader workers off CPU 0 (where the main process is pinned)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, cpus[1:] or cpus)
+
+
 def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: int,
                             policies: tuple[str, ...] = ('off', 'deferred'),
-                            workers: int = 0) -> dict[str, Any]:
+                            workers: int = 0, settle_s: float = 0.0,
+                            pin: bool = False) -> dict[str, Any]:
     """In-process rows/s of each reuse policy, their batches drawn interleaved.
 
     Each round builds one dataset per policy and pulls batches from them in turn, timing each
@@ -163,55 +170,78 @@ def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: in
     gc pass between them and the timed ones). Each dataset has its own shuffle seed: with one
     seed each loader would read the rows the other just read, from the CPU cache. Creation
     order and tie order alternate by round (whatever runs after the other's set-up or
-    tear-down pays for touching fresh memory)."""
+    tear-down pays for touching fresh memory).
+
+    A policy named ``"off#2"`` is a second ``"off"`` loader (an A/A run: the harness's own
+    noise). With workers, ``settle_s`` waits after the first batches until every worker has
+    started and prefetched its items, so the timed pulls measure the steady state rather
+    than which loader's workers won the race for the CPU at start-up (each round starts fresh
+    workers; an epoch here is only ~25 batches). ``pin`` puts the main process on CPU 0 and
+    the workers on the others, as on a machine with cores to spare for the workers.
+    Also returns the main thread's CPU seconds per row (receiving, gathering, casting)."""
     from slwdata.dataset import SLWDataset, make_dataloader
     secs = {p: 0.0 for p in policies}
+    cpu = {p: 0.0 for p in policies}
     rows = {p: 0 for p in policies}
     end_secs: dict[str, list[float]] = {p: [] for p in policies}
     per_round = []
-    for r in range(rounds):
-        order = list(policies) if r % 2 == 0 else list(policies)[::-1]
-        its, sizes = {}, {}
-        for p in order:
-            ds = SLWDataset(local=local, batch_size=batch_size, reuse=p, shuffle=True,
-                            shuffle_seed=1000 * (policies.index(p) + 1) + r)
-            ds.bind_pacing(pacing, rows_per_step=batch_size)
-            loader = make_dataloader(ds, num_workers=workers, streaming_loader=False)
-            sizes[p] = len(loader)
-            its[p] = iter(loader)
-        keep = list(its.values())  # torn down after the round
-        for _ in range(2):
+    old_affinity = os.sched_getaffinity(0) if pin else None
+    if pin:
+        os.sched_setaffinity(0, {min(old_affinity)})
+    try:
+        for r in range(rounds):
+            order = list(policies) if r % 2 == 0 else list(policies)[::-1]
+            its, sizes = {}, {}
+            for p in order:
+                ds = SLWDataset(local=local, batch_size=batch_size, reuse=p.split('#')[0],
+                                shuffle=True, shuffle_seed=1000 * (policies.index(p) + 1) + r)
+                ds.bind_pacing(pacing, rows_per_step=batch_size)
+                extra = {'worker_init_fn': _pin_worker_to_other_cpus} if pin and workers else {}
+                loader = make_dataloader(ds, num_workers=workers, streaming_loader=False, **extra)
+                sizes[p] = len(loader)
+                its[p] = iter(loader)
+            keep = list(its.values())  # torn down after the round
+            for _ in range(2):
+                for it in its.values():
+                    next(it)
+            if settle_s:
+                time.sleep(settle_s)
+            gc.collect()
             for it in its.values():
                 next(it)
-        gc.collect()
-        for it in its.values():
-            next(it)
-        done = {p: 3 for p in policies}
-        r_secs = {p: 0.0 for p in policies}
-        r_rows = {p: 0 for p in policies}
-        while its:
-            p = min(its, key=lambda q: done[q] / sizes[q])  # ties: the first in `order`
-            t0 = time.perf_counter()
-            batch = next(its[p], None)
-            dt = time.perf_counter() - t0
-            done[p] += 1
-            if batch is None:
-                # The call that ends the epoch (the account is closed, the epoch's memory
-                # freed): a cost per epoch, not per row, kept apart. Here it also carries
-                # the other loader's frees (the allocator returns memory to the OS on
-                # whichever free crosses its threshold): measured alone, see epoch_end_ms.
-                end_secs[p].append(dt)
-                del its[p]
-            else:
-                r_secs[p] += dt
-                r_rows[p] += len(batch['input_ids'])
-            del batch
-        del keep
-        for p in policies:
-            secs[p] += r_secs[p]
-            rows[p] += r_rows[p]
-        per_round.append({p: r_rows[p] / r_secs[p] for p in policies})
+            done = {p: 3 for p in policies}
+            r_secs = {p: 0.0 for p in policies}
+            r_rows = {p: 0 for p in policies}
+            while its:
+                p = min(its, key=lambda q: done[q] / sizes[q])  # ties: the first in `order`
+                c0 = time.thread_time()
+                t0 = time.perf_counter()
+                batch = next(its[p], None)
+                dt = time.perf_counter() - t0
+                dc = time.thread_time() - c0
+                done[p] += 1
+                if batch is None:
+                    # The call that ends the epoch (the account is closed, the epoch's memory
+                    # freed): a cost per epoch, not per row, kept apart. Here it also carries
+                    # the other loader's frees (the allocator returns memory to the OS on
+                    # whichever free crosses its threshold): measured alone, see epoch_end_ms.
+                    end_secs[p].append(dt)
+                    del its[p]
+                else:
+                    r_secs[p] += dt
+                    cpu[p] += dc
+                    r_rows[p] += len(batch['input_ids'])
+                del batch
+            del keep
+            for p in policies:
+                secs[p] += r_secs[p]
+                rows[p] += r_rows[p]
+            per_round.append({p: r_rows[p] / r_secs[p] for p in policies})
+    finally:
+        if pin:
+            os.sched_setaffinity(0, old_affinity)
     return {'rows_per_s': {p: rows[p] / secs[p] for p in policies}, 'per_round': per_round,
+            'main_cpu_us_per_row': {p: cpu[p] / rows[p] * 1e6 for p in policies},
             'epoch_end_ms_interleaved': {p: float(np.median(v)) * 1e3
                                          for p, v in end_secs.items()}}
 
@@ -389,18 +419,55 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f'best run {out[f"deferred_cost_ratio_w{workers}_best"]:.2f}x)')
     # The figure that holds still on this machine: both policies' batches drawn interleaved in
     # one process (an off-vs-off run of the same harness gives 1.00). With 2 workers per loader,
-    # 4 worker processes and 2 loaders share this machine's 2 cores, so that one is noisier.
-    for workers, inter_rounds in ((0, 3 if args.quick else 16), (2, 2 if args.quick else 8)):
-        inter = bench_paced_interleaved(local, bs, sched, inter_rounds, workers=workers)
-        per_round = [r['off'] / r['deferred'] for r in inter['per_round']]
-        ratio = inter['rows_per_s']['off'] / inter['rows_per_s']['deferred']
-        out[f'interleaved_rows_per_s_w{workers}'] = inter['rows_per_s']
-        out[f'deferred_cost_ratio_w{workers}_interleaved'] = ratio
-        out[f'deferred_cost_ratio_w{workers}_interleaved_per_round'] = per_round
-        print(f'paced epoch, {workers} workers, the two policies interleaved in one process: '
-              f'off {inter["rows_per_s"]["off"]:,.0f} rows/s, deferred '
-              f'{inter["rows_per_s"]["deferred"]:,.0f} rows/s -> deferred costs {ratio:.3f}x '
-              f'per row (per round {min(per_round):.2f}-{max(per_round):.2f}x)')
+    # 4 worker processes and 2 loaders share this machine's 2 cores; each round's epoch is ~25
+    # batches, so a cold round mostly measures worker start-up. The settled runs wait 1 s for
+    # every worker to start and prefetch (steady state), the pinned one also keeps the workers
+    # off the main process's core (as with cores to spare), and off-vs-off is the noise floor.
+    configs = [
+        ('w0', 0, 3 if args.quick else 16, 0.0, False, ('off', 'deferred')),
+        ('w2', 2, 2 if args.quick else 8, 0.0, False, ('off', 'deferred')),
+        ('w2_settled', 2, 2 if args.quick else 10, 1.0, False, ('off', 'deferred')),
+        ('w2_settled_aa', 2, 2 if args.quick else 10, 1.0, False, ('off', 'off#2')),
+    ]
+    if len(os.sched_getaffinity(0)) >= 2:
+        configs.append(('w2_settled_pinned', 2, 2 if args.quick else 10, 1.0, True,
+                        ('off', 'deferred')))
+    for name, workers, inter_rounds, settle, pin, pols in configs:
+        inter = bench_paced_interleaved(local, bs, sched, inter_rounds, policies=pols,
+                                        workers=workers, settle_s=settle, pin=pin)
+        a, b = pols
+        per_round = [r[a] / r[b] for r in inter['per_round']]
+        ratio = inter['rows_per_s'][a] / inter['rows_per_s'][b]
+        cpu = inter['main_cpu_us_per_row']
+        out[f'interleaved_rows_per_s_{name}'] = inter['rows_per_s']
+        out[f'interleaved_main_cpu_us_per_row_{name}'] = cpu
+        out[f'{"aa" if b == "off#2" else "deferred"}_cost_ratio_{name}_interleaved'] = ratio
+        out[f'{"aa" if b == "off#2" else "deferred"}_cost_ratio_{name}_interleaved_per_round'] = \
+            per_round
+        what = (f'{workers} workers' + (', settled' if settle else ', cold start') * bool(workers)
+                + (', pinned' if pin else ''))
+        print(f'paced epoch, {what}, interleaved ({inter_rounds} rounds): {a} '
+              f'{inter["rows_per_s"][a]:,.0f} rows/s, {b} {inter["rows_per_s"][b]:,.0f} rows/s '
+              f'-> {b} costs {ratio:.3f}x per row (per round {min(per_round):.2f}-'
+              f'{max(per_round):.2f}x); main-thread CPU/row {cpu[a]:.2f} vs {cpu[b]:.2f} us')
+    # What a worker does besides: plan every step of the rank's epoch (the ledger's pushes and
+    # takes included) and build the plans of its own steps.
+    plan_ms = {}
+    for reuse in ('off', 'deferred'):
+        from slwdata.dataset import SLWDataset
+        probe = SLWDataset(local=local, batch_size=bs, shuffle=True, reuse=reuse)
+        probe.bind_pacing(sched, rows_per_step=bs)
+        times = []
+        for _ in range(20):
+            planner = probe._planner(0, 0, None)[0]
+            t0 = time.perf_counter()
+            for _plan in planner:
+                pass
+            times.append(time.perf_counter() - t0)
+        plan_ms[reuse] = float(np.median(times)) * 1e3
+    out['plan_epoch_ms'] = plan_ms
+    print(f'planning one epoch ({steps} fresh batches), what each worker does: off '
+          f'{plan_ms["off"]:.3f} ms, deferred {plan_ms["deferred"]:.3f} ms')
     ends = bench_epoch_end(local, bs, sched, 3 if args.quick else 9)
     out['epoch_end_ms_w0'] = ends
     print(f'the call that ends an epoch (0 workers): off {ends["off"]:.2f} ms, deferred '

@@ -618,11 +618,14 @@ class SLWDataset(StreamingDataset):
             if full_blocks and 0 < rest < per_item / 2:
                 last_block = full_blocks - 1
 
-        def block(plan: BatchPlan) -> int:
-            k = (plan.index - steps_done) // per_item
+        def block_at(index: int) -> int:
+            k = (index - steps_done) // per_item
             return k if last_block is None else min(k, last_block)
 
-        batches = self._iter_prefetched(p for p in planner if block(p) % num_workers == worker)
+        def block(plan: BatchPlan) -> int:
+            return block_at(plan.index)
+
+        batches = self._iter_prefetched(self._own_plans(planner, block_at, num_workers, worker))
         if addresses:
             batches = (BatchAddress(list(plans)) for _, plans in groupby(batches, key=block))
         yield from batches
@@ -634,6 +637,20 @@ class SLWDataset(StreamingDataset):
         if worker == 0:
             logger.info('SLWDataset epoch %d rank %d: %s', epoch, account.rank,
                         json.dumps(account.as_dict(), sort_keys=True))
+
+    @staticmethod
+    def _own_plans(planner: EpochPlanner, block_at: Any, num_workers: int,
+                   worker: int) -> Iterator[BatchPlan]:
+        """The plans of this worker's blocks. Every step is still simulated (the ledger needs
+        each push and take), but another worker's steps are replayed without building their
+        plans: a worker's only work in the main loop's way is planning."""
+        while not planner.done:
+            if block_at(planner.position) % num_workers == worker:
+                plan = next(planner, None)
+                if plan is not None:
+                    yield plan
+            else:
+                planner.skip_next()
 
     def _sends_addresses(self) -> bool:
         """In a DataLoader worker with ``transfer == 'addresses'`` over fixed-layout shards."""
@@ -741,8 +758,12 @@ class _MainSideLoader:
         pin = self.pin_memory and torch.cuda.is_available()
         for item in torch.utils.data.DataLoader.__iter__(self):
             if isinstance(item, BatchAddress):
-                for batch in self.dataset.materialize_in_main(item):
-                    yield {k: v.pin_memory() for k, v in batch.items()} if pin else batch
+                batches = self.dataset.materialize_in_main(item)
+                if pin:
+                    batches = ({k: v.pin_memory() for k, v in b.items()} for b in batches)
+                # `yield from`, not a loop variable: once the caller drops a batch, the next
+                # one reuses its memory (already faulted in) instead of fresh pages.
+                yield from batches
                 continue
             if target is not None and isinstance(item, dict):
                 # numpy, not Tensor.to: torch's uint16 casts are not vectorized (~400x slower).
