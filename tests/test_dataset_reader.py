@@ -77,6 +77,12 @@ def test_read_segments_runs_of_one_step_tails(shards, order):
         got = ds.reader.read_segments(*map(np.array, args))
         assert got.dtype == np.uint16
         np.testing.assert_array_equal(got, expect)
+        # Straight into a wider buffer (what a tail batch does), cast on the way.
+        out = np.full(len(expect), -1, np.int64)
+        assert ds.reader.read_segments(*map(np.array, args), out=out) is out
+        np.testing.assert_array_equal(out, expect.astype(np.int64))
+    with pytest.raises(ValueError, match=r'out has shape \(3,\)'):
+        ds.reader.read_segments(ids, starts, lengths, out=np.empty(3, np.int64))
 
 
 @pytest.mark.parametrize('encoding', ['ndarray', 'bytes'])
@@ -89,6 +95,10 @@ def test_variable_size_columns_fall_back_per_sample(tmp_path, encoding):
     assert not ds.reader.all_fixed and ds.seq_len == 16
     got = np.concatenate([b['input_ids'].numpy() for b in ds])
     np.testing.assert_array_equal(got, tokens.astype(np.int64))
+    ids, starts, lengths = np.array([3, 0, 3]), np.array([4, 0, 0]), np.array([12, 16, 2])
+    out = np.empty(30, np.int64)
+    ds.reader.read_segments(ids, starts, lengths, out=out)
+    np.testing.assert_array_equal(out, _naive_segments(tokens, ids, starts, lengths))
 
 
 def test_unequal_rows_in_fallback_name_the_shard(tmp_path):

@@ -548,8 +548,8 @@ class SLWDataset(StreamingDataset):
             self.reader.read_rows(plan.rows, out=ids)
         else:
             seg = plan.taken
-            ids[...] = self.reader.read_segments(seg['row'], seg['start'], seg['length'],
-                                                 check=False).reshape(B, L)
+            self.reader.read_segments(seg['row'], seg['start'], seg['length'], check=False,
+                                      out=ids.reshape(-1))
         batch: dict[str, Any] = {'input_ids': buf[:B * L].view(B, L)}
         if self.emit_labels:
             arr[B * L:2 * B * L] = arr[:B * L]

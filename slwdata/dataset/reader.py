@@ -269,11 +269,13 @@ class ShardTokenReader:
         return out
 
     def read_segments(self, ids: NDArray[np.int64], starts: NDArray[np.integer],
-                      lengths: NDArray[np.integer], check: bool = True) -> np.ndarray:
+                      lengths: NDArray[np.integer], check: bool = True,
+                      out: Optional[np.ndarray] = None) -> np.ndarray:
         """Concatenate ``tokens[id][start:start+length]`` for each segment, in order (1-D).
 
         Tail rows are materialized this way: a tail row is the concatenation of its segments.
         ``check=False`` skips validating the segments (the planner's own, already valid).
+        ``out``: a 1-D array of the total length to fill (cast to its dtype) and return.
         """
         ids = np.asarray(ids, np.int64)
         starts = np.asarray(starts, np.int64)
@@ -285,10 +287,14 @@ class ShardTokenReader:
                              (self.seq_len is not None and
                               (starts + lengths > self.seq_len).any())):
                 raise ValueError(f'Segment outside a row of {self.seq_len} tokens.')
+        if out is not None and (out.ndim != 1 or len(out) != int(lengths.sum())):
+            raise ValueError(f'out has shape {out.shape}, expected ({int(lengths.sum())},).')
         if len(ids) == 0:
-            return np.empty(0, self.dtype or np.int64)
+            return np.empty(0, self.dtype or np.int64) if out is None else out
         if self.all_fixed:
-            return self._segments_fixed(ids, starts, lengths, check)
+            if out is None:
+                out = np.empty(int(lengths.sum()), self.dtype)
+            return self._segments_fixed(ids, starts, lengths, check, out)
         # Rows are gathered once per distinct id (read_rows checks the ids), then sliced with
         # one flat index.
         unique, inverse = np.unique(ids, return_inverse=True)
@@ -299,13 +305,17 @@ class ShardTokenReader:
         ends = np.cumsum(lengths)
         within = np.arange(total, dtype=np.int64) - np.repeat(ends - lengths, lengths)
         flat_index = np.repeat(seg_begin, lengths) + within
-        return rows.reshape(-1)[flat_index]
+        if out is None:
+            return rows.reshape(-1)[flat_index]
+        np.copyto(out, rows.reshape(-1)[flat_index], casting='unsafe')
+        return out
 
     def _segments_fixed(self, ids: NDArray[np.int64], starts: NDArray[np.int64],
-                        lengths: NDArray[np.int64], check: bool) -> np.ndarray:
-        # Straight from the shard maps, each token copied once, no per-token index (a flat
-        # index costs about three times as much). A tail that straddles two tail rows may
-        # arrive as two pieces that continue each other in the source row: joined first.
+                        lengths: NDArray[np.int64], check: bool, out: np.ndarray) -> np.ndarray:
+        # Straight from the shard maps into `out`, no per-token index (a flat index costs about
+        # three times as much) and no concatenation: each group lands in place, cast on the
+        # way. A tail that straddles two tail rows may arrive as two pieces that continue
+        # each other in the source row: joined first.
         joins = (ids[1:] == ids[:-1]) & (starts[1:] == starts[:-1] + lengths[:-1])
         if joins.any():
             first = np.flatnonzero(np.concatenate([[True], ~joins]))
@@ -316,26 +326,29 @@ class ShardTokenReader:
             self.touch(shard_ids)
         # Groups of consecutive segments from one shard with one (start, length): the tails
         # one step recorded, in row order, split by shard. A group of at least `min_run` is
-        # one indexed read (``map[rows, start:start+length]``), others a slice per segment;
-        # everything is joined by one concatenate.
+        # one indexed read (``map[rows, start:start+length]``), others a slice per segment.
         edge = (shard_ids[1:] != shard_ids[:-1]) | (starts[1:] != starts[:-1]) | \
             (lengths[1:] != lengths[:-1])
         bounds = np.flatnonzero(np.concatenate([[True], edge, [True]])).tolist()
+        ends = np.cumsum(lengths)
+        pos_l = (ends - lengths).tolist()
         shard_l, local_l, start_l, length_l = (shard_ids.tolist(), local.tolist(),
                                                starts.tolist(), lengths.tolist())
         maps: dict[int, np.ndarray] = {}
-        pieces = []
         for lo, hi in zip(bounds[:-1], bounds[1:]):
-            shard, begin = shard_l[lo], start_l[lo]
+            shard, begin, n = shard_l[lo], start_l[lo], length_l[lo]
             m = maps.get(shard)
             if m is None:
                 m = maps[shard] = self._map(shard)
             if hi - lo >= self.min_run:
-                pieces.append(m[local[lo:hi], begin:begin + length_l[lo]].reshape(-1))
+                pos = pos_l[lo]
+                out[pos:pos + (hi - lo) * n].reshape(hi - lo, n)[...] = \
+                    m[local[lo:hi], begin:begin + n]
             else:
-                pieces.extend(m[r, b:b + n] for r, b, n in zip(local_l[lo:hi], start_l[lo:hi],
-                                                               length_l[lo:hi]))
-        return np.concatenate(pieces)
+                for r, b, k, pos in zip(local_l[lo:hi], start_l[lo:hi], length_l[lo:hi],
+                                        pos_l[lo:hi]):
+                    out[pos:pos + k] = m[r, b:b + k]
+        return out
 
     def close(self) -> None:
         """Drop open memory maps."""
