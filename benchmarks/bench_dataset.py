@@ -426,11 +426,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     configs = [
         ('w0', 0, 3 if args.quick else 16, 0.0, False, ('off', 'deferred')),
         ('w2', 2, 2 if args.quick else 8, 0.0, False, ('off', 'deferred')),
-        ('w2_settled', 2, 2 if args.quick else 10, 1.0, False, ('off', 'deferred')),
-        ('w2_settled_aa', 2, 2 if args.quick else 10, 1.0, False, ('off', 'off#2')),
+        ('w2_settled', 2, 2 if args.quick else 16, 1.0, False, ('off', 'deferred')),
+        ('w2_settled_aa', 2, 2 if args.quick else 16, 1.0, False, ('off', 'off#2')),
     ]
     if len(os.sched_getaffinity(0)) >= 2:
-        configs.append(('w2_settled_pinned', 2, 2 if args.quick else 10, 1.0, True,
+        configs.append(('w2_settled_pinned', 2, 2 if args.quick else 16, 1.0, True,
                         ('off', 'deferred')))
     for name, workers, inter_rounds, settle, pin, pols in configs:
         inter = bench_paced_interleaved(local, bs, sched, inter_rounds, policies=pols,
