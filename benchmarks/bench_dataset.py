@@ -149,10 +149,13 @@ def bench_slw(local: str, batch_size: int, workers: int, epochs: int, reuse: str
     return total_rows / total_t, ds, total_cpu / max(total_rows, 1)
 
 
+# Taken at import, before the main process pins itself: a forked worker inherits that pin.
+_CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else []
+
+
 def _pin_worker_to_other_cpus(_worker_id: int) -> None:
-    """worker_init_fn: keep DataLoader workers off CPU 0 (where the main process is pinned)."""
-    cpus = sorted(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, cpus[1:] or cpus)
+    """worker_init_fn: keep DataLoader workers off the main process's CPU (``_CPUS[0]``)."""
+    os.sched_setaffinity(0, set(_CPUS[1:] or _CPUS))
 
 
 def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: int,
@@ -187,7 +190,7 @@ def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: in
     per_round = []
     old_affinity = os.sched_getaffinity(0) if pin else None
     if pin:
-        os.sched_setaffinity(0, {min(old_affinity)})
+        os.sched_setaffinity(0, {_CPUS[0]})
     try:
         for r in range(rounds):
             order = list(policies) if r % 2 == 0 else list(policies)[::-1]
@@ -452,9 +455,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f'{max(per_round):.2f}x); main-thread CPU/row {cpu[a]:.2f} vs {cpu[b]:.2f} us')
     # What a worker does besides: plan every step of the rank's epoch (the ledger's pushes and
     # takes included) and build the plans of its own steps.
+    from slwdata.dataset import SLWDataset
     plan_ms = {}
     for reuse in ('off', 'deferred'):
-        from slwdata.dataset import SLWDataset
         probe = SLWDataset(local=local, batch_size=bs, shuffle=True, reuse=reuse)
         probe.bind_pacing(sched, rows_per_step=bs)
         times = []

@@ -13,7 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
 from time import time_ns
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -549,7 +549,7 @@ class SLWDataset(StreamingDataset):
         else:
             seg = plan.taken
             self.reader.read_segments(seg['row'], seg['start'], seg['length'], check=False,
-                                      out=ids.reshape(-1))
+                                      out=arr[:B * L])
         batch: dict[str, Any] = {'input_ids': buf[:B * L].view(B, L)}
         if self.emit_labels:
             arr[B * L:2 * B * L] = arr[:B * L]
@@ -639,7 +639,7 @@ class SLWDataset(StreamingDataset):
                         json.dumps(account.as_dict(), sort_keys=True))
 
     @staticmethod
-    def _own_plans(planner: EpochPlanner, block_at: Any, num_workers: int,
+    def _own_plans(planner: EpochPlanner, block_at: Callable[[int], int], num_workers: int,
                    worker: int) -> Iterator[BatchPlan]:
         """The plans of this worker's blocks. Every step is still simulated (the ledger needs
         each push and take), but another worker's steps are replayed without building their

@@ -287,13 +287,14 @@ class ShardTokenReader:
                              (self.seq_len is not None and
                               (starts + lengths > self.seq_len).any())):
                 raise ValueError(f'Segment outside a row of {self.seq_len} tokens.')
-        if out is not None and (out.ndim != 1 or len(out) != int(lengths.sum())):
-            raise ValueError(f'out has shape {out.shape}, expected ({int(lengths.sum())},).')
+        total = int(lengths.sum())
+        if out is not None and (out.ndim != 1 or len(out) != total):
+            raise ValueError(f'out has shape {out.shape}, expected ({total},).')
         if len(ids) == 0:
             return np.empty(0, self.dtype or np.int64) if out is None else out
         if self.all_fixed:
             if out is None:
-                out = np.empty(int(lengths.sum()), self.dtype)
+                out = np.empty(total, self.dtype)
             return self._segments_fixed(ids, starts, lengths, check, out)
         # Rows are gathered once per distinct id (read_rows checks the ids), then sliced with
         # one flat index.
@@ -301,7 +302,6 @@ class ShardTokenReader:
         rows = self.read_rows(unique)
         seq_len = rows.shape[1]
         seg_begin = inverse * seq_len + starts
-        total = int(lengths.sum())
         ends = np.cumsum(lengths)
         within = np.arange(total, dtype=np.int64) - np.repeat(ends - lengths, lengths)
         flat_index = np.repeat(seg_begin, lengths) + within
