@@ -161,7 +161,7 @@ def _pin_worker_to_other_cpus(_worker_id: int) -> None:
 def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: int,
                             policies: tuple[str, ...] = ('off', 'deferred'),
                             workers: int = 0, settle_s: float = 0.0,
-                            pin: bool = False) -> dict[str, Any]:
+                            pin: bool = False, context: str | None = None) -> dict[str, Any]:
     """In-process rows/s of each reuse policy, their batches drawn interleaved.
 
     Each round builds one dataset per policy and pulls batches from them in turn, timing each
@@ -181,6 +181,9 @@ def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: in
     than which loader's workers won the race for the CPU at start-up (each round starts fresh
     workers; an epoch here is only ~25 batches). ``pin`` puts the main process on CPU 0 and
     the workers on the others, as on a machine with cores to spare for the workers.
+    ``context`` is the workers' multiprocessing start method (``None``: the DataLoader's
+    default, ``fork`` on Linux; ``"forkserver"`` starts them from a clean process, so the
+    main process does not copy-on-write the pages it shares with forked children).
     Also returns the main thread's CPU seconds per row (receiving, gathering, casting)."""
     from slwdata.dataset import SLWDataset, make_dataloader
     secs = {p: 0.0 for p in policies}
@@ -199,7 +202,11 @@ def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: in
                 ds = SLWDataset(local=local, batch_size=batch_size, reuse=p.split('#')[0],
                                 shuffle=True, shuffle_seed=1000 * (policies.index(p) + 1) + r)
                 ds.bind_pacing(pacing, rows_per_step=batch_size)
-                extra = {'worker_init_fn': _pin_worker_to_other_cpus} if pin and workers else {}
+                extra: dict[str, Any] = {}
+                if pin and workers:
+                    extra['worker_init_fn'] = _pin_worker_to_other_cpus
+                if context and workers:
+                    extra['multiprocessing_context'] = context
                 loader = make_dataloader(ds, num_workers=workers, streaming_loader=False, **extra)
                 sizes[p] = len(loader)
                 its[p] = iter(loader)
@@ -426,18 +433,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # batches, so a cold round mostly measures worker start-up. The settled runs wait 1 s for
     # every worker to start and prefetch (steady state), the pinned one also keeps the workers
     # off the main process's core (as with cores to spare), and off-vs-off is the noise floor.
+    # The forkserver runs start the workers from a clean process instead of forking this one:
+    # after a fork, each heap page this process writes first takes a copy-on-write fault, and
+    # the tail path's allocations land on pages nothing else wrote since the fork (13-20 faults
+    # per tail batch here, against 1-2 with forkserver). Workers then take ~2 s each to start
+    # (they import torch), so those rounds take ~8x longer and settle for 3 s.
+    rounds = 2 if args.quick else 16
     configs = [
-        ('w0', 0, 3 if args.quick else 16, 0.0, False, ('off', 'deferred')),
-        ('w2', 2, 2 if args.quick else 8, 0.0, False, ('off', 'deferred')),
-        ('w2_settled', 2, 2 if args.quick else 16, 1.0, False, ('off', 'deferred')),
-        ('w2_settled_aa', 2, 2 if args.quick else 16, 1.0, False, ('off', 'off#2')),
+        ('w0', 0, 3 if args.quick else 16, 0.0, False, None, ('off', 'deferred')),
+        ('w2', 2, 2 if args.quick else 8, 0.0, False, None, ('off', 'deferred')),
+        ('w2_settled', 2, rounds, 1.0, False, None, ('off', 'deferred')),
+        ('w2_settled_aa', 2, rounds, 1.0, False, None, ('off', 'off#2')),
+        ('w2_settled_forkserver', 2, rounds, 3.0, False, 'forkserver', ('off', 'deferred')),
+        ('w2_settled_forkserver_aa', 2, rounds, 3.0, False, 'forkserver', ('off', 'off#2')),
     ]
     if len(os.sched_getaffinity(0)) >= 2:
-        configs.append(('w2_settled_pinned', 2, 2 if args.quick else 16, 1.0, True,
-                        ('off', 'deferred')))
-    for name, workers, inter_rounds, settle, pin, pols in configs:
+        configs.append(('w2_settled_pinned', 2, rounds, 1.0, True, None, ('off', 'deferred')))
+    for name, workers, inter_rounds, settle, pin, context, pols in configs:
         inter = bench_paced_interleaved(local, bs, sched, inter_rounds, policies=pols,
-                                        workers=workers, settle_s=settle, pin=pin)
+                                        workers=workers, settle_s=settle, pin=pin,
+                                        context=context)
         a, b = pols
         per_round = [r[a] / r[b] for r in inter['per_round']]
         ratio = inter['rows_per_s'][a] / inter['rows_per_s'][b]
@@ -448,7 +463,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         out[f'{"aa" if b == "off#2" else "deferred"}_cost_ratio_{name}_interleaved_per_round'] = \
             per_round
         what = (f'{workers} workers' + (', settled' if settle else ', cold start') * bool(workers)
-                + (', pinned' if pin else ''))
+                + (', pinned' if pin else '') + (f', {context}' if context else ''))
         print(f'paced epoch, {what}, interleaved ({inter_rounds} rounds): {a} '
               f'{inter["rows_per_s"][a]:,.0f} rows/s, {b} {inter["rows_per_s"][b]:,.0f} rows/s '
               f'-> {b} costs {ratio:.3f}x per row (per round {min(per_round):.2f}-'
