@@ -131,6 +131,25 @@ def test_forkserver_workers_deliver_the_same_batches(shards):
     assert hashes == ref
     assert_exactly_once(trained, carried_tokens(ds, 0), tokens)
 
+def test_a_plan_sent_by_a_worker_reads_the_same_batch(shards):
+    """transfer='addresses': a worker sends each tail plan with its reads worked out and
+    without its segment list; the main process gathers the same batch from it."""
+    import pickle
+    root, _ = shards
+    ds = make(root)
+    plans = list(ds._planner(0, 0, None)[0])
+    assert any(p.kind == 'tail' for p in plans)
+    for p in plans:
+        ref = ds._materialize(p)  # from the segment list
+        sent = pickle.dumps(ds._address(p))
+        got = ds.materialize_plan_in_main(pickle.loads(sent))
+        assert got.keys() == ref.keys()
+        for k in ref:
+            assert torch.equal(got[k], ref[k]), (p.kind, k)
+        if p.kind == 'tail':
+            assert pickle.loads(sent).taken is None and p.gather is not None
+
+
 def test_second_epoch_continues_steps_and_carry(shards):
     root, tokens = shards
     ds = make(root, 'interleave')

@@ -85,6 +85,30 @@ def test_read_segments_runs_of_one_step_tails(shards, order):
         ds.reader.read_segments(ids, starts, lengths, out=np.empty(3, np.int64))
 
 
+def test_planned_segment_reads_travel_and_read_the_same(shards):
+    """A DataLoader worker works out a tail batch's reads (plan_segments) and pickles them to
+    the main process, which only reads (read_gather): the same tokens as the naive
+    concatenation. Runs shorter than min_run become reads of one segment."""
+    import pickle
+    root, tokens = shards
+    ds = SLWDataset(local=root, batch_size=5)
+    ds.reader.min_run = 4
+    run = np.arange(0, 50, 3)  # 17 rows over all 7 shards: runs of 2-3 per shard
+    ids = np.concatenate([np.arange(8, 16), run, [5, 5], [44]])
+    starts = np.concatenate([np.full(8, 16), np.full(17, 8), [0, 10], [2]])
+    lengths = np.concatenate([np.full(8, 8), np.full(17, 16), [10, 4], [22]])
+    gather = ds.reader.plan_segments(ids, starts, lengths)
+    counts = gather.groups[:, 3]
+    assert counts[0] == 8 and set(counts[1:].tolist()) == {1}  # [5, 5] joined into one
+    assert gather.total == int(lengths.sum())
+    gather = pickle.loads(pickle.dumps(gather))
+    out = np.full(gather.total, -1, np.int64)
+    assert ds.reader.read_gather(gather, out) is out
+    np.testing.assert_array_equal(out, _naive_segments(tokens, ids, starts, lengths))
+    with pytest.raises(ValueError, match=r'out has shape \(7,\)'):
+        ds.reader.read_gather(gather, np.empty(7, np.int64))
+
+
 @pytest.mark.parametrize('encoding', ['ndarray', 'bytes'])
 def test_variable_size_columns_fall_back_per_sample(tmp_path, encoding):
     tokens = np.random.default_rng(1).integers(0, 50000, (20, 16)).astype(

@@ -113,15 +113,21 @@ class BatchPlan:
     taken: Optional[np.ndarray] = field(default=None, repr=False)
     _pieces: Optional[np.ndarray] = field(default=None, repr=False)
     _offsets: Optional[np.ndarray] = field(default=None, repr=False)
+    # How the reader reads a tail batch (``ShardTokenReader.plan_segments``), when a
+    # DataLoader worker worked it out for the main process; opaque here. Pickled in place of
+    # ``taken``.
+    gather: Any = field(default=None, repr=False)
 
     def __reduce__(self) -> tuple:
         # Plans travel from DataLoader workers to the main process (transfer='addresses').
         # Row ids go as int32 where they fit and the row cut is recomputed on arrival: a
         # worker's items in flight must fit the 64 KiB pipe, or the main process waits for the
-        # worker's feeder thread at every DataLoader item it receives.
+        # worker's feeder thread at every DataLoader item it receives. A plan with its reads
+        # worked out (`gather`) goes without `taken`: the receiver only reads it.
         return (_rebuild_plan, (self.step, self.index, self.kind, self.seq_len, self.row_len,
                                 self.rows_per_batch, self.fresh_index, _narrow(self.rows),
-                                _narrow(self.taken)))
+                                _narrow(self.taken) if self.gather is None else None,
+                                self.gather))
 
     def _cut(self) -> None:
         if self._pieces is None and self.taken is not None:
@@ -215,7 +221,7 @@ def _narrow(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
 
 def _rebuild_plan(step: int, index: int, kind: str, seq_len: int, row_len: int, rows_per_batch: int,
                   fresh_index: Optional[int], rows: Optional[np.ndarray],
-                  taken: Optional[np.ndarray]) -> BatchPlan:
+                  taken: Optional[np.ndarray], gather: Any = None) -> BatchPlan:
     if rows is not None:
         rows = rows.astype(np.int64, copy=False)
     if taken is not None and not taken.dtype.names:
@@ -223,7 +229,7 @@ def _rebuild_plan(step: int, index: int, kind: str, seq_len: int, row_len: int, 
         seg["row"], seg["start"], seg["length"] = taken[:, 0], taken[:, 1], taken[:, 2]
         taken = seg
     return BatchPlan(step, index, kind, seq_len, row_len, rows_per_batch, fresh_index=fresh_index,
-                     rows=rows, taken=taken)
+                     rows=rows, taken=taken, gather=gather)
 
 
 @dataclass
