@@ -24,6 +24,7 @@ Measures, rows/s over whole epochs (local shards, already decompressed after the
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -158,10 +159,17 @@ def _pin_worker_to_other_cpus(_worker_id: int) -> None:
     os.sched_setaffinity(0, set(_CPUS[1:] or _CPUS))
 
 
+def _send_row_ids(ds: Any, plan: Any) -> Any:
+    """The wire format before reads were worked out in the workers: a fresh plan goes as its
+    row ids and the main process sorts them by shard (policy suffix ``@ids``)."""
+    return plan if plan.kind == 'fresh' else type(ds)._address(ds, plan)
+
+
 def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: int,
                             policies: tuple[str, ...] = ('off', 'deferred'),
                             workers: int = 0, settle_s: float = 0.0,
-                            pin: bool = False, context: str | None = None) -> dict[str, Any]:
+                            pin: bool = False, context: str | None = None,
+                            epoch_size: int | None = None) -> dict[str, Any]:
     """In-process rows/s of each reuse policy, their batches drawn interleaved.
 
     Each round builds one dataset per policy and pulls batches from them in turn, timing each
@@ -176,7 +184,8 @@ def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: in
     tear-down pays for touching fresh memory).
 
     A policy named ``"off#2"`` is a second ``"off"`` loader (an A/A run: the harness's own
-    noise). With workers, ``settle_s`` waits after the first batches until every worker has
+    noise); ``"off@ids"`` one whose workers send fresh plans as row ids, leaving the main
+    process to work out the reads (the wire format before this was done in the workers). With workers, ``settle_s`` waits after the first batches until every worker has
     started and prefetched its items, so the timed pulls measure the steady state rather
     than which loader's workers won the race for the CPU at start-up (each round starts fresh
     workers; an epoch here is only ~25 batches). ``pin`` puts the main process on CPU 0 and
@@ -184,7 +193,8 @@ def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: in
     ``context`` is the workers' multiprocessing start method (``None``: the DataLoader's
     default, ``fork`` on Linux; ``"forkserver"`` starts them from a clean process, so the
     main process does not copy-on-write the pages it shares with forked children).
-    Also returns the main thread's CPU seconds per row (receiving, gathering, casting)."""
+    ``epoch_size`` (streaming's: rows per epoch, repeating the corpus) makes the epoch, and so
+    the time between two forks of the workers, longer. Also returns the main thread's CPU seconds per row (receiving, gathering, casting)."""
     from slwdata.dataset import SLWDataset, make_dataloader
     secs = {p: 0.0 for p in policies}
     cpu = {p: 0.0 for p in policies}
@@ -199,8 +209,12 @@ def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: in
             order = list(policies) if r % 2 == 0 else list(policies)[::-1]
             its, sizes = {}, {}
             for p in order:
-                ds = SLWDataset(local=local, batch_size=batch_size, reuse=p.split('#')[0],
-                                shuffle=True, shuffle_seed=1000 * (policies.index(p) + 1) + r)
+                ds = SLWDataset(local=local, batch_size=batch_size,
+                                reuse=p.split('#')[0].split('@')[0],
+                                shuffle=True, shuffle_seed=1000 * (policies.index(p) + 1) + r,
+                                epoch_size=epoch_size)
+                if p.endswith('@ids'):
+                    ds._address = functools.partial(_send_row_ids, ds)
                 ds.bind_pacing(pacing, rows_per_step=batch_size)
                 extra: dict[str, Any] = {}
                 if pin and workers:
@@ -334,7 +348,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             tempfile.gettempdir(), f'slwdata-bench-pile-1024-{args.shard_size}')
     local = str(build_shards(Path(args.dir), size_limit=args.shard_size))
     bs = args.batch_size
-    max_plain = 1000 if args.quick else None  # None: one whole epoch (~3 s at 0 workers)
+    # One whole epoch (~2 s at 0 workers), also with --quick: a plain StreamingDataset left
+    # mid-epoch keeps its sample-readiness threads running, which then slow every later run
+    # in the process (an SLWDataset epoch after one measured 6-10x slower).
+    max_plain = None
     epochs = 1 if args.quick else 3
     out: dict[str, Any] = {'batch_size': bs, 'shards': local}
     with open(os.path.join(local, 'index.json')) as f:
@@ -433,41 +450,58 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # batches, so a cold round mostly measures worker start-up. The settled runs wait 1 s for
     # every worker to start and prefetch (steady state), the pinned one also keeps the workers
     # off the main process's core (as with cores to spare), and off-vs-off is the noise floor.
-    # The forkserver runs start the workers from a clean process instead of forking this one:
-    # after a fork, each heap page this process writes first takes a copy-on-write fault, and
-    # the tail path's allocations land on pages nothing else wrote since the fork (13-20 faults
-    # per tail batch here, against 1-2 with forkserver). Workers then take ~2 s each to start
-    # (they import torch), so those rounds take ~8x longer and settle for 3 s.
+    # The forkserver run starts the workers from a clean process instead of forking this one:
+    # after a fork, each page this process shares with them takes a copy-on-write fault when
+    # first written (the reader gathers into shared memory for that reason). Workers then take
+    # ~2 s each to start (they import torch), so those rounds take ~8x longer and settle 3 s.
+    # A round's ratio moves by +-10-20 % with which loader was made first (the order alternates
+    # by round), so the settled runs, the figure reported, take 32 rounds.
+    # The x4 runs repeat the corpus 4 times an epoch (89 batches, warmup 29 steps): workers
+    # fork once per epoch, and what a fork costs (the first touch of each page or object the
+    # main process shares with them) is then spread over 4x the rows, as it is over a real
+    # epoch's millions.
     rounds = 2 if args.quick else 16
+    x4 = 4 * out['rows']
+    sched_x4 = PacingSchedule(start=8, duration=f'{max(1, x4 // bs // 3)}ba', multiple=8)
     configs = [
-        ('w0', 0, 3 if args.quick else 16, 0.0, False, None, ('off', 'deferred')),
-        ('w2', 2, 2 if args.quick else 8, 0.0, False, None, ('off', 'deferred')),
-        ('w2_settled', 2, rounds, 1.0, False, None, ('off', 'deferred')),
-        ('w2_settled_aa', 2, rounds, 1.0, False, None, ('off', 'off#2')),
-        ('w2_settled_forkserver', 2, rounds, 3.0, False, 'forkserver', ('off', 'deferred')),
-        ('w2_settled_forkserver_aa', 2, rounds, 3.0, False, 'forkserver', ('off', 'off#2')),
+        ('w0', 0, 3 if args.quick else 16, 0.0, False, None, ('off', 'deferred'), None),
+        ('w2', 2, 2 if args.quick else 8, 0.0, False, None, ('off', 'deferred'), None),
+        ('w2_settled', 2, 2 * rounds, 1.0, False, None, ('off', 'deferred'), None),
+        ('w2_settled_aa', 2, 2 * rounds, 1.0, False, None, ('off', 'off#2'), None),
+        ('w2_settled_x4', 2, rounds, 1.0, False, None, ('off', 'deferred'), x4),
+        ('w2_settled_x4_aa', 2, rounds, 1.0, False, None, ('off', 'off#2'), x4),
+        # Where the main process works out a fresh batch's reads (before) vs the workers (now).
+        ('w2_settled_readplan', 2, rounds, 1.0, False, None, ('off', 'off@ids'), None),
+        ('w2_settled_forkserver', 2, rounds // 2, 3.0, False, 'forkserver', ('off', 'deferred'),
+         None),
     ]
     if len(os.sched_getaffinity(0)) >= 2:
-        configs.append(('w2_settled_pinned', 2, rounds, 1.0, True, None, ('off', 'deferred')))
-    for name, workers, inter_rounds, settle, pin, context, pols in configs:
-        inter = bench_paced_interleaved(local, bs, sched, inter_rounds, policies=pols,
-                                        workers=workers, settle_s=settle, pin=pin,
-                                        context=context)
+        configs.append(('w2_settled_pinned', 2, rounds, 1.0, True, None, ('off', 'deferred'),
+                        None))
+    for name, workers, inter_rounds, settle, pin, context, pols, esize in configs:
+        inter = bench_paced_interleaved(local, bs, sched_x4 if esize else sched, inter_rounds,
+                                        policies=pols, workers=workers, settle_s=settle,
+                                        pin=pin, context=context, epoch_size=esize)
         a, b = pols
         per_round = [r[a] / r[b] for r in inter['per_round']]
         ratio = inter['rows_per_s'][a] / inter['rows_per_s'][b]
         cpu = inter['main_cpu_us_per_row']
         out[f'interleaved_rows_per_s_{name}'] = inter['rows_per_s']
         out[f'interleaved_main_cpu_us_per_row_{name}'] = cpu
-        out[f'{"aa" if b == "off#2" else "deferred"}_cost_ratio_{name}_interleaved'] = ratio
-        out[f'{"aa" if b == "off#2" else "deferred"}_cost_ratio_{name}_interleaved_per_round'] = \
-            per_round
+        # rows/s of a over b: deferred's cost, the A/A noise, or the speedup of reads worked
+        # out in the workers.
+        kind = {'off#2': 'aa_cost', 'off@ids': 'readplan_speedup'}.get(b, 'deferred_cost')
+        out[f'{kind}_ratio_{name}_interleaved'] = ratio
+        out[f'{kind}_ratio_{name}_interleaved_per_round'] = per_round
+        out[f'{kind}_ratio_{name}_interleaved_per_round_median'] = float(np.median(per_round))
         what = (f'{workers} workers' + (', settled' if settle else ', cold start') * bool(workers)
-                + (', pinned' if pin else '') + (f', {context}' if context else ''))
+                + (', pinned' if pin else '') + (f', {context}' if context else '')
+                + (f', epoch x{esize // out["rows"]}' if esize else ''))
         print(f'paced epoch, {what}, interleaved ({inter_rounds} rounds): {a} '
               f'{inter["rows_per_s"][a]:,.0f} rows/s, {b} {inter["rows_per_s"][b]:,.0f} rows/s '
-              f'-> {b} costs {ratio:.3f}x per row (per round {min(per_round):.2f}-'
-              f'{max(per_round):.2f}x); main-thread CPU/row {cpu[a]:.2f} vs {cpu[b]:.2f} us')
+              f'-> {a} / {b} = {ratio:.3f}x rows/s (median round {np.median(per_round):.3f}x, '
+              f'rounds {min(per_round):.2f}-{max(per_round):.2f}x); main-thread CPU/row '
+              f'{cpu[a]:.2f} vs {cpu[b]:.2f} us')
     # What a worker does besides: plan every step of the rank's epoch (the ledger's pushes and
     # takes included) and build the plans of its own steps.
     from slwdata.dataset import SLWDataset

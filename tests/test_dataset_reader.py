@@ -57,7 +57,6 @@ def test_read_segments_runs_of_one_step_tails(shards, order):
     shard by shard; mixed with short runs and with pieces split at a tail-row boundary."""
     root, tokens = shards
     ds = SLWDataset(local=root, batch_size=5)
-    ds.reader.min_run = 4
     rng = np.random.default_rng(3)
     run = np.arange(0, 50, 2)  # 25 rows over all 7 shards
     if order == 'shuffled':
@@ -106,21 +105,41 @@ def test_planned_row_reads_travel_and_read_the_same(shards, ids):
         ds.reader.read_row_gather(gather, np.empty((3, 24), np.int64))
 
 
+@pytest.mark.skipif(not hasattr(os, 'fork'), reason='needs fork')
+def test_a_forked_worker_never_writes_the_parents_scratch(shards):
+    """Rows are gathered into a reusable buffer of shared memory (no copy-on-write after a
+    fork). A forked DataLoader worker shares that mapping, so it must gather into its own:
+    what the parent gathered is still there after the child gathered other rows."""
+    root, tokens = shards
+    ds = SLWDataset(local=root, batch_size=5)
+    mine = ds.reader._gather(1, np.array([0, 3, 5]))
+    np.testing.assert_array_equal(mine, tokens[[8, 11, 13]])
+    pid = os.fork()
+    if pid == 0:  # the child: gather other rows of the same shape, then leave at once
+        ok = np.array_equal(ds.reader._gather(2, np.array([7, 6, 4])), tokens[[23, 22, 20]])
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    np.testing.assert_array_equal(mine, tokens[[8, 11, 13]])
+
+
 def test_planned_segment_reads_travel_and_read_the_same(shards):
     """A DataLoader worker works out a tail batch's reads (plan_segments) and pickles them to
     the main process, which only reads (read_gather): the same tokens as the naive
-    concatenation. Runs shorter than min_run become reads of one segment."""
+    concatenation. Groups of one shard, start and length come sorted by shard (one read of
+    whole rows per shard), each written at its place."""
     import pickle
     root, tokens = shards
     ds = SLWDataset(local=root, batch_size=5)
-    ds.reader.min_run = 4
     run = np.arange(0, 50, 3)  # 17 rows over all 7 shards: runs of 2-3 per shard
     ids = np.concatenate([np.arange(8, 16), run, [5, 5], [44]])
     starts = np.concatenate([np.full(8, 16), np.full(17, 8), [0, 10], [2]])
     lengths = np.concatenate([np.full(8, 8), np.full(17, 16), [10, 4], [22]])
     gather = ds.reader.plan_segments(ids, starts, lengths)
-    counts = gather.groups[:, 3]
-    assert counts[0] == 8 and set(counts[1:].tolist()) == {1}  # [5, 5] joined into one
+    # One read per shard; rows 8..15 (one shard, start and length) are one group.
+    assert sorted(gather.shards.tolist()) == list(range(7))
+    count, pos = gather.groups[:, 2], gather.groups[:, 3]
+    assert count.sum() == len(ids) - 1 and count[pos == 0].tolist() == [8]  # [5, 5] joined
     assert gather.total == int(lengths.sum())
     gather = pickle.loads(pickle.dumps(gather))
     out = np.full(gather.total, -1, np.int64)
@@ -188,7 +207,6 @@ def test_column_layout_with_extra_fixed_columns(tmp_path):
     assert isinstance(layout, ColumnLayout) and layout.fixed and layout.offset == 8
     np.testing.assert_array_equal(ds.reader.read_rows(np.array([29, 0, 13])), tokens[[29, 0, 13]])
     # Segments come from the column's strided view, single slices and runs alike.
-    ds.reader.min_run = 3
     ids, starts, lengths = np.array([29, 3, 17, 4, 0]), np.array([2, 2, 2, 0, 5]), np.array([4] * 3 + [6, 1])
     np.testing.assert_array_equal(ds.reader.read_segments(ids, starts, lengths),
                                   _naive_segments(tokens, ids, starts, lengths))

@@ -25,7 +25,9 @@ Example::
 
 from __future__ import annotations
 
+import mmap
 import os
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
@@ -45,6 +47,9 @@ _NDARRAY_DTYPES = {
     'uint8', 'int8', 'uint16', 'int16', 'uint32', 'int32', 'uint64', 'int64', 'float16',
     'float32', 'float64'
 }
+
+
+_I32_MAX = int(np.iinfo(np.int32).max)
 
 
 def parse_token_encoding(encoding: str) -> tuple[Optional[np.dtype], Optional[int]]:
@@ -117,24 +122,60 @@ class RowGather:
     local: NDArray[np.int32]
     order: NDArray[np.integer]
 
+    @property
+    def shards(self) -> NDArray[np.int32]:
+        """The shards read, each once."""
+        return self.groups[:, 0]
+
 
 @dataclass
 class SegmentGather:
     """How to read a list of row segments (a tail batch), worked out by
-    :meth:`ShardTokenReader.plan_segments`: groups of consecutive segments that share a shard,
-    a start and a length, each read with one indexed read.
+    :meth:`ShardTokenReader.plan_segments` so the reader has no index arithmetic left to do:
+    each shard's rows are read with one indexed read, then every group of segments that share
+    a shard, a start and a length is copied from them into place.
 
-    ``groups`` is ``int32 [G, 4]``: ``(shard, start, length, count)``; group ``g`` reads
-    ``count`` segments of rows ``local[sum(count[:g]):][:count]`` (ids within the shard) and
-    writes them one after the other. Two arrays, so it pickles small (about 2 KB for a tail
-    batch of 256 rows of 1024)."""
+    ``runs`` is ``int32 [R, 4]``: ``(shard, lo, hi, groups)``, the shard's rows being
+    ``local[lo:hi]`` (ids within the shard) and its next ``groups`` rows of ``groups`` its
+    groups; ``groups`` is ``int32 [G, 5]``: ``(start, length, count, pos, at)``, ``count``
+    segments of rows ``at, at + 1, ...`` of the run written one after the other from
+    ``out[pos]``. ``total`` is the tokens read. About 2 KB for a tail batch of 256 rows of
+    1024: it crosses the DataLoader worker pipe with the plan."""
+    runs: NDArray[np.int32]
     groups: NDArray[np.int32]
     local: NDArray[np.int32]
+    total: int
 
     @property
-    def total(self) -> int:
-        """Tokens read."""
-        return int((self.groups[:, 2].astype(np.int64) * self.groups[:, 3]).sum())
+    def shards(self) -> NDArray[np.int32]:
+        """The shards read, each once."""
+        return self.runs[:, 0]
+
+
+class _Scratch(threading.local):
+    """Per process and thread: where a shard's share of a batch is gathered before it is
+    scattered and cast into the batch. Shared anonymous memory, so it never turns
+    copy-on-write when DataLoader workers fork: a new temporary per read landed on heap
+    pages last written before the fork and took 10-50 page faults per tail batch, at 3-4 us
+    each here."""
+    pid: Optional[int] = None
+    buf: Optional[mmap.mmap] = None
+    arr: Optional[np.ndarray] = None
+
+
+_SCRATCH = _Scratch()
+
+
+def _scratch(nbytes: int) -> np.ndarray:
+    """A reusable uint8 buffer of at least ``nbytes`` for this process and thread."""
+    s = _SCRATCH
+    if s.arr is None or len(s.arr) < nbytes or s.pid != os.getpid():
+        # A forked child inherits the parent's mapping, which it must never write: the
+        # parent may be gathering into it. It makes its own.
+        s.buf = mmap.mmap(-1, 1 << max(20, (nbytes - 1).bit_length()))
+        s.arr = np.frombuffer(s.buf, np.uint8)
+        s.pid = os.getpid()
+    return s.arr
 
 
 def _shard_name(shard) -> str:
@@ -157,8 +198,6 @@ class ShardTokenReader:
         fallback_get: ``sample_id -> sample dict`` used for shards without a fixed layout.
         bytes_dtype: dtype of tokens stored as raw ``bytes`` (llm-foundry used int64).
         max_open: memory maps kept open at once.
-        min_run: :meth:`read_segments` reads at least this many consecutive segments of one
-            shard with the same start and length (one step's tails) with one indexed read.
     """
 
     def __init__(self,
@@ -169,8 +208,7 @@ class ShardTokenReader:
                  touch: Optional[Callable[[NDArray[np.int64]], None]] = None,
                  fallback_get: Optional[Callable[[int], dict]] = None,
                  bytes_dtype: str = 'int64',
-                 max_open: int = 256,
-                 min_run: int = 8) -> None:
+                 max_open: int = 256) -> None:
         self.shards = list(shards)
         self.offsets = np.asarray(sample_offset_per_shard, np.int64)
         self.samples = np.array([s.samples for s in self.shards], np.int64)
@@ -181,8 +219,8 @@ class ShardTokenReader:
         self.fallback_get = fallback_get
         self.bytes_dtype = np.dtype(bytes_dtype)
         self.max_open = max_open
-        self.min_run = min_run
         self._maps: 'OrderedDict[int, np.ndarray]' = OrderedDict()
+        self._row_bytes: dict[int, np.ndarray] = {}
         self.all_fixed = all(layout.fixed for layout in self.layouts)
         lengths = {layout.seq_len for layout in self.layouts if layout.seq_len is not None}
         dtypes = {layout.dtype for layout in self.layouts if layout.dtype is not None}
@@ -240,9 +278,29 @@ class ShardTokenReader:
         # __getitem__ / __array_finalize__ cost more than a small gather from one shard.
         mm = mm.view(np.ndarray)
         self._maps[shard_id] = mm
+        if mm.flags.c_contiguous:
+            # The same rows, each one opaque item of seq_len * itemsize bytes (see _gather).
+            self._row_bytes[shard_id] = mm.view(np.uint8).view(
+                np.dtype((np.void, mm.shape[1] * mm.itemsize))).reshape(len(mm))
         if len(self._maps) > self.max_open:
-            self._maps.popitem(last=False)
+            old, _ = self._maps.popitem(last=False)
+            self._row_bytes.pop(old, None)
         return mm
+
+    def _gather(self, shard_id: int, local: NDArray[np.integer]) -> np.ndarray:
+        """Rows ``local`` of a fixed-layout shard, ``[k, seq_len]``, in the reusable scratch
+        buffer (valid until the next gather in this thread)."""
+        m = self._map(shard_id)
+        rows = self._row_bytes.get(shard_id)
+        if rows is None:  # extra columns: a strided view
+            return m[local]
+        k = len(local)
+        block = _scratch(k * rows.itemsize)[:k * rows.itemsize].view(rows.dtype)
+        # Rows as opaque bytes: the token data is usually not 2-byte aligned in the file
+        # (np.take would then copy the whole shard first). 'clip' writes straight into `block`
+        # ('raise' buffers); ids are within the shard by construction (plan_rows / plan_segments).
+        np.take(rows, local, out=block, mode='clip')
+        return block.view(m.dtype).reshape(k, m.shape[1])
 
     def _decode(self, sample_id: int, shard_id: int) -> np.ndarray:
         """Per-sample fallback for shards without a fixed layout."""
@@ -336,14 +394,14 @@ class ShardTokenReader:
         if not len(g):
             return out
         if self.touch is not None:
-            self.touch(g[:, 0].astype(np.int64))
+            self.touch(g[:, 0])
         local, order = gather.local, gather.order
         if len(g) == 1:
-            out[...] = self._map(int(g[0, 0]))[local]  # one shard: the order is the identity
+            out[...] = self._gather(int(g[0, 0]), local)  # one shard: the order is the identity
             return out
         lo = 0
         for shard, k in g.tolist():
-            out[order[lo:lo + k]] = self._map(shard)[local[lo:lo + k]]
+            out[order[lo:lo + k]] = self._gather(shard, local[lo:lo + k])
             lo += k
         return out
 
@@ -416,61 +474,69 @@ class ShardTokenReader:
         shard_ids = self.shard_of(ids, check)
         local = ids - self.offsets[shard_ids]
         # Groups of consecutive segments from one shard with one (start, length): the tails
-        # one step recorded, in row order, split by shard. A group of at least `min_run` is
-        # one indexed read (``map[rows, start:start+length]``); shorter ones are read a
-        # segment at a time, so they become groups of one.
+        # one step recorded, in row order, split by shard. Sorted by shard, so the main
+        # process reads all of a shard's rows with one indexed read and copies each group's
+        # slice of them into place.
         edge = (shard_ids[1:] != shard_ids[:-1]) | (starts[1:] != starts[:-1]) | \
             (lengths[1:] != lengths[:-1])
         bounds = np.flatnonzero(np.concatenate([[True], edge, [True]]))
-        sizes = np.diff(bounds)
-        small = sizes < self.min_run
-        if small.any():
-            is_first = np.repeat(small, sizes)
-            is_first[bounds[:-1]] = True
-            bounds = np.append(np.flatnonzero(is_first), len(ids))
         head = bounds[:-1]
-        groups = np.empty((len(head), 4), np.int32)
-        groups[:, 0], groups[:, 1], groups[:, 2] = shard_ids[head], starts[head], lengths[head]
-        groups[:, 3] = np.diff(bounds)
-        return SegmentGather(groups, local.astype(np.int32))
+        pos = np.cumsum(lengths) - lengths
+        total = int(lengths.sum())
+        if total > _I32_MAX:
+            raise ValueError(f'{total} tokens of segments in one read (at most 2**31 - 1).')
+        count = np.diff(bounds)
+        by_shard = np.argsort(shard_ids[head], kind='stable')
+        head, count = head[by_shard], count[by_shard]
+        shard = shard_ids[head]
+        rows = np.concatenate([local[h:h + c] for h, c in zip(head.tolist(), count.tolist())]) \
+            if len(head) else local
+        ends = np.cumsum(count)
+        first = np.flatnonzero(np.concatenate([[True], shard[1:] != shard[:-1]])) \
+            if len(head) else np.zeros(0, np.int64)
+        run_end = np.append(first[1:], len(head)) if len(head) else first
+        runs = np.empty((len(first), 4), np.int32)
+        runs[:, 0] = shard[first]
+        runs[:, 1] = ends[first] - count[first]
+        runs[:, 2] = ends[run_end - 1] if len(head) else 0
+        runs[:, 3] = run_end - first
+        groups = np.empty((len(head), 5), np.int32)
+        groups[:, 0], groups[:, 1], groups[:, 2] = starts[head], lengths[head], count
+        groups[:, 3] = pos[head]
+        groups[:, 4] = ends - count - np.repeat(runs[:, 1], runs[:, 3])
+        return SegmentGather(runs, groups, rows.astype(np.int32), total)
 
     def read_gather(self, gather: 'SegmentGather', out: np.ndarray) -> np.ndarray:
         """Read what :meth:`plan_segments` planned into the 1-D ``out`` (cast on the way).
 
-        Straight from the shard maps, each group in place: no per-token index (a flat index
-        costs about three times as much) and no concatenation."""
-        g = gather.groups
-        counts = g[:, 3].astype(np.int64)
-        sizes = counts * g[:, 2]
-        if out.ndim != 1 or len(out) != int(sizes.sum()):
-            raise ValueError(f'out has shape {out.shape}, expected ({int(sizes.sum())},).')
-        if not len(g):
-            return out
-        if self.touch is not None:
-            self.touch(g[:, 0].astype(np.int64))
-        local = gather.local
-        bounds = np.cumsum(counts).tolist()
-        pos = (np.cumsum(sizes) - sizes).tolist()
-        maps: dict[int, np.ndarray] = {}
-        lo = 0
-        for (shard, begin, n, k), hi, at in zip(g.tolist(), bounds, pos):
-            m = maps.get(shard)
-            if m is None:
-                m = maps[shard] = self._map(shard)
-            if k == 1:
-                out[at:at + n] = m[local[lo], begin:begin + n]
-            else:
-                out[at:at + k * n].reshape(k, n)[...] = m[local[lo:hi]][:, begin:begin + n]
-            lo = hi
+        One indexed read of whole rows per shard (as a fresh batch does), then each group's
+        ``[start, start + length)`` of them copied into place: no per-token index (a flat
+        index costs about three times as much) and no concatenation."""
+        if out.ndim != 1 or len(out) != gather.total:
+            raise ValueError(f'out has shape {out.shape}, expected ({gather.total},).')
+        runs = gather.runs
+        if self.touch is not None and len(runs):
+            self.touch(runs[:, 0])
+        local, groups, g = gather.local, gather.groups.tolist(), 0
+        for shard, lo, hi, n_groups in runs.tolist():
+            block = self._gather(shard, local[lo:hi])
+            for begin, n, k, pos, at in groups[g:g + n_groups]:
+                if k == 1:
+                    out[pos:pos + n] = block[at, begin:begin + n]
+                else:
+                    out[pos:pos + k * n].reshape(k, n)[...] = block[at:at + k, begin:begin + n]
+            g += n_groups
         return out
 
     def close(self) -> None:
         """Drop open memory maps."""
         self._maps.clear()
+        self._row_bytes.clear()
 
     def __getstate__(self) -> dict:
         # A pickled np.memmap is a full in-memory copy of the shard: spawned DataLoader workers
         # open their own maps instead.
         state = self.__dict__.copy()
         state['_maps'] = OrderedDict()
+        state['_row_bytes'] = {}
         return state
