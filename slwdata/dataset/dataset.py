@@ -844,11 +844,12 @@ def make_dataloader(dataset: SLWDataset,
       than int64); the main process widens them to ``output_dtype``.
     - ``"full"``: workers ship ``output_dtype`` batches (what a plain DataLoader does).
 
-    Other keyword arguments go to the DataLoader. ``multiprocessing_context='forkserver'``
-    starts workers from a clean process instead of forking this one: after a fork, each heap
-    page the training process writes first costs a copy-on-write fault, and tail batches
-    (``reuse`` on) touch pages nothing else wrote since the fork. Workers then take longer to
-    start (each imports torch), and the script needs an ``if __name__ == '__main__':`` guard.
+    Other keyword arguments go to the DataLoader. With ``transfer="addresses"`` the workers
+    also work out each batch's reads, so the main process only gathers, into one scratch
+    buffer of shared memory that forking does not turn copy-on-write. Workers may be started
+    with ``multiprocessing_context='forkserver'`` (the batches are the same); they then take
+    longer to start (each imports torch), the script needs an ``if __name__ == '__main__':``
+    guard, and it measured no faster here.
 
     Example::
 
