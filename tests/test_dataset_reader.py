@@ -103,6 +103,7 @@ def test_planned_row_reads_travel_and_read_the_same(shards, ids):
     np.testing.assert_array_equal(out, tokens[ids].astype(np.int64))
     with pytest.raises(ValueError, match=r'out has shape \(3, 24\)'):
         ds.reader.read_row_gather(gather, np.empty((3, 24), np.int64))
+    assert ds.reader.read_row_gather(ds.reader.plan_rows(np.array([], np.int64))).shape == (0, 24)
 
 
 @pytest.mark.skipif(not hasattr(os, 'fork'), reason='needs fork')

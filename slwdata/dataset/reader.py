@@ -147,10 +147,10 @@ class SegmentGather:
     each shard's rows are read with one indexed read, then every group of segments that share
     a shard, a start and a length is copied from them into place.
 
-    ``runs`` is ``int32 [R, 4]``: ``(shard, lo, hi, groups)``, the shard's rows being
-    ``local[lo:hi]`` (ids within the shard) and its next ``groups`` rows of ``groups`` its
-    groups; ``groups`` is ``int32 [G, 5]``: ``(start, length, count, pos, at)``, ``count``
-    segments of rows ``at, at + 1, ...`` of the run written one after the other from
+    ``runs`` is ``int32 [R, 4]``: ``(shard, lo, hi, n_groups)``: the shard's rows are
+    ``local[lo:hi]`` (ids within the shard) and its groups the next ``n_groups`` rows of
+    ``groups``, ``int32 [G, 5]``: ``(start, length, count, pos, at)``, i.e. ``count`` segments
+    from rows ``at, at + 1, ...`` of the shard's read, written one after the other from
     ``out[pos]``. ``total`` is the tokens read. About 2 KB for a tail batch of 256 rows of
     1024: it crosses the DataLoader worker pipe with the plan."""
     runs: NDArray[np.int32]
@@ -395,6 +395,9 @@ class ShardTokenReader:
             reader.read_row_gather(g)                            # [3, seq_len]
         """
         ids = np.asarray(ids, np.int64)
+        if not len(ids):
+            return RowGather(np.zeros((0, 2), np.int32), np.zeros(0, np.int32),
+                             np.zeros(0, np.int16))
         shard_ids = self.shard_of(ids, check)
         order = np.argsort(shard_ids, kind='stable')
         sorted_shards = shard_ids[order]
