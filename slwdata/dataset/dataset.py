@@ -672,7 +672,7 @@ class SLWDataset(StreamingDataset):
         """A plan as a worker sends it: with its reads worked out
         (:meth:`ShardTokenReader.plan_rows` / :meth:`~ShardTokenReader.plan_segments`), so
         the main process, which has the model to run, only reads. Measured side by side with
-        2 workers, fresh batches cost the main process 22 % less CPU per row than when it
+        2 workers, fresh batches cost the main process 18-22 % less CPU per row than when it
         sorted the row ids by shard itself. With forked workers a tail batch had cost it
         1.3-1.7x a fresh one: that index arithmetic, and copy-on-write faults on the heap
         pages its allocations landed on."""
