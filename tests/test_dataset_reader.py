@@ -148,6 +148,20 @@ def test_planned_segment_reads_travel_and_read_the_same(shards):
     np.testing.assert_array_equal(out, _naive_segments(tokens, ids, starts, lengths))
     with pytest.raises(ValueError, match=r'out has shape \(7,\)'):
         ds.reader.read_gather(gather, np.empty(7, np.int64))
+    empty = ds.reader.plan_segments(np.array([], np.int64), np.array([]), np.array([]))
+    assert empty.total == 0 and len(ds.reader.read_gather(empty, np.empty(0, np.int64))) == 0
+
+
+@pytest.mark.parametrize('bad', [50, -1])
+def test_segment_ids_out_of_range_are_refused_unchecked_or_not(shards, bad):
+    """Rows are read with np.take(mode='clip'), which would serve the last row for an id past
+    the end: ids are range-checked even when the segments are not (check=False)."""
+    root, _ = shards
+    ds = SLWDataset(local=root, batch_size=5)
+    for check in (True, False):
+        with pytest.raises(IndexError, match='out of range'):
+            ds.reader.read_segments(np.array([bad, 5]), np.array([0, 0]), np.array([4, 4]),
+                                    check=check)
 
 
 @pytest.mark.parametrize('encoding', ['ndarray', 'bytes'])

@@ -682,7 +682,7 @@ class SLWDataset(StreamingDataset):
             else:
                 seg = plan.taken
                 plan.gather = self.reader.plan_segments(seg['row'], seg['start'],
-                                                        seg['length'], check=False)
+                                                        seg['length'])
         return plan
 
     def materialize_in_main(self, address: 'BatchAddress') -> Iterator[dict[str, Any]]:

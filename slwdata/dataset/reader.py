@@ -477,13 +477,15 @@ class ShardTokenReader:
 
     def _segments_fixed(self, ids: NDArray[np.int64], starts: NDArray[np.int64],
                         lengths: NDArray[np.int64], check: bool, out: np.ndarray) -> np.ndarray:
-        return self.read_gather(self.plan_segments(ids, starts, lengths, check=check), out)
+        return self.read_gather(self.plan_segments(ids, starts, lengths), out)
 
     def plan_segments(self, ids: NDArray[np.integer], starts: NDArray[np.integer],
-                      lengths: NDArray[np.integer], check: bool = True) -> 'SegmentGather':
+                      lengths: NDArray[np.integer]) -> 'SegmentGather':
         """Work out how :meth:`read_gather` reads these segments (fixed layouts only): index
         arithmetic, no token read, so a DataLoader worker can do it and send the result with
-        the batch's plan, leaving the main process only the reads.
+        the batch's plan, leaving the main process only the reads. The ids are always checked
+        (the read clips them); the segments' starts and lengths are the caller's to check
+        (:meth:`read_segments` does).
 
         Example::
 
@@ -493,13 +495,16 @@ class ShardTokenReader:
         ids = np.asarray(ids, np.int64)
         starts = np.asarray(starts, np.int64)
         lengths = np.asarray(lengths, np.int64)
+        if not len(ids):
+            return SegmentGather(np.zeros((0, 4), np.int32), np.zeros((0, 5), np.int32),
+                                 np.zeros(0, np.int32), 0)
         # A tail that straddles two tail rows may arrive as two pieces that continue each
         # other in the source row: joined first.
         joins = (ids[1:] == ids[:-1]) & (starts[1:] == starts[:-1] + lengths[:-1])
         if joins.any():
             first = np.flatnonzero(np.concatenate([[True], ~joins]))
             ids, starts, lengths = ids[first], starts[first], np.add.reduceat(lengths, first)
-        shard_ids = self.shard_of(ids, check)
+        shard_ids = self.shard_of(ids)
         local = ids - self.offsets[shard_ids]
         # Groups of consecutive segments from one shard with one (start, length): the tails
         # one step recorded, in row order, split by shard. Sorted by shard, so the main
