@@ -185,7 +185,8 @@ def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: in
 
     A policy named ``"off#2"`` is a second ``"off"`` loader (an A/A run: the harness's own
     noise); ``"off@ids"`` one whose workers send fresh plans as row ids, leaving the main
-    process to work out the reads (the wire format before this was done in the workers). With workers, ``settle_s`` waits after the first batches until every worker has
+    process to work out the reads (the wire format before this was done in the workers).
+    With workers, ``settle_s`` waits after the first batches until every worker has
     started and prefetched its items, so the timed pulls measure the steady state rather
     than which loader's workers won the race for the CPU at start-up (each round starts fresh
     workers; an epoch here is only ~25 batches). ``pin`` puts the main process on CPU 0 and
@@ -194,7 +195,8 @@ def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: in
     default, ``fork`` on Linux; ``"forkserver"`` starts them from a clean process, so the
     main process does not copy-on-write the pages it shares with forked children).
     ``epoch_size`` (streaming's: rows per epoch, repeating the corpus) makes the epoch, and so
-    the time between two forks of the workers, longer. Also returns the main thread's CPU seconds per row (receiving, gathering, casting)."""
+    the time between two forks of the workers, longer. Also returns the main thread's CPU
+    seconds per row (receiving, gathering, casting)."""
     from slwdata.dataset import SLWDataset, make_dataloader
     secs = {p: 0.0 for p in policies}
     cpu = {p: 0.0 for p in policies}

@@ -184,8 +184,7 @@ class _Scratch(threading.local):
     pages last written before the fork and took 10-50 page faults per tail batch, at 3-4 us
     each here."""
     pid: Optional[int] = None
-    buf: Optional[mmap.mmap] = None
-    arr: Optional[np.ndarray] = None
+    arr: Optional[np.ndarray] = None  # a view of the mapping, which it keeps alive
 
 
 _SCRATCH = _Scratch()
@@ -197,8 +196,7 @@ def _scratch(nbytes: int) -> np.ndarray:
     if s.arr is None or len(s.arr) < nbytes or s.pid != os.getpid():
         # A forked child inherits the parent's mapping, which it must never write: the
         # parent may be gathering into it. It makes its own.
-        s.buf = mmap.mmap(-1, 1 << max(20, (nbytes - 1).bit_length()))
-        s.arr = np.frombuffer(s.buf, np.uint8)
+        s.arr = np.frombuffer(mmap.mmap(-1, 1 << max(20, (nbytes - 1).bit_length())), np.uint8)
         s.pid = os.getpid()
     return s.arr
 
@@ -358,28 +356,24 @@ class ShardTokenReader:
         Fixed layouts: :meth:`plan_rows` then :meth:`read_row_gather`. Otherwise rows are
         decoded per shard and put in order with one scatter."""
         ids = np.asarray(ids, np.int64)
-        if self.all_fixed and len(ids):
+        if not len(ids):
+            rows = np.empty((0, self.seq_len or 0), self.dtype or np.int64)
+        elif self.all_fixed:
             return self.read_row_gather(self.plan_rows(ids), out)
-        shard_ids = self.shard_of(ids)
-        if len(ids):
-            order = np.argsort(shard_ids, kind='stable')
-            sorted_shards = shard_ids[order]
-            local = (ids - self.offsets[shard_ids])[order]
-            bounds = np.flatnonzero(np.diff(sorted_shards)) + 1
-            starts = np.concatenate([[0], bounds]).tolist()
-            stops = np.concatenate([bounds, [len(ids)]]).tolist()
+        else:
+            gather = self.plan_rows(ids)
             if self.touch is not None:
-                self.touch(sorted_shards[starts])
+                self.touch(gather.shards)
             # Row lengths agree across shards: checked at init (fixed layouts) or per shard.
-            pieces = [self._rows_of_shard(int(sorted_shards[lo]), local[lo:hi])
-                      for lo, hi in zip(starts, stops)]
+            pieces, lo = [], 0
+            for shard, k in gather.groups.tolist():
+                pieces.append(self._rows_of_shard(shard, gather.local[lo:lo + k]))
+                lo += k
             if len(pieces) == 1:
                 rows = pieces[0]  # one shard: the stable order is the identity
             else:
                 rows = np.empty((len(ids), pieces[0].shape[1]), np.result_type(*pieces))
-                rows[order] = np.concatenate(pieces)
-        else:
-            rows = np.empty((0, self.seq_len or 0), self.dtype or np.int64)
+                rows[gather.order] = np.concatenate(pieces)
         if out is None:
             return rows
         np.copyto(out, rows, casting='unsafe')
