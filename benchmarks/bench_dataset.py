@@ -169,7 +169,8 @@ def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: in
                             policies: tuple[str, ...] = ('off', 'deferred'),
                             workers: int = 0, settle_s: float = 0.0,
                             pin: bool = False, context: str | None = None,
-                            epoch_size: int | None = None) -> dict[str, Any]:
+                            epoch_size: int | None = None,
+                            warm_pulls: int = 1) -> dict[str, Any]:
     """In-process rows/s of each reuse policy, their batches drawn interleaved.
 
     Each round builds one dataset per policy and pulls batches from them in turn, timing each
@@ -177,15 +178,21 @@ def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: in
     policies see the same moments of the machine: its slow phases (they last
     seconds and move a separate run by up to ~40 % here) cancel in the ratio. Pulls are paced
     by progress (the loader furthest behind in its epoch goes next), so the epochs end
-    together. The first three batches of each are not timed (maps opened, pages touched, and a
-    gc pass between them and the timed ones). Each dataset has its own shuffle seed: with one
-    seed each loader would read the rows the other just read, from the CPU cache. Creation
-    order and tie order alternate by round (whatever runs after the other's set-up or
-    tear-down pays for touching fresh memory).
+    together. The first ``2 + warm_pulls`` batches of each are not timed (maps opened, pages
+    touched, and a gc pass before the last ``warm_pulls``). Each dataset has its own shuffle
+    seed: with one seed each loader would read the rows the other just read, from the CPU
+    cache. Creation order and tie order alternate by round (whatever runs after the other's
+    set-up or tear-down pays for touching fresh memory). The first timed pull is the coldest
+    (after the settle it measured ~2x a steady one): pacing by progress alone always gave it to
+    the loader with more batches, i.e. to ``deferred`` (its tail batches), which cost that
+    policy ~2-3 % in this harness until 2026-12-01. It now alternates, on a cycle of 4 rounds.
 
     A policy named ``"off#2"`` is a second ``"off"`` loader (an A/A run: the harness's own
     noise); ``"off@ids"`` one whose workers send fresh plans as row ids, leaving the main
-    process to work out the reads (the wire format before this was done in the workers).
+    process to work out the reads (the wire format before this was done in the workers);
+    ``"off+768"`` an ``"off"`` loader whose epoch is 768 rows longer: against ``"off"``, an A/A
+    run with the geometry of off vs deferred (whose epoch is longer by its tail batches), which
+    shows whether a longer epoch alone costs or gains rows/s in this harness.
     With workers, ``settle_s`` waits after the first batches until every worker has
     started and prefetched its items, so the timed pulls measure the steady state rather
     than which loader's workers won the race for the CPU at start-up (each round starts fresh
@@ -211,10 +218,13 @@ def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: in
             order = list(policies) if r % 2 == 0 else list(policies)[::-1]
             its, sizes = {}, {}
             for p in order:
-                ds = SLWDataset(local=local, batch_size=batch_size,
-                                reuse=p.split('#')[0].split('@')[0],
+                base, _, more = p.split('#')[0].split('@')[0].partition('+')
+                size = epoch_size
+                if more:  # 'off+768': an epoch 768 rows longer (the corpus repeated)
+                    size = (epoch_size or _corpus_rows(local)) + int(more)
+                ds = SLWDataset(local=local, batch_size=batch_size, reuse=base,
                                 shuffle=True, shuffle_seed=1000 * (policies.index(p) + 1) + r,
-                                epoch_size=epoch_size)
+                                epoch_size=size)
                 if p.endswith('@ids'):
                     ds._address = functools.partial(_send_row_ids, ds)
                 ds.bind_pacing(pacing, rows_per_step=batch_size)
@@ -233,13 +243,21 @@ def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: in
             if settle_s:
                 time.sleep(settle_s)
             gc.collect()
-            for it in its.values():
-                next(it)
-            done = {p: 3 for p in policies}
+            for _ in range(warm_pulls):
+                for it in its.values():
+                    next(it)
+            done = {p: 2 + warm_pulls for p in policies}
             r_secs = {p: 0.0 for p in policies}
             r_rows = {p: 0 for p in policies}
+            # The first timed pull is the coldest (~4x a steady one after the settle): pacing
+            # by progress would always give it to the policy with more batches per epoch
+            # (deferred: its tail batches), so it alternates, on a cycle of 4 rounds so that
+            # it does not follow the creation order.
+            first: str | None = policies[(r // 2) % len(policies)]
             while its:
                 p = min(its, key=lambda q: done[q] / sizes[q])  # ties: the first in `order`
+                if first is not None:
+                    p, first = first, None
                 c0 = time.thread_time()
                 t0 = time.perf_counter()
                 batch = next(its[p], None)
@@ -270,6 +288,22 @@ def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: in
             'main_cpu_us_per_row': {p: cpu[p] / rows[p] * 1e6 for p in policies},
             'epoch_end_ms_interleaved': {p: float(np.median(v)) * 1e3
                                          for p, v in end_secs.items()}}
+
+
+@functools.lru_cache(maxsize=None)
+def _corpus_rows(local: str) -> int:
+    with open(os.path.join(local, 'index.json')) as f:
+        return sum(int(shard['samples']) for shard in json.load(f)['shards'])
+
+
+def tail_batches_per_epoch(local: str, batch_size: int, pacing: Any,
+                           epoch_size: int | None = None) -> int:
+    """Tail batches in epoch 0 of a ``deferred`` dataset (from its plan; no token is read)."""
+    from slwdata.dataset import SLWDataset
+    ds = SLWDataset(local=local, batch_size=batch_size, reuse='deferred', shuffle=True,
+                    epoch_size=epoch_size)
+    ds.bind_pacing(pacing, rows_per_step=batch_size)
+    return sum(plan.kind == 'tail' for plan in ds._planner(0, 0, None)[0])
 
 
 def bench_epoch_end(local: str, batch_size: int, pacing: Any, rounds: int,
@@ -452,36 +486,51 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # batches, so a cold round mostly measures worker start-up. The settled runs wait 1 s for
     # every worker to start and prefetch (steady state), the pinned one also keeps the workers
     # off the main process's core (as with cores to spare), and off-vs-off is the noise floor.
-    # The forkserver run starts the workers from a clean process instead of forking this one:
-    # after a fork, each page this process shares with them takes a copy-on-write fault when
-    # first written (the reader gathers into shared memory for that reason). Workers then take
-    # ~2 s each to start (they import torch), so those rounds take ~8x longer and settle 3 s.
     # A round's ratio moves by +-10-20 % with which loader was made first (the order alternates
-    # by round), so the settled runs, the figure reported, take 32 rounds.
-    # The x4 runs repeat the corpus 4 times an epoch (89 batches, warmup 29 steps): workers
-    # fork once per epoch, and what a fork costs (the first touch of each page or object the
-    # main process shares with them) is then spread over 4x the rows, as it is over a real
-    # epoch's millions.
+    # by round), so the settled runs take 32 rounds.
+    # The x4 / x16 runs repeat the corpus 4 / 16 times an epoch (89 / 357 batches, warmup a
+    # third of them): workers fork once per epoch, and what a fork costs (the first touch of
+    # each page or object the main process shares with them, ~3.4 us a fault here) is then
+    # spread over 4x / 16x the rows, as it is over a real epoch's millions.
+    # The geometry controls (`_geom`) run off against an off whose epoch is longer by as many
+    # batches as deferred adds: an A/A with deferred's shape. Measured 2026-12-01, 2 workers:
+    # at 25 batches an epoch the longer loader alone read 3-6 % fewer rows/s (cause not
+    # isolated; the pulls that receive a DataLoader item, ~2.5x a batch after a fork, differ
+    # most), which the deferred-vs-off ratio of the same runs carries too; at x16 the same
+    # control gave 0.995-0.999, and with 0 workers 1.002-1.005 at both sizes. So the figures
+    # for deferred's cost are the x16 run (2 workers) and the 0-worker run, each next to its
+    # geometry control. 0 workers has no fork and short rounds: it takes 64 of them.
     rounds = 2 if args.quick else 16
-    x4 = 4 * out['rows']
-    sched_x4 = PacingSchedule(start=8, duration=f'{max(1, x4 // bs // 3)}ba', multiple=8)
+    multiples = (4, 16)
+    scheds = {None: sched}
+    for k in multiples:
+        scheds[k * out['rows']] = PacingSchedule(
+            start=8, duration=f'{max(1, k * out["rows"] // bs // 3)}ba', multiple=8)
+    x4, x16 = (k * out['rows'] for k in multiples)
+    # The geometry controls: off vs an off whose epoch is longer by deferred's tail batches.
+    longer = {size: f'off+{tail_batches_per_epoch(local, bs, scheds[size], size) * bs}'
+              for size in (None, x16)}
+    out['tail_batches_per_epoch'] = {'x1': int(longer[None][4:]) // bs,
+                                     'x16': int(longer[x16][4:]) // bs}
     configs = [
-        ('w0', 0, 3 if args.quick else 16, 0.0, False, None, ('off', 'deferred'), None),
+        ('w0', 0, 3 if args.quick else 64, 0.0, False, None, ('off', 'deferred'), None),
+        ('w0_geom', 0, 3 if args.quick else 64, 0.0, False, None, ('off', longer[None]), None),
         ('w2', 2, 2 if args.quick else 8, 0.0, False, None, ('off', 'deferred'), None),
         ('w2_settled', 2, 2 * rounds, 1.0, False, None, ('off', 'deferred'), None),
         ('w2_settled_aa', 2, 2 * rounds, 1.0, False, None, ('off', 'off#2'), None),
+        ('w2_settled_geom', 2, 2 * rounds, 1.0, False, None, ('off', longer[None]), None),
         ('w2_settled_x4', 2, rounds, 1.0, False, None, ('off', 'deferred'), x4),
         ('w2_settled_x4_aa', 2, rounds, 1.0, False, None, ('off', 'off#2'), x4),
+        ('w2_settled_x16', 2, rounds, 1.0, False, None, ('off', 'deferred'), x16),
+        ('w2_settled_x16_geom', 2, rounds, 1.0, False, None, ('off', longer[x16]), x16),
         # Where the main process works out a fresh batch's reads (before) vs the workers (now).
         ('w2_settled_readplan', 2, rounds, 1.0, False, None, ('off', 'off@ids'), None),
-        ('w2_settled_forkserver', 2, rounds // 2, 3.0, False, 'forkserver', ('off', 'deferred'),
-         None),
     ]
     if len(os.sched_getaffinity(0)) >= 2:
         configs.append(('w2_settled_pinned', 2, rounds, 1.0, True, None, ('off', 'deferred'),
                         None))
     for name, workers, inter_rounds, settle, pin, context, pols, esize in configs:
-        inter = bench_paced_interleaved(local, bs, sched_x4 if esize else sched, inter_rounds,
+        inter = bench_paced_interleaved(local, bs, scheds[esize], inter_rounds,
                                         policies=pols, workers=workers, settle_s=settle,
                                         pin=pin, context=context, epoch_size=esize)
         a, b = pols
@@ -492,7 +541,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         out[f'interleaved_main_cpu_us_per_row_{name}'] = cpu
         # rows/s of a over b: deferred's cost, the A/A noise, or the speedup of reads worked
         # out in the workers.
-        kind = {'off#2': 'aa_cost', 'off@ids': 'readplan_speedup'}.get(b, 'deferred_cost')
+        kind = {'off#2': 'aa_cost', 'off@ids': 'readplan_speedup'}.get(
+            b, 'geom_aa_cost' if b.startswith('off+') else 'deferred_cost')
         out[f'{kind}_ratio_{name}_interleaved'] = ratio
         out[f'{kind}_ratio_{name}_interleaved_per_round'] = per_round
         out[f'{kind}_ratio_{name}_interleaved_per_round_median'] = float(np.median(per_round))
