@@ -216,7 +216,7 @@ def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: in
     try:
         for r in range(rounds):
             order = list(policies) if r % 2 == 0 else list(policies)[::-1]
-            its, sizes = {}, {}
+            its, sizes, made = {}, {}, []
             for p in order:
                 base, _, more = p.split('#')[0].split('@')[0].partition('+')
                 size = epoch_size
@@ -225,6 +225,7 @@ def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: in
                 ds = SLWDataset(local=local, batch_size=batch_size, reuse=base,
                                 shuffle=True, shuffle_seed=1000 * (policies.index(p) + 1) + r,
                                 epoch_size=size)
+                made.append(ds)
                 if p.endswith('@ids'):
                     ds._address = functools.partial(_send_row_ids, ds)
                 ds.bind_pacing(pacing, rows_per_step=batch_size)
@@ -277,6 +278,10 @@ def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: in
                     r_rows[p] += len(batch['input_ids'])
                 del batch
             del keep
+            for ds in made:
+                # streaming keeps each dataset's shared memory (~12 fds) until exit: ~600
+                # datasets here would run the process out of file descriptors.
+                ds.close()
             for p in policies:
                 secs[p] += r_secs[p]
                 rows[p] += r_rows[p]
@@ -303,7 +308,9 @@ def tail_batches_per_epoch(local: str, batch_size: int, pacing: Any,
     ds = SLWDataset(local=local, batch_size=batch_size, reuse='deferred', shuffle=True,
                     epoch_size=epoch_size)
     ds.bind_pacing(pacing, rows_per_step=batch_size)
-    return sum(plan.kind == 'tail' for plan in ds._planner(0, 0, None)[0])
+    n = sum(plan.kind == 'tail' for plan in ds._planner(0, 0, None)[0])
+    ds.close()
+    return n
 
 
 def bench_epoch_end(local: str, batch_size: int, pacing: Any, rounds: int,
@@ -325,6 +332,7 @@ def bench_epoch_end(local: str, batch_size: int, pacing: Any, rounds: int,
                     ends[p].append(time.perf_counter() - t0)
                     break
                 del batch
+            ds.close()
     return {p: float(np.median(v)) * 1e3 for p, v in ends.items()}
 
 
@@ -412,7 +420,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for _ in range(rounds):
             runs['plain'].append(bench_plain(local, bs, workers, max_plain))
             for mode in modes:
-                rate, _, cpu = bench_slw(local, bs, workers, epochs, transfer=mode)
+                rate, ds, cpu = bench_slw(local, bs, workers, epochs, transfer=mode)
+                ds.close()
                 runs[mode].append((rate, cpu))
         med = {k: (float(np.median([r for r, _ in v])), float(np.median([c for _, c in v])))
                for k, v in runs.items()}
@@ -460,6 +469,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 cpus[reuse].append(cpu)
                 if reuse == 'deferred':
                     deferred_ds = ds
+                else:
+                    ds.close()
         off_rate = float(np.median(rates['off']))
         def_rate = float(np.median(rates['deferred']))
         out[f'paced_off_rows_per_s_w{workers}'] = off_rate

@@ -5,6 +5,7 @@ See ``docs/DESIGN.md`` for the contract with the pacing module and the Composer 
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import math
@@ -519,6 +520,34 @@ class SLWDataset(StreamingDataset):
                 'size, batch size, reuse policy and pacing of the checkpoint.')
 
     # ------------------------------------------------------------------ iteration
+    def close(self) -> None:
+        """Release this dataset's shared memory now, not at process exit.
+
+        streaming keeps every dataset's shared-memory segments (barrier, shard states, cache
+        usage, ...) open until the process exits, through its ``atexit`` handlers: about 12
+        file descriptors and a few ``/dev/shm`` segments per dataset, even after the dataset is
+        garbage-collected. A process that builds many datasets (a sweep, a notebook, a
+        benchmark) runs out of file descriptors. Call ``close()`` once every rank and worker is
+        done with the dataset; it cannot be iterated afterwards.
+
+        Example::
+
+            ds = SLWDataset(local='shards/train', batch_size=8)
+            for batch in make_dataloader(ds):
+                ...
+            ds.close()
+        """
+        self.reader.close()
+        if hasattr(self, '_locals_shm'):
+            try:  # what streaming's __del__ does: give back this process's local-dir slot
+                self._locals_shm.buf[:4] = np.int32(0).tobytes()
+            except (TypeError, ValueError):
+                pass
+        for shm in _streaming_shms(self):
+            atexit.unregister(shm.cleanup)
+            shm.cleanup()
+        self._closed = True
+
     def _materialize(self, plan: BatchPlan) -> dict[str, Any]:
         """Gather the batch into one buffer holding ``input_ids`` (``labels``) and the ``slw_*``
         rows: a DataLoader worker then ships one shared-memory segment per batch, not four
@@ -582,6 +611,12 @@ class SLWDataset(StreamingDataset):
         DataLoader item (``addresses_per_item`` when sending addresses, else 1): PyTorch's
         DataLoader collects items from its workers round-robin starting with worker 0. Fewer
         than ``k / 2`` steps after the last whole block of ``k`` join that block."""
+        if getattr(self, '_closed', False):
+            raise RuntimeError('This SLWDataset was closed (close() released its shared memory): '
+                               'build a new one to iterate again.')
+        # streaming's barrier makes its file lock on first use; one made by an in-process
+        # epoch (0 workers) must not reach forked workers (filelock refuses an inherited lock).
+        self._shared_barrier.__dict__.pop('lock', None)
         self._unique_worker_world = self._unique_rank_world.detect_workers()
         self._parallel_worker_world = self._parallel_rank_world.detect_workers()
         epoch, sample_in_epoch = self._resume_incr_epoch()
@@ -753,6 +788,19 @@ class SLWDataset(StreamingDataset):
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _streaming_shms(dataset: Any) -> list[SharedMemory]:
+    """The streaming ``SharedMemory`` objects a dataset holds: its own attributes, and those
+    of its shared arrays, scalars and barrier (``.shm``, ``.arr.shm``, ``._arr.shm``), each
+    once."""
+    found: dict[int, SharedMemory] = {}
+    for value in list(vars(dataset).values()):
+        holders = (value, getattr(value, 'arr', None), getattr(value, '_arr', None))
+        for obj in holders + tuple(getattr(h, 'shm', None) for h in holders):
+            if isinstance(obj, SharedMemory):
+                found[id(obj)] = obj
+    return list(found.values())
 
 
 TRANSFER_MODES = ('addresses', 'compact', 'full')
