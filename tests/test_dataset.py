@@ -248,31 +248,34 @@ def test_unknown_transfer_mode_is_refused(shards):
         make_dataloader(ds, num_workers=2, transfer='pigeons')
 
 
-def _open_fds() -> int:
+def _fds_to(prefix: str) -> int:
+    """Open file descriptors of this process on /dev/shm segments named ``prefix*``."""
     import os
-    return len(os.listdir('/proc/self/fd'))
+    n = 0
+    for fd in os.listdir('/proc/self/fd'):
+        try:
+            n += os.path.basename(os.readlink(f'/proc/self/fd/{fd}')).startswith(prefix)
+        except OSError:
+            pass
+    return n
 
 
 @pytest.mark.skipif(not __import__('os').path.isdir('/proc/self/fd'), reason='needs /proc')
 def test_close_releases_streamings_shared_memory(shards):
-    """streaming keeps a dataset's shared memory (and ~12 fds) until the process exits, even
+    """streaming keeps a dataset's shared memory (and its fds) until the process exits, even
     once the dataset is collected; close() gives them back, so a process can build many."""
-    import gc
     import os
     root, _ = shards
-    before_fds, before_shm = _open_fds(), set(os.listdir('/dev/shm'))
-    for seed in range(4):
+    for seed in range(3):
         ds = SLWDataset(local=root, batch_size=BS, shuffle=True, shuffle_seed=seed)
         list(make_dataloader(ds, num_workers=0))
-        assert _open_fds() > before_fds
+        prefix = f'{ds._shm_prefix_int:06d}_'
+        segments = [n for n in os.listdir('/dev/shm') if n.startswith(prefix)]
+        assert len(segments) >= 5 and _fds_to(prefix) >= len(segments)
         ds.close()
-        del ds
-        gc.collect()
-    assert _open_fds() <= before_fds + 1
-    assert not set(os.listdir('/dev/shm')) - before_shm
+        assert not [n for n in os.listdir('/dev/shm') if n.startswith(prefix)]
+        assert _fds_to(prefix) == 0
     with pytest.raises(RuntimeError, match='closed'):
-        ds = SLWDataset(local=root, batch_size=BS)
-        ds.close()
         next(iter(ds))
 
 
