@@ -528,7 +528,10 @@ class SLWDataset(StreamingDataset):
         file descriptors and a few ``/dev/shm`` segments per dataset, even after the dataset is
         garbage-collected. A process that builds many datasets (a sweep, a notebook, a
         benchmark) runs out of file descriptors. Call ``close()`` once every rank and worker is
-        done with the dataset; it cannot be iterated afterwards.
+        done with the dataset; it cannot be iterated afterwards. Close each dataset before
+        building the next where you can: streaming's prefix search in a new dataset opens the
+        segments of every dataset still open and keeps them until exit (6 fds each), which
+        ``close()`` cannot reach.
 
         Example::
 
