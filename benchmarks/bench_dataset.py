@@ -169,8 +169,7 @@ def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: in
                             policies: tuple[str, ...] = ('off', 'deferred'),
                             workers: int = 0, settle_s: float = 0.0,
                             pin: bool = False, context: str | None = None,
-                            epoch_size: int | None = None,
-                            warm_pulls: int = 1) -> dict[str, Any]:
+                            epoch_size: int | None = None) -> dict[str, Any]:
     """In-process rows/s of each reuse policy, their batches drawn interleaved.
 
     Each round builds one dataset per policy and pulls batches from them in turn, timing each
@@ -178,14 +177,14 @@ def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: in
     policies see the same moments of the machine: its slow phases (they last
     seconds and move a separate run by up to ~40 % here) cancel in the ratio. Pulls are paced
     by progress (the loader furthest behind in its epoch goes next), so the epochs end
-    together. The first ``2 + warm_pulls`` batches of each are not timed (maps opened, pages
-    touched, and a gc pass before the last ``warm_pulls``). Each dataset has its own shuffle
-    seed: with one seed each loader would read the rows the other just read, from the CPU
-    cache. Creation order and tie order alternate by round (whatever runs after the other's
-    set-up or tear-down pays for touching fresh memory). The first timed pull is the coldest
-    (after the settle it measured ~2x a steady one): pacing by progress alone always gave it to
-    the loader with more batches, i.e. to ``deferred`` (its tail batches), which cost that
-    policy ~2-3 % in this harness until 2026-12-01. It now alternates, on a cycle of 4 rounds.
+    together. The first three batches of each are not timed (maps opened, pages touched, and a
+    gc pass between them and the timed ones). Each dataset has its own shuffle seed: with one
+    seed each loader would read the rows the other just read, from the CPU cache. Creation
+    order and tie order alternate by round (whatever runs after the other's set-up or
+    tear-down pays for touching fresh memory). The first timed pull is the coldest (~2x a
+    steady one after the settle): pacing by progress alone always gave it to the loader with
+    more batches, i.e. to ``deferred`` (its tail batches); it now alternates, on a cycle of 4
+    rounds (how much this moved earlier figures was not measured).
 
     A policy named ``"off#2"`` is a second ``"off"`` loader (an A/A run: the harness's own
     noise); ``"off@ids"`` one whose workers send fresh plans as row ids, leaving the main
@@ -244,16 +243,13 @@ def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: in
             if settle_s:
                 time.sleep(settle_s)
             gc.collect()
-            for _ in range(warm_pulls):
-                for it in its.values():
-                    next(it)
-            done = {p: 2 + warm_pulls for p in policies}
+            for it in its.values():
+                next(it)
+            done = {p: 3 for p in policies}
             r_secs = {p: 0.0 for p in policies}
             r_rows = {p: 0 for p in policies}
-            # The first timed pull is the coldest (~4x a steady one after the settle): pacing
-            # by progress would always give it to the policy with more batches per epoch
-            # (deferred: its tail batches), so it alternates, on a cycle of 4 rounds so that
-            # it does not follow the creation order.
+            # The first timed pull is the coldest (see the docstring): it alternates, on a
+            # cycle of 4 rounds so that it does not follow the creation order.
             first: str | None = policies[(r // 2) % len(policies)]
             while its:
                 p = min(its, key=lambda q: done[q] / sizes[q])  # ties: the first in `order`
@@ -504,9 +500,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # each page or object the main process shares with them, ~3.4 us a fault here) is then
     # spread over 4x / 16x the rows, as it is over a real epoch's millions.
     # The geometry controls (`_geom`) run off against an off whose epoch is longer by as many
-    # batches as deferred adds: an A/A with deferred's shape. Measured 2026-12-01, 2 workers:
+    # batches as deferred adds: an A/A with deferred's shape. Probes 2026-12-01/02, 2 workers:
     # at 25 batches an epoch the longer loader alone read 3-6 % fewer rows/s (cause not
-    # isolated; the pulls that receive a DataLoader item, ~2.5x a batch after a fork, differ
+    # isolated; the pulls that receive a DataLoader item, 2.5-3.5x a batch after a fork, differ
     # most), which the deferred-vs-off ratio of the same runs carries too; at x16 the same
     # control gave 0.995-0.999, and with 0 workers 1.002-1.005 at both sizes. So the figures
     # for deferred's cost are the x16 run (2 workers) and the 0-worker run, each next to its
@@ -519,10 +515,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             start=8, duration=f'{max(1, k * out["rows"] // bs // 3)}ba', multiple=8)
     x4, x16 = (k * out['rows'] for k in multiples)
     # The geometry controls: off vs an off whose epoch is longer by deferred's tail batches.
-    longer = {size: f'off+{tail_batches_per_epoch(local, bs, scheds[size], size) * bs}'
-              for size in (None, x16)}
-    out['tail_batches_per_epoch'] = {'x1': int(longer[None][4:]) // bs,
-                                     'x16': int(longer[x16][4:]) // bs}
+    tails = {size: tail_batches_per_epoch(local, bs, scheds[size], size) for size in (None, x16)}
+    out['tail_batches_per_epoch'] = {'x1': tails[None], 'x16': tails[x16]}
+    longer = {size: f'off+{n * bs}' for size, n in tails.items()}
     configs = [
         ('w0', 0, 3 if args.quick else 64, 0.0, False, None, ('off', 'deferred'), None),
         ('w0_geom', 0, 3 if args.quick else 64, 0.0, False, None, ('off', longer[None]), None),

@@ -454,7 +454,7 @@ class ShardTokenReader:
         if self.all_fixed:
             if out is None:
                 out = np.empty(total, self.dtype)
-            return self._segments_fixed(ids, starts, lengths, check, out)
+            return self.read_gather(self.plan_segments(ids, starts, lengths), out)
         # Rows are gathered once per distinct id (read_rows checks the ids), then sliced with
         # one flat index.
         unique, inverse = np.unique(ids, return_inverse=True)
@@ -468,10 +468,6 @@ class ShardTokenReader:
             return rows.reshape(-1)[flat_index]
         np.copyto(out, rows.reshape(-1)[flat_index], casting='unsafe')
         return out
-
-    def _segments_fixed(self, ids: NDArray[np.int64], starts: NDArray[np.int64],
-                        lengths: NDArray[np.int64], check: bool, out: np.ndarray) -> np.ndarray:
-        return self.read_gather(self.plan_segments(ids, starts, lengths), out)
 
     def plan_segments(self, ids: NDArray[np.integer], starts: NDArray[np.integer],
                       lengths: NDArray[np.integer]) -> 'SegmentGather':
