@@ -117,7 +117,10 @@ def build_trainer(cfg: dict[str, Any]):
         eval_subset_num_batches=int(cfg.get("eval_subset_num_batches", -1)),
         max_duration=cfg["max_duration"],
         optimizers=optimizer,
+        # t_max: "1dur" decays over this run; an absolute one keeps a shortened run (a tuning
+        # trial) on the full run's LR schedule.
         schedulers=CosineAnnealingWithWarmupScheduler(t_warmup=sched.get("t_warmup", "0.01dur"),
+                                                      t_max=sched.get("t_max", "1dur"),
                                                       alpha_f=float(sched.get("alpha_f", 0.1))),
         algorithms=algorithms,
         callbacks=[StabilityMonitor()],
@@ -151,6 +154,8 @@ def summarize(trainer, memory) -> dict[str, Any]:
     for key, values in memory.data.items():
         if key.startswith("metrics/eval"):
             out[key] = float(values[-1][1])
+            # (steps, trained tokens, value) at every validation: what `slwdata tune` judges.
+            out.setdefault("eval_curves", {})[key] = [[int(ts.batch), int(ts.token), float(v)] for ts, v in values]
     for cb in trainer.state.callbacks:
         if hasattr(cb, "summary"):
             out["stability"] = cb.summary()

@@ -16,6 +16,7 @@ from typing import Sequence
 SUBCOMMANDS: list[tuple[str, str]] = [
     ("converters.cli", "convert, inspect, verify: corpora -> fixed-length zstd MDS shards"),
     ("slwdata.quickstart", "quickstart: end-to-end SLW demo on an embedded corpus"),
+    ("slwdata.tune.cli", "tune: find SLW's start length and duration from short trials"),
 ]
 
 
