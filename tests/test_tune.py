@@ -73,11 +73,11 @@ def test_search_finds_the_boundary_within_resolution_in_log2_trials(s_min, t_sta
     assert result.start == s_min
     assert result.duration <= t_star < result.duration + sp.resolution
     # Start stage: one trial per start up to s_min. Then the bisection between the known-good and
-    # known-bad T needs exactly ceil(log2(width / resolution)) trials, plus at most one endpoint.
+    # known-bad T needs exactly ceil(log2(width / resolution)) trials, plus the bounds it tried.
     n_start = [8, 16, 32, 64].index(s_min) + 1
     t_trials = [c for c in calls[n_start:]]
     lo, hi = (sp.t_init, sp.t_max) if t_star >= sp.t_init else (sp.t_min, sp.t_init)
-    endpoint = 1  # t_max (when t_init passed) or t_min (when it failed) is tried once
+    endpoint = 1 if t_star >= sp.t_init else 2  # t_max always; t_min too when t_init failed
     assert len(t_trials) == endpoint + bisection_trials(lo, hi, sp.resolution)
     assert len(set(calls)) == len(calls)  # no trial trained twice
 
@@ -92,7 +92,14 @@ def test_search_edges_say_what_to_do():
     assert r.ok and r.duration == 800 and r.bound_hit and "raise --t-max" in r.message and len(calls) == 2
     # Even t_min fluctuates.
     r = search(scripted(8, 50, []), space())
-    assert r.start == 8 and r.duration is None and "even T = t_min (100ba) fluctuates" in r.message
+    assert r.start == 8 and r.duration is None and "every T tried (100, 200 and 800ba) fluctuates" in r.message
+    # A learning rate so high that only a long T is calm: short T fluctuate, t_max passes.
+
+    def calm_when_long(s, T):
+        return Curve([(25 * i, 500.0 if (T < 700 and i == 12) else 100.0 / (1 + 0.1 * i)) for i in range(1, 17)])
+
+    r = search(calm_when_long, space())
+    assert r.duration == 800 and r.bound_hit and "shorter T is unstable" in r.message
     # Budget.
     r = search(scripted(8, 333, []), space(max_trials=3))
     assert "budget of 3 spent" in r.message and r.duration is not None and r.duration <= 333

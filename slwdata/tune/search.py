@@ -280,17 +280,23 @@ def search(trial: TrialFn, space: SearchSpace, cache: Optional[TrialCache] = Non
         if space.t_min <= space.t_init <= space.t_max:
             init = first_fluctuation(seen[(chosen_s, space.t_init)].points, space.ratio, space.trial_length)
             known["good" if init is None else "bad"] = space.t_init
+        # The largest passing T is the goal, so t_max goes first. When t_init already failed this
+        # also catches a learning rate so high that only a long T is calm (short T is unstable).
+        if space.t_max != known["bad"] and run("duration", chosen_s, space.t_max, space.trial_length).passed:
+            calm_long = known["bad"] is not None
+            return TuneResult(space, chosen_s, space.t_max, records,
+                              f"T = t_max ({space.t_max}{space.unit}) passes"
+                              + (f" while T = {known['bad']}{space.unit} fluctuates (a shorter T is unstable at "
+                                 "this learning rate)" if calm_long else "")
+                              + ": the search hit its upper bound; raise --t-max to look further", bound_hit=True)
         if known["bad"] is None:
-            if run("duration", chosen_s, space.t_max, space.trial_length).passed:
-                return TuneResult(space, chosen_s, space.t_max, records,
-                                  f"T = t_max ({space.t_max}{space.unit}) passes: the search hit its upper bound; "
-                                  "raise --t-max to look further", bound_hit=True)
             known["bad"] = space.t_max
         if known["good"] is None:
             if not run("duration", chosen_s, space.t_min, space.trial_length).passed:
                 return TuneResult(space, chosen_s, None, records,
-                                  f"with s={chosen_s} even T = t_min ({space.t_min}{space.unit}) fluctuates "
-                                  f"within {space.trial_length}{space.unit}: lower --t-min, raise s or lower the LR",
+                                  f"with s={chosen_s} every T tried ({space.t_min}, {space.t_init} and "
+                                  f"{space.t_max}{space.unit}) fluctuates within {space.trial_length}{space.unit}: "
+                                  "raise s, lower the learning rate or lengthen its warmup",
                                   interval=(0, space.t_min))
             known["good"] = space.t_min
         good, bad = int(known["good"]), int(known["bad"])  # type: ignore[arg-type]
