@@ -157,15 +157,15 @@ def _recount_rows(full_batch: Mapping[str, Any], out: dict[str, Any], seq_len: i
     """Recompute the per-row token counts a collator stored, for the cut batch ``out``.
 
     llm-foundry's collators store ``total_tokens`` (non-padding tokens of a row) and
-    ``loss_generating_tokens`` (labels after the one-token shift that are not ``-100``), which
-    its token counter sums; left at their full-length values they would count tokens that are
-    no longer trained.
+    ``loss_generating_tokens`` (labels after the one-token shift that are not ``-100``), one
+    int per row in a list (or a tensor), which its token counter sums; left at their full-length
+    values they would count tokens that are no longer trained.
     """
     import torch
 
     for key in ("total_tokens", "loss_generating_tokens"):
         old = full_batch.get(key)
-        if old is None or not hasattr(old, "shape"):
+        if old is None or isinstance(old, (int, float)):
             continue
         if key == "total_tokens":
             mask = out.get("attention_mask")
@@ -181,8 +181,11 @@ def _recount_rows(full_batch: Mapping[str, Any], out: dict[str, Any], seq_len: i
                     "keep 'labels' in the batch (or drop 'loss_generating_tokens')"
                 )
             new = (labels[:, 1:] != IGNORE_INDEX).sum(dim=1)
-        old_t = torch.as_tensor(old)
-        out[key] = new.to(dtype=old_t.dtype).reshape(old_t.shape) if new.numel() == old_t.numel() else new
+        if isinstance(old, (list, tuple)):
+            out[key] = type(old)(int(v) for v in new.flatten().tolist())
+        else:
+            old_t = torch.as_tensor(old)
+            out[key] = new.to(dtype=old_t.dtype).reshape(old_t.shape) if new.numel() == old_t.numel() else new
 
 
 def count_tokens(batch: Any) -> int:
@@ -196,8 +199,8 @@ def count_tokens(batch: Any) -> int:
         mask = batch.get("attention_mask")
         if mask is not None and hasattr(mask, "sum"):
             return int(mask.sum())
-        if "total_tokens" in batch and hasattr(batch["total_tokens"], "sum"):
-            return int(batch["total_tokens"].sum())
+        if isinstance(batch.get("total_tokens"), (list, tuple)) or hasattr(batch.get("total_tokens"), "sum"):
+            return int(sum(int(v) for v in batch["total_tokens"]))
     ref = _first_seq_tensor(batch)
     if ref is None:
         raise ValueError(f"cannot count tokens: no sequence-shaped tensor in a batch of type {type(batch).__name__}")

@@ -40,8 +40,9 @@ def test_per_row_counts_are_recomputed_for_the_cut():
     assert out["total_tokens"].tolist() == [8, 8, 5]
     assert out["loss_generating_tokens"].tolist() == [7, 4, 4]
     # Without a mask (llm-foundry's text loader): every row's count is capped at the cut.
-    out = truncate_batch({"input_ids": ids, "total_tokens": torch.full((3,), FULL)}, 16)
-    assert out["total_tokens"].tolist() == [16, 16, 16]
+    out = truncate_batch({"input_ids": ids, "total_tokens": [FULL] * 3, "labels": labels,
+                          "loss_generating_tokens": [31, 27, 4]}, 16)  # lists, as llm-foundry stores them
+    assert out["total_tokens"] == [16, 16, 16] and out["loss_generating_tokens"] == [15, 12, 4]
     assert count_tokens(out) == 48
 
 

@@ -93,9 +93,17 @@ class Rows(Dataset):
                 "total_tokens": torch.tensor(FULL), "loss_generating_tokens": (labels[1:] != -100).sum()}
 
 
+def foundry_collate(rows):
+    """llm-foundry's LossGeneratingTokensCollatorWrapper: per-row counts as lists of ints."""
+    batch = torch.utils.data.default_collate([{k: v for k, v in r.items() if not k.endswith("_tokens")} for r in rows])
+    batch["total_tokens"] = [int(r["total_tokens"]) for r in rows]
+    batch["loss_generating_tokens"] = [int(r["loss_generating_tokens"]) for r in rows]
+    return batch
+
+
 def foundry_counter(batch):
     """llm-foundry's rule: per-row counts when the collator stored them."""
-    return {"total": int(batch["total_tokens"].sum()), "loss_generating": int(batch["loss_generating_tokens"].sum())}
+    return {"total": sum(batch["total_tokens"]), "loss_generating": sum(batch["loss_generating_tokens"])}
 
 
 def mask_counter(batch):
@@ -151,7 +159,8 @@ def test_train_metric_views_the_cut_labels():
 
 
 def test_llmfoundry_per_row_counts_give_trained_tokens():
-    dl = DataSpec(DataLoader(Rows("foundry"), batch_size=ROWS), get_num_tokens_in_batch=foundry_counter)
+    dl = DataSpec(DataLoader(Rows("foundry"), batch_size=ROWS, collate_fn=foundry_collate),
+                  get_num_tokens_in_batch=foundry_counter)
     trainer, rec, fed, _ = fit(dl, max_duration="1500tok")
     assert rec.lengths[0] == 8 and len(set(rec.lengths)) > 2
     assert int(trainer.state.timestamp.token) == sum(fed.fed) == ROWS * sum(rec.lengths)

@@ -157,6 +157,8 @@ def _token_counts(batch: Any, info: TruncateInfo) -> _Counts:
             value = batch.get(key)
             if isinstance(value, torch.Tensor):
                 valid.append(int(value.sum()))
+            elif isinstance(value, (list, tuple)) and all(isinstance(v, (int, torch.Tensor)) for v in value):
+                valid.append(int(sum(int(v) for v in value)))  # llm-foundry: one int per row
         if "input_ids" in batch:
             fix = ("the batch's input_ids were cut, so its DataSpec.get_num_tokens_in_batch reads something the "
                    "cut does not change; " + _Counts.GENERIC_FIX)
