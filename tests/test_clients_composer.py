@@ -245,3 +245,28 @@ def test_hf_gpt2_with_language_metrics_on_slwdataset(tmp_path):
     reserved = [v for _, v in mem.data["slw/reserved_tokens"]]
     acc = ds.epoch_account(0)
     assert reserved[-1] > 0 and acc.tokens_trained + acc.tokens_carried_out == 64 * FULL
+
+
+def test_llmfoundry_builder_without_llmfoundry(tmp_path):
+    """The `slw` loader builder as llm-foundry calls it (keys of the YAML, tokenizer, device batch
+    size); here without llm-foundry installed, so counted by slwdata's own counter."""
+    from slwdata.dataset.testing import random_tokens, write_token_shards
+    from slwdata.llmfoundry import build_slw_dataloader
+
+    root = str(tmp_path / "shards")
+    write_token_shards(root, tokens=random_tokens(32, FULL, vocab=VOCAB), rows_per_shard=16)
+    spec = build_slw_dataloader(None, 4, {"local": root, "shuffle": True, "max_seq_len": FULL, "reuse": "deferred"},
+                                num_workers=0, drop_last=True, prefetch_factor=None, persistent_workers=False)
+    batch = next(iter(spec.dataloader))
+    assert sorted(batch) == ["input_ids", "labels"] and tuple(batch["input_ids"].shape) == (4, FULL)
+    assert spec.get_num_tokens_in_batch(batch) == 4 * FULL
+    spec.dataloader.dataset.close()
+    with pytest.raises(ValueError, match=r"dataset.max_seq_len=128 but the shards hold rows of 32 tokens"):
+        build_slw_dataloader(None, 4, {"local": root, "max_seq_len": 128})
+    with pytest.raises(ValueError, match=r"train_loader.dataset: unknown key\(s\) \['suffle'\], not supported: "
+                                         r"mlm_probability \(SLW trains causal LMs"):
+        build_slw_dataloader(None, 4, {"local": root, "suffle": True, "mlm_probability": 0.15})
+    with pytest.raises(ValueError, match=r"slw dataloader, train_loader: unknown key\(s\) \['num_worker'\]"):
+        build_slw_dataloader(None, 4, {"local": root}, num_worker=2)
+    with pytest.raises(ValueError, match="drop_last: false is not supported"):
+        build_slw_dataloader(None, 4, {"local": root}, drop_last=False)
