@@ -257,9 +257,15 @@ def test_llmfoundry_builder_without_llmfoundry(tmp_path):
     write_token_shards(root, tokens=random_tokens(32, FULL, vocab=VOCAB), rows_per_shard=16)
     spec = build_slw_dataloader(None, 4, {"local": root, "shuffle": True, "max_seq_len": FULL, "reuse": "deferred"},
                                 num_workers=0, drop_last=True, prefetch_factor=None, persistent_workers=False)
-    batch = next(iter(spec.dataloader))
+    batches = list(spec.dataloader)
+    batch = batches[0]
     assert sorted(batch) == ["input_ids", "labels"] and tuple(batch["input_ids"].shape) == (4, FULL)
     assert spec.get_num_tokens_in_batch(batch) == 4 * FULL
+    spec.dataloader.dataset.close()
+    # DataLoader workers (the YAML's num_workers): the same batches.
+    spec = build_slw_dataloader(None, 4, {"local": root, "shuffle": True, "max_seq_len": FULL}, num_workers=1,
+                                prefetch_factor=2, persistent_workers=False, pin_memory=False)
+    assert [b["input_ids"].tolist() for b in spec.dataloader] == [b["input_ids"].tolist() for b in batches]
     spec.dataloader.dataset.close()
     with pytest.raises(ValueError, match=r"dataset.max_seq_len=128 but the shards hold rows of 32 tokens"):
         build_slw_dataloader(None, 4, {"local": root, "max_seq_len": 128})
