@@ -6,6 +6,10 @@ numbers. This times exactly those methods on real batches and prints them next t
 forward+backward+SGD step time of tiny models at the same batch shape, so the ratio is a
 conservative upper bound (a real model's step is far longer).
 
+The cut makes every sequence tensor contiguous (Composer's metrics and Hugging Face losses
+call ``.view()`` on them); :func:`compare_cut_copy` times that copy against plain views, side by
+side in interleaved rounds, as a share of a model step at the same shape.
+
 Run: ``python benchmarks/bench_algorithm.py [--quick]``
 """
 
@@ -94,6 +98,36 @@ def time_model_step(model: torch.nn.Module, rows: int, length: int, steps: int) 
     return sum(times) / len(times)
 
 
+def compare_cut_copy(rows: int, full: int, length: int, steps: int, rounds: int = 7) -> dict[str, Any]:
+    """ms per step for the cut of ``input_ids``, ``labels`` and ``attention_mask`` to ``length``:
+    contiguous copies (what ``truncate_batch`` returns) vs views (the slices alone), alternated
+    round by round; median and range over ``rounds``."""
+    from slwdata.truncate import truncate_batch
+
+    batch = {"input_ids": torch.randint(0, 512, (rows, full)), "labels": torch.randint(0, 512, (rows, full)),
+             "attention_mask": torch.ones(rows, full, dtype=torch.long)}
+
+    def views() -> Any:
+        return {k: v[:, :length] for k, v in batch.items()}
+
+    def contiguous() -> Any:
+        return truncate_batch(batch, length)
+
+    times: dict[str, list[float]] = {"view": [], "contiguous": []}
+    for r in range(rounds):
+        order = (("view", views), ("contiguous", contiguous))
+        for name, fn in (order if r % 2 == 0 else order[::-1]):
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            times[name].append((time.perf_counter() - t0) / steps * 1e3)
+    out = {}
+    for name, values in times.items():
+        values.sort()
+        out[f"{name}_ms"] = {"median": values[len(values) // 2], "min": values[0], "max": values[-1]}
+    return out
+
+
 def compare_token_accounting(batches: int = 40, rows: int = 4, full: int = 64) -> dict[str, Any]:
     """Composer's SeqLengthWarmup vs ours on a tiny HF GPT-2: tokens the trainer counted vs trained.
 
@@ -156,8 +190,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 step_s = time_model_step(model, rows, length, model_steps)
                 entry[f"{name}_L{length}_step_ms"] = step_s * 1e3
                 entry[f"{name}_L{length}_overhead_pct"] = 100 * algo_s / step_s
+        for length in (full // 4, full * 3 // 4):
+            cut = compare_cut_copy(rows, full, length, algo_steps // 4)
+            entry[f"cut_L{length}"] = cut
         results[f"{rows}x{full}"] = entry
         print(f"batch {rows}x{full}: algorithm {algo_s * 1e3:.3f} ms/step")
+        for key, cut in entry.items():
+            if key.startswith("cut_L"):
+                length = int(key[5:])
+                view, cont = cut["view_ms"], cut["contiguous_ms"]
+                ref = entry.get(f"emb_linear_L{full // 4}_step_ms") if length == full // 4 else None
+                share = f"   copy = {100 * (cont['median'] - view['median']) / ref:.2f}% of an emb_linear step at " \
+                        f"L{length}" if ref else ""
+                print(f"  cut to L{length:<5} view {view['median']:.4f} ms [{view['min']:.4f}-{view['max']:.4f}]   "
+                      f"contiguous {cont['median']:.4f} ms [{cont['min']:.4f}-{cont['max']:.4f}]{share}")
         for key, value in entry.items():
             if key.endswith("step_ms"):
                 pct = entry[key.replace("step_ms", "overhead_pct")]

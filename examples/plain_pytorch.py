@@ -39,9 +39,9 @@ def main(argv: list[str] | None = None) -> dict:
                     reuse="deferred")
     total = f"{args.tokens}tok"
     schedule = PacingSchedule(start=args.start, end=ds.seq_len, duration=args.warmup)
-    # Bind before the iterator exists: the dataset predicts this run's truncation and tails.
-    ds.bind_pacing(schedule, rows_per_step=args.batch_size, run_total=total)
-    slw = PlainSLW(schedule, total=total)
+    # The schedule is given once: PlainSLW binds it to the dataset (before the iterator exists),
+    # so the dataset predicts this run's truncation and tails, and checks each batch's length.
+    slw = PlainSLW(schedule, total=total, dataset=ds)
     vocab = args.vocab_size or (ds.meta or {}).get("tokenizer", {}).get("vocab_size") or 65536
     model = GPT.from_name(args.model_size, vocab_size=int(vocab), block_size=ds.seq_len)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
@@ -60,9 +60,8 @@ def main(argv: list[str] | None = None) -> dict:
                 break
             for g in opt.param_groups:
                 g["lr"] = lr_at(slw.trained_tokens)
-            short = slw(batch)  # pops slw_* metadata, truncates to the paced length (a view)
+            short = slw(batch)  # pops slw_* metadata (checked: SLWMismatchError), cuts to the paced length
             planned = int(slw.last_info.meta["slw_seq_len"].flatten()[0])
-            assert planned == short["input_ids"].shape[1], "dataset and loop disagree on the length"
             reserved += int(slw.last_info.meta["slw_tail_rows"].flatten()[0]) * planned
             ids = short["input_ids"]
             loss = lm_loss(model(ids), ids)

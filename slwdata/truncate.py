@@ -1,9 +1,13 @@
 """Cut a batch to the paced sequence length: the plain-PyTorch path of Sequence Length Warmup.
 
 Every sequence-shaped tensor (``ndim >= 2`` and ``shape[1]`` equal to the batch's full length:
-``input_ids``, ``labels``, ``attention_mask``, ``position_ids``...) is sliced to ``[:, :seq_len]``,
-which is a view: nothing is copied. Keys starting with ``slw_`` are dataset metadata (see
-docs/DESIGN.md): they are removed from the batch and handed back in :class:`TruncateInfo`.
+``input_ids``, ``labels``, ``attention_mask``, ``sequence_id``, ``position_ids``...) is cut to
+``[:, :seq_len]`` and made contiguous, so code that calls ``.view()`` on it (Composer's
+``LanguageCrossEntropy``, Hugging Face losses, MPT) works; the copy costs little next to a step
+(``benchmarks/bench_algorithm.py``). Per-row token counts that collators put in a batch
+(llm-foundry's ``total_tokens`` and ``loss_generating_tokens``) are recomputed for the cut, so a
+counter that reads them counts what is trained. Keys starting with ``slw_`` are dataset metadata
+(see docs/DESIGN.md): they are removed from the batch and handed back in :class:`TruncateInfo`.
 
 Example (a training loop without Composer):
 
@@ -25,9 +29,32 @@ from typing import Any, Iterable, Mapping
 from slwdata.pacing import PacingSchedule
 
 __all__ = ["TruncateInfo", "truncate_batch", "full_length", "slw_step", "PlainSLW", "SLW_PREFIX",
-           "check_inferred_end"]
+           "check_inferred_end", "SLWMismatchError", "count_tokens", "check_planned_length"]
 
 SLW_PREFIX = "slw_"
+#: Label value that losses ignore (PyTorch's and Hugging Face's default ``ignore_index``).
+IGNORE_INDEX = -100
+
+
+class SLWMismatchError(RuntimeError):
+    """The dataset planned a different length than the trainer's (or loop's) schedule gives."""
+
+
+def check_planned_length(planned: Any, paced: int, step: int, who: str) -> None:
+    """Refuse a batch whose ``slw_seq_len`` (the dataset's plan) differs from ``paced``.
+
+    A silent mismatch would cut steps at lengths the dataset had not planned and record tails
+    for cuts that never happened.
+    """
+    import torch
+
+    values = torch.as_tensor(planned).flatten().unique().tolist()
+    if values != [paced]:
+        raise SLWMismatchError(
+            f"at step {step} the dataset planned length {values[0] if len(values) == 1 else values} but "
+            f"{who} gives {paced}: the dataset was bound to a different schedule, batch size, "
+            "world size or run length than the training loop uses"
+        )
 
 
 def check_inferred_end(full: int, end: int, step: int) -> None:
@@ -98,7 +125,10 @@ def full_length(batch: Any) -> int:
 
 def _cut(obj: Any, full: int, seq_len: int, keys: frozenset[str] | None, meta: dict[str, Any], top: bool) -> Any:
     if _is_seq_tensor(obj):
-        return obj[:, :seq_len] if obj.shape[1] == full else obj
+        if obj.shape[1] != full or seq_len >= full:
+            return obj
+        cut = obj[:, :seq_len]
+        return cut.contiguous() if hasattr(cut, "contiguous") else cut.copy()
     if isinstance(obj, Mapping):
         out = {}
         for k, v in obj.items():
@@ -108,6 +138,8 @@ def _cut(obj: Any, full: int, seq_len: int, keys: frozenset[str] | None, meta: d
                 out[k] = v
             else:
                 out[k] = _cut(v, full, seq_len, keys, meta, top=False)
+        if top and seq_len < full:
+            _recount_rows(obj, out, seq_len)
         if type(obj) is dict:
             return out
         try:  # keep dict subclasses such as transformers' BatchEncoding
@@ -121,6 +153,60 @@ def _cut(obj: Any, full: int, seq_len: int, keys: frozenset[str] | None, meta: d
     return obj
 
 
+def _recount_rows(full_batch: Mapping[str, Any], out: dict[str, Any], seq_len: int) -> None:
+    """Recompute the per-row token counts a collator stored, for the cut batch ``out``.
+
+    llm-foundry's collators store ``total_tokens`` (non-padding tokens of a row) and
+    ``loss_generating_tokens`` (labels after the one-token shift that are not ``-100``), one
+    int per row in a list (or a tensor), which its token counter sums; left at their full-length
+    values they would count tokens that are no longer trained.
+    """
+    import torch
+
+    for key in ("total_tokens", "loss_generating_tokens"):
+        old = full_batch.get(key)
+        if old is None or isinstance(old, (int, float)):
+            continue
+        if key == "total_tokens":
+            mask = out.get("attention_mask")
+            if mask is not None and hasattr(mask, "shape"):
+                new = mask.reshape(mask.shape[0], -1).sum(dim=1)
+            else:  # no mask: padding can only sit past the real tokens, so cap each row's count
+                new = torch.clamp(torch.as_tensor(old), max=seq_len)
+        else:
+            labels = out.get("labels")
+            if labels is None or not hasattr(labels, "shape"):
+                raise ValueError(
+                    "the batch has 'loss_generating_tokens' but no 'labels' to recount them from after the cut: "
+                    "keep 'labels' in the batch (or drop 'loss_generating_tokens')"
+                )
+            new = (labels[:, 1:] != IGNORE_INDEX).sum(dim=1)
+        if isinstance(old, (list, tuple)):
+            out[key] = type(old)(int(v) for v in new.flatten().tolist())
+        else:
+            old_t = torch.as_tensor(old)
+            out[key] = new.to(dtype=old_t.dtype).reshape(old_t.shape) if new.numel() == old_t.numel() else new
+
+
+def count_tokens(batch: Any) -> int:
+    """Tokens in a (cut) batch: ``attention_mask.sum()``, else rows x length of ``input_ids``,
+    else of the first sequence-shaped tensor (``(inputs, targets)`` tuples).
+
+    For Composer loaders whose batches its default counter cannot read (tuples, dicts without
+    ``input_ids``): ``DataSpec(loader, get_num_tokens_in_batch=count_tokens)``.
+    """
+    if isinstance(batch, Mapping):
+        mask = batch.get("attention_mask")
+        if mask is not None and hasattr(mask, "sum"):
+            return int(mask.sum())
+        if isinstance(batch.get("total_tokens"), (list, tuple)) or hasattr(batch.get("total_tokens"), "sum"):
+            return int(sum(int(v) for v in batch["total_tokens"]))
+    ref = _first_seq_tensor(batch)
+    if ref is None:
+        raise ValueError(f"cannot count tokens: no sequence-shaped tensor in a batch of type {type(batch).__name__}")
+    return int(ref.shape[0]) * int(ref.shape[1])
+
+
 def truncate_batch(
     batch: Any,
     seq_len: int,
@@ -129,7 +215,7 @@ def truncate_batch(
     full_len: int | None = None,
     return_info: bool = False,
 ) -> Any:
-    """Cut every sequence-shaped tensor of ``batch`` to ``seq_len`` (views, no copy).
+    """Cut every sequence-shaped tensor of ``batch`` to ``seq_len`` (contiguous copies).
 
     Args:
         batch: a tensor, a dict (``input_ids``, ``labels``, ...), or a tuple/list such as
@@ -195,6 +281,12 @@ class PlainSLW:
     ``world_size`` multiplies this process's rows and tokens so progress is global; every rank
     must see the same row count per step (as with a ``DistributedSampler`` and ``drop_last``).
 
+    With ``dataset=`` (an :class:`~slwdata.dataset.SLWDataset`) the schedule is given once: it
+    is bound to the dataset here (``rows_per_step = dataset.batch_size * world_size``), so the
+    dataset plans the same cuts and re-serves their tails. Every batch that carries the
+    dataset's plan (``slw_seq_len``) is checked against this loop's length: a mismatch raises
+    :class:`SLWMismatchError` naming both lengths.
+
     Example:
         >>> import torch
         >>> slw = PlainSLW(PacingSchedule(start=8, end=16, duration="32tok"))
@@ -204,9 +296,14 @@ class PlainSLW:
         (64, 32)
     """
 
-    def __init__(self, schedule: PacingSchedule, total: Any = None, world_size: int = 1, keys: Iterable[str] | None = None):
+    def __init__(self, schedule: PacingSchedule, total: Any = None, world_size: int = 1, keys: Iterable[str] | None = None,
+                 dataset: Any = None):
         if world_size < 1:
             raise ValueError(f"world_size must be >= 1, got {world_size}")
+        if dataset is not None:
+            if schedule.end is None:
+                schedule = schedule.with_end(int(dataset.seq_len))
+            dataset.bind_pacing(schedule, rows_per_step=int(dataset.batch_size) * world_size, run_total=total)
         self.schedule = schedule
         self.total = total
         self.world_size = world_size
@@ -227,6 +324,9 @@ class PlainSLW:
             check_inferred_end(full, self.schedule.end, self.step)
         seq_len = self.schedule.seq_len(step=self.step, samples=self.samples, tokens=self.trained_tokens, total=self.total)
         out, info = truncate_batch(batch, seq_len, self.keys, full_len=full, return_info=True)
+        planned = info.meta.get(SLW_PREFIX + "seq_len")
+        if planned is not None:
+            check_planned_length(planned, info.seq_len, self.step, "PlainSLW's schedule")
         self.last_info = info
         self.step += 1
         self.samples += info.rows * self.world_size

@@ -39,15 +39,12 @@ from composer.loggers import Logger
 from composer.utils import dist
 
 from slwdata.pacing import PacingSchedule
-from slwdata.truncate import SLW_PREFIX, TruncateInfo, check_inferred_end, full_length, truncate_batch
+from slwdata.truncate import (SLW_PREFIX, SLWMismatchError, TruncateInfo, check_inferred_end, check_planned_length,
+                              full_length, truncate_batch)
 
 __all__ = ["SequenceLengthWarmup", "PacedDataLoader", "SLWMismatchError", "registry"]
 
 log = logging.getLogger(__name__)
-
-
-class SLWMismatchError(RuntimeError):
-    """The dataset planned a different length than the trainer's schedule gives."""
 
 
 def _distributed_samplers(loader: Any) -> list[Any]:
@@ -139,6 +136,41 @@ def _total_loss(loss: Any) -> torch.Tensor:
     return loss
 
 
+class _Counts:
+    """What a right token counter may report for one cut batch (this rank), and what to do when
+    Composer's counter reported something else."""
+
+    GENERIC_FIX = ("give the Trainer a DataSpec whose get_num_tokens_in_batch counts the (cut) batch it is "
+                   "given, e.g. DataSpec(loader, get_num_tokens_in_batch=slwdata.truncate.count_tokens)")
+
+    def __init__(self, valid: list[int], fix: str) -> None:
+        self.valid = valid
+        self.fix = fix
+
+
+def _token_counts(batch: Any, info: TruncateInfo) -> _Counts:
+    """Counts of the cut batch under the conventions Composer's and llm-foundry's counters use:
+    rows x length (``input_ids.numel()``), ``attention_mask.sum()``, ``total_tokens.sum()``."""
+    valid = [info.rows * info.seq_len]
+    if isinstance(batch, Mapping):
+        for key in ("attention_mask", "total_tokens"):
+            value = batch.get(key)
+            if isinstance(value, torch.Tensor):
+                valid.append(int(value.sum()))
+            elif isinstance(value, (list, tuple)) and all(isinstance(v, (int, torch.Tensor)) for v in value):
+                valid.append(int(sum(int(v) for v in value)))  # llm-foundry: one int per row
+        if "input_ids" in batch:
+            fix = ("the batch's input_ids were cut, so its DataSpec.get_num_tokens_in_batch reads something the "
+                   "cut does not change; " + _Counts.GENERIC_FIX)
+        else:
+            fix = (f"the batch has no 'input_ids' key (keys: {sorted(map(str, batch))}), which Composer's default "
+                   f"counter reads: name the token tensor 'input_ids', or {_Counts.GENERIC_FIX}")
+    else:
+        fix = (f"Composer's default counter reads a dict batch's 'input_ids' key, and this batch is a "
+               f"{type(batch).__name__}: use dict batches with 'input_ids', or {_Counts.GENERIC_FIX}")
+    return _Counts(valid, fix)
+
+
 class SequenceLengthWarmup(Algorithm):
     """Train on short sequences first and grow the length to the full row length.
 
@@ -206,6 +238,7 @@ class SequenceLengthWarmup(Algorithm):
         self.dropped_tokens = 0  # cumulative, all ranks
         self.reserved_tokens = 0  # cumulative trained tokens that came from re-served tails, all ranks
         self._info: Optional[TruncateInfo] = None
+        self._counts: Optional[_Counts] = None
         self._tail_rows = 0
         self._has_tail_meta = False
         self._full_batch: Any = None
@@ -325,19 +358,14 @@ class SequenceLengthWarmup(Algorithm):
         out, info = truncate_batch(batch, cut, self.keys, full_len=full, return_info=True)
         planned = info.meta.get(SLW_PREFIX + "seq_len")
         if planned is not None and check and self.truncate:
-            planned_values = torch.as_tensor(planned).flatten().unique().tolist()
-            if planned_values != [paced]:
-                raise SLWMismatchError(
-                    f"at step {int(state.timestamp.batch)} the dataset planned length {planned_values} but the "
-                    f"trainer's schedule gives {paced}: the dataset was bound to a different schedule, batch size, "
-                    "world size or run length than this Trainer uses"
-                )
+            check_planned_length(planned, paced, int(state.timestamp.batch), "the trainer's schedule")
         self._has_tail_meta = SLW_PREFIX + "tail_rows" in info.meta
         tail = info.meta.get(SLW_PREFIX + "tail_rows", 0)
         tail_t = torch.as_tensor(tail).flatten()
         # One count per batch, possibly repeated per row by the default collate function.
         self._tail_rows = int(tail_t[0]) if tail_t.numel() else 0
         self._info = info
+        self._counts = _token_counts(out, info)
         self.seq_len = info.seq_len
         if self.preallocate and not self._preallocated:
             self._full_batch = batch
@@ -355,7 +383,8 @@ class SequenceLengthWarmup(Algorithm):
         self.dropped_tokens += (info.full_len - info.seq_len) * rows_global
         # Lockstep (docs/DESIGN.md): every rank re-serves the same number of tail rows per step.
         self.reserved_tokens += self._tail_rows * info.seq_len * dist.get_world_size()
-        self._check_token_count(tokens_step, info.seq_len * rows_global, info.full_len * rows_global, state)
+        self._check_token_count(tokens_step, info.seq_len * rows_global, info.full_len * rows_global, state,
+                                counts=self._counts)
         metrics = {
             "slw/seq_len": info.seq_len,
             "slw/trained_tokens": self.trained_tokens,
@@ -372,11 +401,17 @@ class SequenceLengthWarmup(Algorithm):
         return (self.schedule.unit == "tok" or (self.total or "").endswith("tok")
                 or (max_duration is not None and max_duration.unit == TimeUnit.TOKEN))
 
-    def _check_token_count(self, counted: int, expected: int, full: int, state: State) -> None:
+    def _check_token_count(self, counted: int, expected: int, full: int, state: State,
+                           counts: Optional["_Counts"] = None) -> None:
         if counted == expected or self._warned_token_count:
             return
-        fix = ("use dict batches with input_ids, or a DataSpec whose get_num_tokens_in_batch measures the "
-               "(truncated) batch it is given")
+        if counts is not None and counts.valid:
+            local = torch.tensor(counts.valid, dtype=torch.int64)
+            if dist.get_world_size() > 1:  # every rank reaches BATCH_END; the counts are per rank
+                dist.all_reduce(local, reduce_operation="SUM")
+            if counted in local.tolist():  # e.g. attention_mask.sum() of a padded batch, after the cut
+                return
+        fix = counts.fix if counts is not None else _Counts.GENERIC_FIX
         if self._tokens_needed(state):
             # The pacing, the stop (max_duration in tokens) or both would run on a wrong clock; with
             # a 0 count and max_duration in tokens the run would never end.
@@ -386,7 +421,7 @@ class SequenceLengthWarmup(Algorithm):
             if state.max_duration is not None and state.max_duration.unit == TimeUnit.TOKEN:
                 where.append(f"max_duration ({state.max_duration}) is in tokens")
             raise ValueError(
-                f"Composer counted {counted} tokens for a batch of {expected} trained tokens (full length: {full}), "
+                f"Composer counted {counted} tokens for a batch of {expected} trained tokens ({full} before the cut), "
                 f"but {' and '.join(where)}: {fix}"
             )
         if counted == 0:
@@ -394,9 +429,8 @@ class SequenceLengthWarmup(Algorithm):
             return
         self._warned_token_count = True
         warnings.warn(
-            f"Composer counted {counted} tokens for a batch of {expected} trained tokens (full length: {full}); "
-            "its DataSpec.get_num_tokens_in_batch does not measure the truncated batch, so timestamp.token and "
-            f"token-wise LR schedules will be off: {fix}",
+            f"Composer counted {counted} tokens for a batch of {expected} trained tokens ({full} before the cut); "
+            "so timestamp.token and token-wise LR schedules will be off: " + fix,
             stacklevel=2,
         )
 
@@ -410,7 +444,9 @@ class SequenceLengthWarmup(Algorithm):
     def _preallocate(self, state: State) -> None:
         """Forward + backward at the full length once, then zero grads, leaving no trace.
 
-        The RNG states are restored so dropout etc. of the real first step are unchanged.
+        The RNG states are restored so dropout etc. of the real first step are unchanged, and so
+        are the model's buffers (BatchNorm's running statistics and ``num_batches_tracked``),
+        which a training-mode forward updates.
         """
         from composer.core.precision import get_precision_context
 
@@ -426,6 +462,7 @@ class SequenceLengthWarmup(Algorithm):
             _adjust_device_train_microbatch_size, _is_cuda_oom = None, None  # type: ignore[assignment]
         cpu_rng = torch.get_rng_state()
         cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        buffers = [(b, b.detach().clone()) for b in state.model.buffers()]
         auto = bool(getattr(state, "auto_microbatching", False)) and _is_cuda_oom is not None
         try:
             while True:
@@ -470,6 +507,9 @@ class SequenceLengthWarmup(Algorithm):
             torch.set_rng_state(cpu_rng)
             if cuda_rng is not None:
                 torch.cuda.set_rng_state_all(cuda_rng)
+            with torch.no_grad():
+                for buf, saved in buffers:
+                    buf.copy_(saved)
         self._preallocated = True
 
     # ------------------------------------------------------------------ checkpointing

@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -111,16 +112,23 @@ class SLWDataset(StreamingDataset):
 
     - ``input_ids``: ``[rows, L]`` full-length rows (``int64``, or ``output_dtype``);
     - ``labels``: a copy of ``input_ids`` if ``labels=True``;
-    - ``slw_seq_len``: ``[rows]`` int tensor (dtype of ``input_ids``), the length the dataset
-      planned for this step;
-    - ``slw_tail_rows``: ``[rows]`` int tensor, how many rows of the batch are re-served tail
-      rows (the same count repeated per row, so Composer's batch-size inference works).
+    - only while a pacing schedule is bound (:meth:`bind_pacing`, which the Composer algorithm
+      and ``PlainSLW(dataset=...)`` call; both remove these keys before the model sees the
+      batch): ``slw_seq_len``, ``[rows]`` int tensor (dtype of ``input_ids``), the length the
+      dataset planned for this step, and ``slw_tail_rows``, ``[rows]`` int tensor, how many
+      rows of the batch are re-served tail rows (the same count repeated per row, so
+      Composer's batch-size inference works). Without pacing a batch is plain ``input_ids``
+      (and ``labels``), so ``model(**batch)`` works for a baseline.
 
     All of them are views of one buffer, so a DataLoader worker ships one shared-memory
     segment per batch.
 
-    Use it with ``DataLoader(ds, batch_size=None)`` (or :func:`make_dataloader`). Without a
-    bound pacing schedule every row is fresh and ``slw_seq_len`` is ``L``. With
+    Use it with ``DataLoader(ds, batch_size=None)`` (or :func:`make_dataloader`);
+    ``DataLoader(ds, batch_size=N)`` (streaming's idiom for a sample-wise dataset) would stack
+    N batches, and is refused. ``len(ds)`` is the number of *batches* this rank yields in the
+    current epoch, which is the DataLoader's length with ``batch_size=None`` and the epoch
+    length Composer needs; with pacing bound it includes the tail batches. Without a bound
+    pacing schedule every row is fresh. With
     :meth:`bind_pacing` the dataset predicts, per rank, which tail each step's truncation drops
     and re-serves it according to ``reuse`` (``"off"``: drop and count, ``"deferred"``: after
     warmup, ``"interleave"``: mixed into batches as soon as a full row is available).
@@ -567,7 +575,10 @@ class SLWDataset(StreamingDataset):
         if dtype is None:
             dtype = np.dtype(np.int64)
         n_tok = B * L * (2 if self.emit_labels else 1)
-        meta_fits = np.issubdtype(dtype, np.integer) and \
+        # The slw_* keys only when pacing is bound: then a consumer that removes them (the
+        # Composer algorithm, PlainSLW) is cutting; a plain batch works with model(**batch).
+        with_meta = self.pacing is not None
+        meta_fits = with_meta and np.issubdtype(dtype, np.integer) and \
             max(L, B) <= np.iinfo(dtype).max
         if dtype.name not in _TORCH_DTYPES:
             dtype = np.dtype(np.int64)
@@ -596,7 +607,7 @@ class SLWDataset(StreamingDataset):
             arr[n_tok + B:] = plan.tail_rows
             batch['slw_seq_len'] = buf[n_tok:n_tok + B]
             batch['slw_tail_rows'] = buf[n_tok + B:]
-        else:
+        elif with_meta:
             batch['slw_seq_len'] = torch.full((B,), plan.seq_len, dtype=torch.int64)
             batch['slw_tail_rows'] = torch.full((B,), plan.tail_rows, dtype=torch.int64)
         return batch
@@ -607,6 +618,20 @@ class SLWDataset(StreamingDataset):
             self._ensure_shard(shard_id)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        """This worker's batches (see :meth:`_iter_batches`); refuses a batching DataLoader."""
+        # torch's fetcher for an iterable dataset calls iter() from its __init__, after it set
+        # auto_collation (True when the DataLoader has a batch_size): the only place a dataset
+        # can learn that each of its items would be stacked with others.
+        fetcher = sys._getframe(1).f_locals.get('self')
+        if getattr(fetcher, 'auto_collation', False) and getattr(fetcher, 'dataset', None) is self:
+            raise TypeError(
+                f'SLWDataset yields whole batches ({self.batch_size} rows per rank, set by '
+                f'SLWDataset(batch_size=...)): DataLoader(ds, batch_size=N) would stack N of them '
+                f'into [N, {self.batch_size}, {self.seq_len}] items. Use DataLoader(ds, batch_size=None) '
+                f'or slwdata.dataset.make_dataloader(ds).')
+        return self._iter_batches()
+
+    def _iter_batches(self) -> Iterator[dict[str, Any]]:
         """Yield this worker's batches of this rank's epoch plan.
 
         Step ``j`` of the rank goes to worker ``(j - first) // k % num_workers`` where ``first``

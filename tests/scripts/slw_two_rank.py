@@ -1,5 +1,8 @@
 """Run under ``composer -n 2``: each rank trains a tiny model with SequenceLengthWarmup on CPU
-(gloo) and writes what it trained on to ``$SLW_TEST_OUT/rank{rank}.json``."""
+(gloo) and writes what it trained on to ``$SLW_TEST_OUT/rank{rank}.json``.
+
+With ``SLW_TEST_PADDED=1`` the rows are padded (a different amount per rank) and Composer counts
+tokens with ``attention_mask.sum()``, as Hugging Face / llm-foundry counters do."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from pathlib import Path
 
 import torch
 from composer import Trainer
+from composer.core import Callback, DataSpec, Event
 from composer.utils import dist
 from torch.utils.data import DataLoader
 
@@ -28,17 +32,43 @@ class BindingRows(RandomRows):
         self.bound = (schedule.to_config(), rows_per_step, run_total)
 
 
+class PaddedRows(BindingRows):
+    """Rows whose attention_mask ends in padding: row i keeps 64 - (i % 5) * (rank + 3) tokens."""
+
+    def __getitem__(self, i):
+        item = super().__getitem__(i)
+        keep = 64 - (i % 5) * (dist.get_global_rank() + 3)
+        item["attention_mask"][keep:] = 0
+        item["labels"][keep:] = -100
+        return item
+
+
+class MaskTokens(Callback):
+    """Non-padding tokens fed per step on this rank."""
+
+    def __init__(self):
+        self.fed: list[int] = []
+
+    def run_event(self, event, state, logger):
+        if event == Event.BEFORE_FORWARD:
+            self.fed.append(int(state.batch["attention_mask"].sum()))
+
+
 def main() -> None:
     out = Path(os.environ["SLW_TEST_OUT"])
     dist.initialize_dist("cpu")
     torch.manual_seed(0)
     # Different rows per rank (seeded by rank) so per-rank token counts could only agree through the all-reduce.
-    dataset = BindingRows(n=64, seq_len=64, seed=dist.get_global_rank())
+    padded = os.environ.get("SLW_TEST_PADDED") == "1"
+    dataset = (PaddedRows if padded else BindingRows)(n=64, seq_len=64, seed=dist.get_global_rank())
     dl = DataLoader(dataset, batch_size=4, sampler=dist.get_sampler(dataset, shuffle=True))
+    if padded:
+        dl = DataSpec(dl, get_num_tokens_in_batch=lambda b: int(b["attention_mask"].sum()))
     model = TinyLM()
     rec = Recorder()
+    fed = MaskTokens()
     slw = SequenceLengthWarmup(start=8, duration="0.5dur")
-    trainer = Trainer(model=model, train_dataloader=dl, max_duration="3000tok", algorithms=[slw], callbacks=[rec],
+    trainer = Trainer(model=model, train_dataloader=dl, max_duration="3000tok", algorithms=[slw], callbacks=[rec, fed] if padded else [rec],
                       optimizers=torch.optim.SGD(model.parameters(), lr=0.1), device="cpu", progress_bar=False,
                       seed=0)
     trainer.fit()
@@ -50,6 +80,7 @@ def main() -> None:
         "seen": model.seen,
         "dropped_tokens": slw.dropped_tokens,
         "bound": dataset.bound,
+        "mask_tokens": fed.fed,
     }
     (out / f"rank{dist.get_global_rank()}.json").write_text(json.dumps(result))
     # Tear gloo down explicitly: left to interpreter exit, its threads can be destroyed while
