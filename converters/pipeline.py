@@ -45,6 +45,7 @@ import numpy as np
 
 from converters.readers import (ConvertError, ReadOptions, SkipLog, Source, Unit, expand_inputs, iter_chunks,
                                 iter_unit_documents, plan_units, read_megatron_index)
+from converters.remote import Remote, RemoteError, timeout_from_env
 from slwdata.shards import META_NAME, ShardMeta, diff_config, dtype_for_vocab, read_meta, write_meta
 from slwdata.tokenizers import Tokenizer, load_tokenizer
 
@@ -622,6 +623,8 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
                         allow_empty=allow_empty, remote_timeout=remote_timeout)
     except KeyboardInterrupt:
         raise ConvertInterrupted(_progress_note(state)) from None
+    except RemoteError as exc:
+        raise ConvertError(f"{exc}; {_progress_note(state)}") from None
     except OSError as exc:
         raise ConvertError(_os_error_message(exc, state)) from None
     finally:
@@ -641,8 +644,6 @@ def _convert(inputs: list[str | Path] | str | Path, out: str | Path, *, state: d
              compression: str | None, text_key: str, pile_sets: Iterable[str] | None, progress: bool,
              engine: str, hashes: Iterable[str], size_limit: int | str, work_dir: str | Path | None,
              log: Callable[[str], None], allow_empty: bool, remote_timeout: float | None) -> dict[str, Any]:
-    from converters.remote import Remote, timeout_from_env
-
     t0 = time.time()
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]

@@ -21,13 +21,17 @@ from urllib.parse import urlparse
 
 from converters.readers import ConvertError
 
-__all__ = ["Remote", "DEFAULT_TIMEOUT", "timeout_from_env"]
+__all__ = ["Remote", "RemoteError", "DEFAULT_TIMEOUT", "timeout_from_env"]
 
 DEFAULT_TIMEOUT = 120.0  # seconds per remote call, retries included; the issue's bound is 3 minutes
 _ENV = "SLWDATA_REMOTE_TIMEOUT"
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 _RETRY_CODES = {"500", "502", "503", "504", "InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout",
                 "Throttling", "ThrottlingException", "RequestTimeTooSkewed"}
+
+
+class RemoteError(ConvertError):
+    """An object-store call failed for good; ``convert`` adds what was kept."""
 
 
 def timeout_from_env(value: float | None) -> float:
@@ -92,23 +96,23 @@ class Remote:
                 if code in _NOT_FOUND or (status == "404" and code not in ("NoSuchBucket",)):
                     raise FileNotFoundError(self.name(key)) from exc
                 if code == "NoSuchBucket":
-                    raise ConvertError(f"cannot {what} {self.name(key)}: bucket {self.bucket!r} does not exist — "
+                    raise RemoteError(f"cannot {what} {self.name(key)}: bucket {self.bucket!r} does not exist — "
                                        "create it or fix --out") from None
                 if code not in _RETRY_CODES and status not in _RETRY_CODES:
-                    raise ConvertError(f"cannot {what} {self.name(key)}: {code or status} "
+                    raise RemoteError(f"cannot {what} {self.name(key)}: {code or status} "
                                        f"({exc.response.get('Error', {}).get('Message', '')}) — check the "
-                                       "credentials and permissions for this bucket, then rerun") from None
+                                       "credentials and permissions for this bucket") from None
                 err = f"{code or status}"
             except (BotoCoreError, OSError, socket.timeout) as exc:
                 err = f"{type(exc).__name__}: {exc}"
             elapsed = time.monotonic() - start
             wait = min(8.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
             if elapsed + wait >= self.timeout:
-                raise ConvertError(
+                raise RemoteError(
                     f"cannot {what} {self.name(key)}: no answer after {attempt} attempts in {elapsed:.0f}s "
                     f"(last: {err}) — check that the object store is up and reachable "
                     f"(S3_ENDPOINT_URL={os.environ.get('S3_ENDPOINT_URL', '')!r}), raise --remote-timeout "
-                    "if it is only slow, then rerun; finished work is kept") from None
+                    "if it is only slow") from None
             self.log(f"slwdata convert: {what} {self.name(key)} failed ({err}); retrying in {wait:.1f}s "
                      f"(attempt {attempt + 1}, giving up after {self.timeout:.0f}s)")
             time.sleep(wait)
@@ -134,8 +138,8 @@ class Remote:
             except FileNotFoundError:
                 return None
             except Exception as exc:  # noqa: BLE001 - each store's client raises its own types
-                raise ConvertError(f"cannot read {self.name(name)}: {type(exc).__name__}: {exc} — check the "
-                                   "object store and its credentials, then rerun") from None
+                raise RemoteError(f"cannot read {self.name(name)}: {type(exc).__name__}: {exc} — check the "
+                                  "object store and its credentials") from None
             with open(local, encoding="utf-8") as f:
                 return f.read()
 
@@ -162,5 +166,5 @@ class Remote:
         try:
             CloudUploader.get((local_dir, self.url), keep_local=True, exist_ok=True).upload_file(name)
         except Exception as exc:  # noqa: BLE001 - each store's client raises its own types
-            raise ConvertError(f"cannot upload {self.name(name)}: {type(exc).__name__}: {exc} — check the "
-                               "object store and its credentials, then rerun; finished work is kept") from None
+            raise RemoteError(f"cannot upload {self.name(name)}: {type(exc).__name__}: {exc} — check the "
+                              "object store and its credentials") from None
