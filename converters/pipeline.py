@@ -624,10 +624,14 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
     except KeyboardInterrupt:
         raise ConvertInterrupted(_progress_note(state)) from None
     except RemoteError as exc:
+        state["remote_failed"] = True
         raise ConvertError(f"{exc}; {_progress_note(state)}") from None
     except OSError as exc:
         raise ConvertError(_os_error_message(exc, state)) from None
     finally:
+        lease = state.pop("lease", None)
+        if lease is not None:
+            lease.release(delete=not state.get("remote_failed"))
         lock = state.pop("lock", None)
         if lock is not None:
             _release_lock(*lock)
@@ -713,6 +717,8 @@ def _convert(inputs: list[str | Path] | str | Path, out: str | Path, *, state: d
             raise ConvertError(f"{exc}; fix or remove it, or pass --overwrite") from exc
     else:
         remote.check_bucket()
+        # Renewed every ttl/4; the ttl outlasts a renewal that has to retry for remote.timeout.
+        state["lease"] = remote.acquire_lease(ttl=max(300.0, 3 * remote.timeout))
         text = remote.read_text(META_NAME)
         try:
             existing = ShardMeta.from_dict(json.loads(text)) if text is not None else None
@@ -944,7 +950,9 @@ def _convert(inputs: list[str | Path] | str | Path, out: str | Path, *, state: d
         state.pop("created_out", None)
     else:
         write_meta(mds_local, meta)
+        lease = state["lease"]
         for name in [*names, "index.json", META_NAME]:  # slwdata.json last: it marks the output complete
+            lease.check()
             remote.upload(str(mds_local / name), name)
     shutil.rmtree(work, ignore_errors=True)
 

@@ -11,20 +11,24 @@ only on ``FileNotFoundError``, without the time bound.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import socket
 import tempfile
+import threading
 import time
+import uuid
 from typing import Any, Callable
 from urllib.parse import urlparse
 
 from converters.readers import ConvertError
 
-__all__ = ["Remote", "RemoteError", "DEFAULT_TIMEOUT", "timeout_from_env"]
+__all__ = ["Remote", "RemoteError", "Lease", "LEASE_NAME", "DEFAULT_TIMEOUT", "timeout_from_env"]
 
 DEFAULT_TIMEOUT = 120.0  # seconds per remote call, retries included; the issue's bound is 3 minutes
 _ENV = "SLWDATA_REMOTE_TIMEOUT"
+LEASE_NAME = ".slwdata-lease.json"  # in a remote --out while a conversion writes it
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 _RETRY_CODES = {"500", "502", "503", "504", "InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout",
                 "Throttling", "ThrottlingException", "RequestTimeTooSkewed"}
@@ -32,6 +36,10 @@ _RETRY_CODES = {"500", "502", "503", "504", "InternalError", "ServiceUnavailable
 
 class RemoteError(ConvertError):
     """An object-store call failed for good; ``convert`` adds what was kept."""
+
+
+class _Precondition(Exception):
+    """A conditional write lost (412 PreconditionFailed / 409 ConditionalRequestConflict)."""
 
 
 def timeout_from_env(value: float | None) -> float:
@@ -95,6 +103,8 @@ class Remote:
                 status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
                 if code in _NOT_FOUND or (status == "404" and code not in ("NoSuchBucket",)):
                     raise FileNotFoundError(self.name(key)) from exc
+                if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in ("412", "409"):
+                    raise _Precondition(code or status) from exc
                 if code == "NoSuchBucket":
                     raise RemoteError(f"cannot {what} {self.name(key)}: bucket {self.bucket!r} does not exist — "
                                        "create it or fix --out") from None
@@ -168,3 +178,117 @@ class Remote:
         except Exception as exc:  # noqa: BLE001 - each store's client raises its own types
             raise RemoteError(f"cannot upload {self.name(name)}: {type(exc).__name__}: {exc} — check the "
                               "object store and its credentials") from None
+
+    # -- the lease: one writer per remote output ----------------------------------------------
+
+    def acquire_lease(self, ttl: float) -> "Lease":
+        """Take ``<url>/.slwdata-lease.json`` with a conditional write (If-None-Match, or If-Match
+        on the ETag of a lease whose owner is provably gone), or refuse naming the live owner.
+        Stores that ignore conditional writes degrade to last-writer-wins. s3 only."""
+        lease = Lease(self, ttl)
+        if self.scheme != "s3":
+            return lease
+        c = self.client()
+        key = self._key(LEASE_NAME)
+        for _ in range(3):
+            try:
+                lease.etag = self._call("create the lease", LEASE_NAME, lambda: c.put_object(
+                    Bucket=self.bucket, Key=key, Body=lease.body(), IfNoneMatch="*"))["ETag"]
+                break
+            except _Precondition:
+                pass
+            try:
+                got = self._call("read the lease", LEASE_NAME, lambda: c.get_object(Bucket=self.bucket, Key=key))
+            except FileNotFoundError:
+                continue  # released meanwhile: try to create it again
+            try:
+                owner = json.loads(got["Body"].read())
+            except ValueError:
+                owner = {}
+            if Lease.live(owner):
+                raise ConvertError(
+                    f"{self.url} is being written by another conversion (pid {owner.get('pid', '?')} on "
+                    f"{owner.get('host', '?')}, started {owner.get('started', '?')}; its lease "
+                    f"{self.name(LEASE_NAME)} is renewed until it ends) — wait for it to finish or choose "
+                    "another --out; this run changed nothing")
+            try:  # the owner is gone: take over its lease, unless another run just did
+                lease.etag = self._call("take over the lease", LEASE_NAME, lambda: c.put_object(
+                    Bucket=self.bucket, Key=key, Body=lease.body(), IfMatch=got["ETag"]))["ETag"]
+                self.log(f"slwdata convert: took over the lease of a conversion that is gone "
+                         f"(pid {owner.get('pid', '?')} on {owner.get('host', '?')})")
+                break
+            except (_Precondition, FileNotFoundError):
+                continue
+        else:
+            raise ConvertError(f"{self.url}: another conversion keeps taking {self.name(LEASE_NAME)} — "
+                               "wait for it to finish or choose another --out; this run changed nothing")
+        lease.start()
+        return lease
+
+
+class Lease:
+    """This run's lease on a remote output, renewed in the background until :meth:`release`."""
+
+    def __init__(self, remote: Remote, ttl: float) -> None:
+        self.remote, self.ttl = remote, ttl
+        self.token = uuid.uuid4().hex
+        self.started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        self.etag: str | None = None
+        self.lost: str | None = None  # why renewing failed, if it did
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def body(self) -> bytes:
+        return json.dumps({"token": self.token, "pid": os.getpid(), "host": socket.gethostname(),
+                           "started": self.started, "expires": time.time() + self.ttl}).encode()
+
+    @staticmethod
+    def live(owner: dict[str, Any]) -> bool:
+        """Whether a lease's owner may still be running: not expired, and on this host its pid exists."""
+        if float(owner.get("expires", 0)) < time.time():
+            return False
+        if owner.get("host") == socket.gethostname():
+            try:
+                os.kill(int(owner.get("pid", 0)), 0)
+            except ProcessLookupError:
+                return False
+            except (PermissionError, ValueError, OverflowError):
+                return True
+        return True
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._renew, name="slwdata-lease", daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        c = self.remote.client()
+        key = self.remote._key(LEASE_NAME)
+        while not self._stop.wait(self.ttl / 4):
+            try:
+                self.etag = self.remote._call("renew the lease", LEASE_NAME, lambda: c.put_object(
+                    Bucket=self.remote.bucket, Key=key, Body=self.body(), IfMatch=self.etag))["ETag"]
+            except _Precondition:
+                self.lost = "another conversion took it over"
+                return
+            except Exception as exc:  # noqa: BLE001 - reported when the run publishes
+                self.lost = str(exc)
+
+    def check(self) -> None:
+        """Raise if the lease could not be kept (another run may be writing the output)."""
+        if self.lost:
+            raise RemoteError(f"lost the lease {self.remote.name(LEASE_NAME)} ({self.lost}) — another "
+                              "conversion may be writing this output; make sure none is, then rerun")
+
+    def release(self, delete: bool = True) -> None:
+        """Stop renewing; remove the lease unless ``delete`` is False (the store just failed: the
+        lease then expires, and a rerun on this host takes it over at once)."""
+        self._stop.set()
+        if self._thread is not None and delete:
+            self._thread.join(self.remote.timeout + 5)
+            c = self.remote.client()
+            try:
+                self.remote._call("remove the lease", LEASE_NAME, lambda: c.delete_object(
+                    Bucket=self.remote.bucket, Key=self.remote._key(LEASE_NAME)))
+            except (ConvertError, FileNotFoundError) as exc:
+                self.remote.log(f"slwdata convert: warning: could not remove {self.remote.name(LEASE_NAME)} "
+                                f"({exc}); it expires by itself")

@@ -168,7 +168,7 @@ def test_store_that_stops_answering_mid_convert_ends_in_bounded_time(moto_proc, 
                             env={**os.environ, **ENV, "S3_ENDPOINT_URL": endpoint})
     try:
         deadline = time.time() + 60
-        while not list(work.glob("*/plan.json")) and proc.poll() is None and time.time() < deadline:
+        while not list(work.rglob("plan.json")) and proc.poll() is None and time.time() < deadline:
             time.sleep(0.005)
         assert proc.poll() is None, proc.stderr.read()
         os.kill(server.pid, signal.SIGSTOP if fault == "stopped" else signal.SIGKILL)
@@ -197,3 +197,53 @@ def test_store_that_stops_answering_mid_convert_ends_in_bounded_time(moto_proc, 
         for name, data in all_bytes(local).items():
             assert client.get_object(Bucket="corpus", Key=f"out/{name}")["Body"].read() == data, name
         assert os.listdir(work) == []
+
+
+# --- 9. one writer per remote output: a lease object ---------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_busy_remote_out_is_refused_and_a_dead_runs_lease_is_taken_over(moto_proc, corpus, tmp_path):
+    """Run A holds the lease (frozen after its checks, so the timing is certain); B, with its own
+    work dir, is refused naming A. A is killed; its rerun takes the lease over, resumes, and
+    writes the same bytes as a local conversion; the lease is gone afterwards."""
+    endpoint, _, client = moto_proc
+    cmd_a = convert_cmd(corpus, "s3://corpus/out", tmp_path / "wa")
+    env = {**os.environ, **ENV, "S3_ENDPOINT_URL": endpoint}
+    a = subprocess.Popen(cmd_a, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.time() + 60
+        while not list((tmp_path / "wa").rglob("plan.json")) and a.poll() is None and time.time() < deadline:
+            time.sleep(0.005)
+        assert a.poll() is None, a.stderr.read()
+        os.kill(a.pid, signal.SIGSTOP)
+        lease = json.loads(client.get_object(Bucket="corpus", Key="out/.slwdata-lease.json")["Body"].read())
+        assert lease["pid"] == a.pid
+        for extra in ([], ["--seq-len", "32"]):
+            line = error_line(run(convert_cmd(corpus, "s3://corpus/out", tmp_path / "wb", *extra), endpoint))
+            assert f"s3://corpus/out is being written by another conversion (pid {a.pid} on " in line
+            assert "this run changed nothing" in line
+        os.kill(a.pid, signal.SIGKILL)
+        a.wait(10)
+    finally:
+        if a.poll() is None:
+            a.kill()
+            a.wait(10)
+    again = run(cmd_a, endpoint)
+    assert again.returncode == 0, again.stderr
+    assert "took over the lease of a conversion that is gone" in again.stderr
+    local = tmp_path / "local"
+    assert run(convert_cmd(corpus, str(local), tmp_path / "wl"), endpoint).returncode == 0
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket="corpus", Prefix="out/")["Contents"]}
+    assert keys == {f"out/{n}" for n in all_bytes(local)}  # no lease left, nothing else
+    for name, data in all_bytes(local).items():
+        assert client.get_object(Bucket="corpus", Key=f"out/{name}")["Body"].read() == data, name
+
+
+def test_a_live_lease_from_another_host_is_respected(moto_proc, corpus, tmp_path):
+    endpoint, _, client = moto_proc
+    client.put_object(Bucket="corpus", Key="out/.slwdata-lease.json", Body=json.dumps(
+        {"token": "x", "pid": 4242, "host": "trainer-7", "started": "earlier", "expires": time.time() + 600}))
+    line = error_line(run(convert_cmd(corpus, "s3://corpus/out", tmp_path / "w"), endpoint))
+    assert "is being written by another conversion (pid 4242 on trainer-7, started earlier;" in line
+    assert os.listdir(tmp_path / "w") == []
