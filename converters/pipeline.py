@@ -531,9 +531,12 @@ def _progress_note(state: dict[str, Any]) -> str:
     units = state.get("units")
     if work is None or units is None:
         return "nothing was written; rerun when fixed"
-    done = len(list(Path(work).glob("unit-*.json")))
+    done = len(list(Path(work).glob("unit-[0-9][0-9][0-9][0-9][0-9][0-9].json")))
+    chunks = len(list(Path(work).glob("unit-*.*.json")))
     rows = state.get("rows")
-    got = f"{done} tokenized work unit{'s' if done != 1 else ''} (of {units}) kept in {work}"
+    got = (f"{done} of {units} tokenized work units"
+           + (f" and {chunks} tokenized chunks of compressed JSON-lines files" if chunks else "")
+           + f" kept in {work}")
     if state.get("phase") in ("writing shards", "writing the output") and rows is not None:
         got += f", {rows:,} rows written before it stopped"
     return f"{got}; rerun the same command to resume"
@@ -545,9 +548,12 @@ def _os_error_message(exc: OSError, state: dict[str, Any]) -> str:
     phase = state.get("phase", "preparing")
     if exc.errno == errno.ENOSPC:
         return f"disk full while {phase} ({where}) — free space, then {_progress_note(state)}"
-    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+    if exc.errno == errno.EROFS:
         return (f"cannot write {where} while {phase}: {exc.strerror} — choose a writable --out "
-                "(and --work-dir), or fix its permissions")
+                "(and --work-dir)")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return (f"permission denied: {where} while {phase} — fix its permissions, or choose another "
+                f"--out / --work-dir; {_progress_note(state)}")
     return f"{exc.strerror or exc} ({where}) while {phase} — fix it, then {_progress_note(state)}"
 
 

@@ -181,7 +181,7 @@ def test_store_that_stops_answering_mid_convert_ends_in_bounded_time(moto_proc, 
             proc.wait(10)
     line = error_line(subprocess.CompletedProcess(cmd, proc.returncode, "", err))
     assert "cannot upload s3://corpus/out/shard.00000.mds.zstd: no answer after" in line
-    assert "tokenized work unit" in line and "rerun the same command to resume" in line
+    assert "4 of 4 tokenized work units kept in" in line and "rerun the same command to resume" in line
     assert "retrying in" in err
     assert waited < 60  # the import of streaming and the local writing come first
     assert list(work.glob("*/unit-*.json"))  # the tokenized units are kept
