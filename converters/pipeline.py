@@ -133,6 +133,7 @@ def _die_with_parent(parent_pid: int) -> None:
     if sys.platform.startswith("linux"):
         import ctypes
 
+        # Fires when the forking *thread* ends: the pool forks from the main thread on submit.
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
     else:  # no parent-death signal: watch the parent pid instead
