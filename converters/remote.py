@@ -88,8 +88,9 @@ class Remote:
     def _key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
 
-    def _call(self, what: str, key: str, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` with retries until it succeeds, fails for good, or ``timeout`` passes."""
+    def _call(self, what: str, key: str, fn: Callable[[], Any], conditional: bool = False) -> Any:
+        """Run ``fn`` with retries until it succeeds, fails for good, or ``timeout`` passes.
+        ``conditional``: a lost conditional write raises :class:`_Precondition`."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         start = time.monotonic()
@@ -103,7 +104,8 @@ class Remote:
                 status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
                 if code in _NOT_FOUND or (status == "404" and code not in ("NoSuchBucket",)):
                     raise FileNotFoundError(self.name(key)) from exc
-                if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in ("412", "409"):
+                if conditional and (code in ("PreconditionFailed", "ConditionalRequestConflict")
+                                    or status == "412"):
                     raise _Precondition(code or status) from exc
                 if code == "NoSuchBucket":
                     raise RemoteError(f"cannot {what} {self.name(key)}: bucket {self.bucket!r} does not exist — "
@@ -163,12 +165,13 @@ class Remote:
         """Upload one file to ``<url>/name``."""
         if self.scheme == "s3":
             c = self.client()
+            with open(local, "rb") as f:  # opened here: a local error is not retried as a network one
 
-            def put() -> None:
-                with open(local, "rb") as f:
+                def put() -> None:
+                    f.seek(0)
                     c.put_object(Bucket=self.bucket, Key=self._key(name), Body=f)
 
-            self._call("upload", name, put)
+                self._call("upload", name, put)
             return
         from streaming.base.storage.upload import CloudUploader
 
@@ -193,7 +196,7 @@ class Remote:
         for _ in range(3):
             try:
                 lease.etag = self._call("create the lease", LEASE_NAME, lambda: c.put_object(
-                    Bucket=self.bucket, Key=key, Body=lease.body(), IfNoneMatch="*"))["ETag"]
+                    Bucket=self.bucket, Key=key, Body=lease.body(), IfNoneMatch="*"), conditional=True)["ETag"]
                 break
             except _Precondition:
                 pass
@@ -213,7 +216,7 @@ class Remote:
                     "another --out; this run changed nothing")
             try:  # the owner is gone: take over its lease, unless another run just did
                 lease.etag = self._call("take over the lease", LEASE_NAME, lambda: c.put_object(
-                    Bucket=self.bucket, Key=key, Body=lease.body(), IfMatch=got["ETag"]))["ETag"]
+                    Bucket=self.bucket, Key=key, Body=lease.body(), IfMatch=got["ETag"]), conditional=True)["ETag"]
                 self.log(f"slwdata convert: took over the lease of a conversion that is gone "
                          f"(pid {owner.get('pid', '?')} on {owner.get('host', '?')})")
                 break
@@ -266,7 +269,7 @@ class Lease:
         while not self._stop.wait(self.ttl / 4):
             try:
                 self.etag = self.remote._call("renew the lease", LEASE_NAME, lambda: c.put_object(
-                    Bucket=self.remote.bucket, Key=key, Body=self.body(), IfMatch=self.etag))["ETag"]
+                    Bucket=self.remote.bucket, Key=key, Body=self.body(), IfMatch=self.etag), conditional=True)["ETag"]
             except _Precondition:
                 self.lost = "another conversion took it over"
                 return
