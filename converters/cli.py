@@ -31,7 +31,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
                    workers=args.workers, fmt=args.format, on_error=args.on_error, overwrite=args.overwrite,
                    compression=args.compression, text_key=args.text_key, pile_sets=pile_sets,
                    progress=not args.no_progress, engine=args.engine, hashes=args.hashes.split(","),
-                   size_limit=args.size_limit, work_dir=args.work_dir)
+                   size_limit=args.size_limit, work_dir=args.work_dir, allow_empty=args.allow_empty,
+                   remote_timeout=args.remote_timeout)
     c = meta["counts"]
     print(f"{args.out}: {c['documents']:,} documents, {c['tokens']:,} tokens, {c['rows']:,} rows of "
           f"{meta['seq_len']} ({meta['dtype']}), {c['leftover_tokens']:,} tokens left over, "
@@ -67,7 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=("Tokenize corpora (or re-chunk pre-tokenized ones) into rows of exactly --seq-len "
                      "tokens: documents in input order, each followed by EOS, written by "
                      "streaming.MDSWriter. Output is byte-identical whatever --workers is, and an "
-                     "interrupted run resumes when rerun with the same settings."),
+                     "interrupted run resumes when rerun with the same settings. A second conversion "
+                     "into an --out that another one is writing is refused (not queued), naming the "
+                     "running one."),
         epilog=_CONVERT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="input files or directories (directories are read recursively in sorted order; "
@@ -109,8 +112,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", choices=["local", "spark"], default="local",
                    help="'local' process pool (default) or 'spark' (pyspark tokenizes the work units; same bytes)")
     p.add_argument("--work-dir", default=None,
-                   help="where per-unit token files live during conversion (default <out>/.slwdata-work, "
-                        "or a temp folder for remote outputs); needs about 2-4 bytes per token; reuse it to resume")
+                   help="folder in which the converter keeps its own scratch folder of per-unit token files "
+                        "(default <out>/.slwdata-work, or a temp folder for remote outputs); needs about 2-4 "
+                        "bytes per token; reuse it to resume. Only the scratch folder is ever removed; a work "
+                        "dir that equals or contains the inputs or the output is refused")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="write the output even when it has 0 rows (corpus shorter than --seq-len, or every "
+                        "record rejected); without it such a run exits 1 with the counts and writes nothing")
+    p.add_argument("--remote-timeout", type=float, default=None, metavar="SECONDS",
+                   help="bound on each object-store call, retries with backoff included (default "
+                        "$SLWDATA_REMOTE_TIMEOUT or 120); a store that stops answering ends the run with an "
+                        "error naming the object")
     p.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bar (tokens/s, documents)")
     p.set_defaults(func=_cmd_convert)
 

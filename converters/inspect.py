@@ -48,8 +48,17 @@ def _raw_shard(directory: Path, shard: dict[str, Any]) -> bytes:
 
     zinfo = shard.get("zip_data")
     info = zinfo or shard["raw_data"]
-    data = (directory / info["basename"]).read_bytes()
-    return decompress(shard["compression"], data) if zinfo else data
+    path = directory / info["basename"]
+    try:
+        data = path.read_bytes()
+        raw = decompress(shard["compression"], data) if zinfo else data
+    except Exception as exc:  # noqa: BLE001 - zstd and the other codecs raise their own types
+        raise ConvertError(f"{path}: cannot read this shard ({type(exc).__name__}: {exc}) — run 'slwdata verify "
+                           f"{directory}' to list the damaged shards, then reconvert or re-download") from None
+    if len(raw) < 4 or len(raw) < 4 + 4 * (int(np.frombuffer(raw, "<u4", 1)[0]) + 1):
+        raise ConvertError(f"{path}: shard is truncated ({len(raw)} bytes) — run 'slwdata verify {directory}' "
+                           "to list the damaged shards, then reconvert or re-download")
+    return raw
 
 
 def iter_shard_rows(directory: str | Path) -> Iterator[np.ndarray]:
@@ -62,7 +71,13 @@ def iter_shard_rows(directory: str | Path) -> Iterator[np.ndarray]:
         offsets = np.frombuffer(raw, "<u4", n + 1, 4)
         # Fixed-size single column: samples are contiguous, so the body is one matrix.
         body = raw[int(offsets[0]):int(offsets[-1])]
-        yield np.frombuffer(body, dtype).reshape(n, L)
+        try:
+            rows = np.frombuffer(body, dtype).reshape(n, L)
+        except ValueError as exc:
+            name = (shard.get("zip_data") or shard["raw_data"])["basename"]
+            raise ConvertError(f"{directory / name}: shard does not hold {n} rows of {L} tokens ({exc}) — run "
+                               f"'slwdata verify {directory}', then reconvert or re-download") from None
+        yield rows
 
 
 def read_rows(directory: str | Path) -> np.ndarray:
@@ -132,7 +147,10 @@ def verify(directory: str | Path) -> list[str]:
                 problems.append(f"{name}: size does not match {n} rows of {L} {dtype} tokens")
         except ConvertError as exc:
             problems.append(f"{name}: {exc}")
-    if meta is not None:
+    if meta is None:
+        problems.append(f"no {META_NAME}: the conversion did not finish (rerun it to resume) or these are not "
+                        "slwdata shards")
+    else:
         c = meta.counts
         if total_rows != c.get("rows"):
             problems.append(f"{META_NAME}: counts.rows={c.get('rows')} but index.json lists {total_rows} rows")

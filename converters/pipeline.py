@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import errno
 import hashlib
 import json
 import multiprocessing as mp
 import os
 import shutil
+import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -42,12 +45,14 @@ import numpy as np
 
 from converters.readers import (ConvertError, ReadOptions, SkipLog, Source, Unit, expand_inputs, iter_chunks,
                                 iter_unit_documents, plan_units, read_megatron_index)
+from converters.remote import Remote, RemoteError, timeout_from_env
 from slwdata.shards import META_NAME, ShardMeta, diff_config, dtype_for_vocab, read_meta, write_meta
 from slwdata.tokenizers import Tokenizer, load_tokenizer
 
 __all__ = ["convert", "ConvertError", "WORK_DIR_NAME"]
 
 WORK_DIR_NAME = ".slwdata-work"
+LOCK_NAME = ".slwdata-lock"  # in a local --out while a conversion writes it
 _PLAN = "plan.json"
 _MDS_DIR = "mds"
 _BATCH_DOCS = 256
@@ -110,9 +115,36 @@ _WORKER_TOK: dict[str, Tokenizer] = {}
 _PROGRESS: Any = None  # (docs, tokens) shared counters, inherited by pool workers
 
 
-def _init_worker(progress: Any) -> None:
+def _init_worker(progress: Any, parent_pid: int | None = None) -> None:
     global _PROGRESS
     _PROGRESS = progress
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make a pool worker end with the main process, however that ends (even ``kill -9``), and
+    keep it off the caller's stdout: an orphaned worker would hold a pipe open for ever."""
+    # Ctrl-C reaches the whole process group; the main process stops the pool and says what was kept.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        # Fires when the forking *thread* ends: the pool forks from the main thread on submit.
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    else:  # no parent-death signal: watch the parent pid instead
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(1)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
 
 
 def _bump(docs: int, tokens: int) -> None:
@@ -427,7 +459,7 @@ def _clear_output(out_dir: Path) -> None:
     """Remove what a previous conversion wrote; refuse when anything else is there."""
     if not out_dir.exists():
         return
-    names = os.listdir(out_dir)
+    names = [n for n in os.listdir(out_dir) if n != LOCK_NAME]  # held by this run
     ours = set(_our_files(names))
     foreign = sorted(n for n in names if n not in ours)
     if foreign:
@@ -438,30 +470,126 @@ def _clear_output(out_dir: Path) -> None:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
-def _remote_file(remote: str, name: str) -> str | None:
-    """Text of ``remote/name``, or None when it cannot be fetched (absent)."""
-    from streaming.base.storage.download import CloudDownloader
-
-    with tempfile.TemporaryDirectory(prefix="slwdata-") as scratch:
-        local = os.path.join(scratch, name)
-        try:
-            CloudDownloader.direct_download(remote.rstrip("/") + "/" + name, local, timeout=60)
-            with open(local, encoding="utf-8") as f:
-                return f.read()
-        except Exception:  # noqa: BLE001 - absent (or unreadable) means "not there"
-            return None
-
-
-def _remote_meta(remote: str) -> ShardMeta | None:
-    text = _remote_file(remote, META_NAME)
-    return ShardMeta.from_dict(json.loads(text)) if text is not None else None
-
-
 def _mismatch(what: str, where: str, old: dict[str, Any], new: dict[str, Any]) -> ConvertError:
     diffs = diff_config(old, new)
     shown = "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
     return ConvertError(f"{where} already holds {what} made with different settings ({shown}). "
                         "Use the same settings, another output, or --overwrite to replace it.")
+
+
+# ---------------------------------------------------------------------------------------------
+# faults: the output lock, what a failed run says it kept
+
+
+class ConvertInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``convert``; the message says what was kept (slwdata.cli prints it)."""
+
+
+def _acquire_lock(path: Path, what: str) -> int:
+    """An exclusive ``flock`` on ``path``, held until :func:`_release_lock` or process exit (so
+    also after ``kill -9``); a second conversion into the same output is refused, naming the
+    live one. The file holds the owner's pid, host and start time."""
+    import fcntl
+
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                owner = json.loads(os.read(fd, 4096) or b"{}")
+            except ValueError:
+                owner = {}
+            os.close(fd)
+            raise ConvertError(
+                f"{what} is being written by another conversion (pid {owner.get('pid', '?')} on "
+                f"{owner.get('host', '?')}, started {owner.get('started', '?')}) — wait for it to finish "
+                "or choose another --out; this run changed nothing") from None
+        # The previous holder removes the file when it finishes: lock the file that is there now.
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                             "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}).encode())
+    return fd
+
+
+def _release_lock(path: Path, fd: int) -> None:
+    try:
+        path.unlink()  # before closing, so a waiter that opened this file re-opens the new one
+    except OSError:
+        pass
+    os.close(fd)
+
+
+def _progress_note(state: dict[str, Any]) -> str:
+    """How far a failed or interrupted run got, and what a rerun does."""
+    work = state.get("work")
+    units = state.get("units")
+    if work is None or units is None:
+        return "nothing was written; rerun when fixed"
+    done = len(list(Path(work).glob("unit-[0-9][0-9][0-9][0-9][0-9][0-9].json")))
+    chunks = len(list(Path(work).glob("unit-*.*.json")))
+    rows = state.get("rows")
+    got = (f"{done} of {units} tokenized work units"
+           + (f" and {chunks} tokenized chunks of compressed JSON-lines files" if chunks else "")
+           + f" kept in {work}")
+    if state.get("phase") in ("writing shards", "writing the output") and rows is not None:
+        got += f", {rows:,} rows written before it stopped"
+    return f"{got}; rerun the same command to resume"
+
+
+def _os_error_message(exc: OSError, state: dict[str, Any]) -> str:
+    # A failed write() names no file; the folder being written is the useful part then.
+    where = exc.filename or state.get("work") or "?"
+    phase = state.get("phase", "preparing")
+    if exc.errno == errno.ENOSPC:
+        return f"disk full while {phase} ({where}) — free space, then {_progress_note(state)}"
+    if exc.errno == errno.EROFS:
+        return (f"cannot write {where} while {phase}: {exc.strerror} — choose a writable --out "
+                "(and --work-dir)")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return (f"permission denied: {where} while {phase} — fix its permissions, or choose another "
+                f"--out / --work-dir; {_progress_note(state)}")
+    return f"{exc.strerror or exc} ({where}) while {phase} — fix it, then {_progress_note(state)}"
+
+
+def _stop_pool(pool: cf.ProcessPoolExecutor) -> None:
+    """Cancel queued units and end the workers now (not after their current unit)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # no public handle on them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(5)
+
+
+def _check_out(out_dir: Path) -> None:
+    """``--out`` must be a directory or not exist yet, and not lie under a file."""
+    for p in (out_dir, *out_dir.parents):
+        if p.exists() and not p.is_dir():
+            what = "is an existing file" if p == out_dir else f"lies under {p}, which is a file"
+            raise ConvertError(f"--out {out_dir} {what} — choose a directory")
+        if p.exists():
+            return
+
+
+def _check_work_dir(work_dir: Path, inputs: list[str | Path], out_dir: Path | None) -> None:
+    """Refuse a ``--work-dir`` that equals or contains the inputs or the output (or lies in an
+    input directory, where a rerun would read it as input)."""
+    for i in inputs:
+        p = Path(i).expanduser().resolve()
+        if p.is_relative_to(work_dir) or (p.is_dir() and work_dir.is_relative_to(p)):
+            raise ConvertError(f"--work-dir {work_dir} overlaps the input {i} — choose a work dir outside "
+                               "the inputs and the output")
+    if out_dir is not None and (out_dir.is_relative_to(work_dir) or work_dir == out_dir):
+        raise ConvertError(f"--work-dir {work_dir} equals or contains --out {out_dir} — choose a work dir "
+                           "outside the output (the default, <out>/.slwdata-work, is its own folder)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,7 +601,8 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
             on_error: str = "skip", overwrite: bool = False, compression: str | None = "zstd:3",
             text_key: str = "text", pile_sets: Iterable[str] | None = None, progress: bool = True,
             engine: str = "local", hashes: Iterable[str] = ("xxh64",), size_limit: int | str = "64mb",
-            work_dir: str | Path | None = None, log: Any = None) -> dict[str, Any]:
+            work_dir: str | Path | None = None, log: Any = None, allow_empty: bool = False,
+            remote_timeout: float | None = None) -> dict[str, Any]:
     """Convert corpora to fixed-length MDS shards; return the ``slwdata.json`` contents.
 
     Example::
@@ -484,11 +613,49 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
         (5859234, 690)
 
     ``out`` may be a local directory or a remote URL (``s3://bucket/prefix``; shards are staged
-    in ``work_dir`` and uploaded by ``streaming.MDSWriter``). Raises :class:`ConvertError`
-    (a ``slwdata.cli.UserError``) for bad input or settings.
+    in ``work_dir`` and uploaded at the end, each remote call bounded by ``remote_timeout``
+    seconds). ``work_dir`` is a folder in which the converter makes (and at the end removes)
+    its own scratch folder. Raises :class:`ConvertError` (a ``slwdata.cli.UserError``) for bad
+    input, settings or faults (disk full, read-only output, object store errors, an output
+    locked by another run, a result of 0 rows unless ``allow_empty``), and
+    :class:`ConvertInterrupted` on Ctrl-C; either way the message says what was kept.
     """
-    t0 = time.time()
+    state: dict[str, Any] = {}
     log = log if log is not None else (lambda msg: print(msg, file=sys.stderr))
+    try:
+        return _convert(inputs, out, state=state, seq_len=seq_len, tokenizer=tokenizer, workers=workers,
+                        fmt=fmt, on_error=on_error, overwrite=overwrite, compression=compression,
+                        text_key=text_key, pile_sets=pile_sets, progress=progress, engine=engine,
+                        hashes=hashes, size_limit=size_limit, work_dir=work_dir, log=log,
+                        allow_empty=allow_empty, remote_timeout=remote_timeout)
+    except KeyboardInterrupt:
+        raise ConvertInterrupted(_progress_note(state)) from None
+    except RemoteError as exc:
+        state["remote_failed"] = True
+        raise ConvertError(f"{exc}; {_progress_note(state)}") from None
+    except OSError as exc:
+        raise ConvertError(_os_error_message(exc, state)) from None
+    finally:
+        lease = state.pop("lease", None)
+        if lease is not None:
+            lease.release(delete=not state.get("remote_failed"))
+        lock = state.pop("lock", None)
+        if lock is not None:
+            _release_lock(*lock)
+        created = state.get("created_out")
+        if created is not None:
+            try:
+                created.rmdir()  # only if this run made it and left nothing in it
+            except OSError:
+                pass
+
+
+def _convert(inputs: list[str | Path] | str | Path, out: str | Path, *, state: dict[str, Any], seq_len: int,
+             tokenizer: str | Tokenizer, workers: int | None, fmt: str | None, on_error: str, overwrite: bool,
+             compression: str | None, text_key: str, pile_sets: Iterable[str] | None, progress: bool,
+             engine: str, hashes: Iterable[str], size_limit: int | str, work_dir: str | Path | None,
+             log: Callable[[str], None], allow_empty: bool, remote_timeout: float | None) -> dict[str, Any]:
+    t0 = time.time()
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     if engine not in ("local", "spark"):
@@ -509,17 +676,33 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
     dtype = dtype_for_vocab(tok.vocab_size)
     sources = expand_inputs(list(inputs), fmt)
     out = str(out)
-    remote = out if _is_remote(out) else None
+    remote = Remote(out, timeout_from_env(remote_timeout), log) if _is_remote(out) else None
+    # The converter's scratch folder: the default is its own; in a user's --work-dir it makes a
+    # subfolder of its own, and only that is ever removed.
+    out_key = out if remote is not None else str(Path(out).expanduser().resolve())
+    scratch_name = "slwdata-" + hashlib.sha1(out_key.encode()).hexdigest()[:16]
+    user_work = Path(work_dir).expanduser().resolve() if work_dir else None
     if remote is None:
-        out_dir = Path(out).expanduser().resolve()
+        out_dir: Path | None = Path(out).expanduser().resolve()
+        _check_out(out_dir)
         for s in sources:
             if Path(s.path).is_relative_to(out_dir):
                 raise ConvertError(f"input {s.name} lies inside the output directory {out_dir}")
-        work = Path(work_dir).resolve() if work_dir else out_dir / WORK_DIR_NAME
+        if user_work is not None:
+            _check_work_dir(user_work, list(inputs), out_dir)
+        work = user_work / scratch_name if user_work else out_dir / WORK_DIR_NAME
+        if not out_dir.exists():
+            out_dir.mkdir(parents=True)
+            state["created_out"] = out_dir
+        lock_path = out_dir / LOCK_NAME
     else:
         out_dir = None
-        work = Path(work_dir).resolve() if work_dir else (
-            Path(tempfile.gettempdir()) / "slwdata-work" / hashlib.sha1(out.encode()).hexdigest()[:16])
+        if user_work is not None:
+            _check_work_dir(user_work, list(inputs), None)
+        work = (user_work or Path(tempfile.gettempdir()) / "slwdata-work") / scratch_name
+        work.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = work.with_name(work.name + ".lock")
+    state["lock"] = (lock_path, _acquire_lock(lock_path, out))
 
     source_info = [{"name": s.name, "format": s.fmt, "size": os.path.getsize(s.path), "sha256": _sha256(s.path)}
                    for s in sources]
@@ -532,14 +715,23 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
         "sources": [{k: v for k, v in s.items()} for s in source_info],
     }
 
-    # --- existing output? ------------------------------------------------------------------
+    # --- existing output? (a remote one is checked before any work: missing bucket, 403) ---
     if remote is None:
+        assert out_dir is not None
         try:
             existing = read_meta(out_dir) if (out_dir / META_NAME).exists() else None
         except ValueError as exc:
             raise ConvertError(f"{exc}; fix or remove it, or pass --overwrite") from exc
     else:
-        existing = _remote_meta(remote)
+        remote.check_bucket()
+        # Renewed every ttl/4; the ttl outlasts a renewal that has to retry for remote.timeout.
+        state["lease"] = remote.acquire_lease(ttl=max(300.0, 3 * remote.timeout))
+        text = remote.read_text(META_NAME)
+        try:
+            existing = ShardMeta.from_dict(json.loads(text)) if text is not None else None
+        except (ValueError, TypeError) as exc:
+            raise ConvertError(f"{remote.name(META_NAME)}: unreadable ({exc}) — fix or remove it, or pass "
+                               "--overwrite") from None
     if existing is not None:
         if overwrite:
             if out_dir is not None:
@@ -562,11 +754,11 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
                 raise _mismatch("an interrupted conversion", str(work), old_plan.get("config", {}), config)
             shutil.rmtree(work)
     if (remote is not None and existing is None and not work.exists() and not overwrite
-            and _remote_file(remote, "index.json") is not None):
-        raise ConvertError(f"{remote} already holds an MDS dataset without {META_NAME} (not a finished slwdata "
+            and remote.read_text("index.json") is not None):
+        raise ConvertError(f"{remote.url} already holds an MDS dataset without {META_NAME} (not a finished slwdata "
                            "conversion); choose another prefix or pass --overwrite")
     if out_dir is not None and out_dir.exists() and not work.exists():
-        names = os.listdir(out_dir)
+        names = [n for n in os.listdir(out_dir) if n != LOCK_NAME]
         if names:
             if not overwrite:
                 raise ConvertError(f"output directory {out_dir} is not empty and holds no slwdata "
@@ -584,6 +776,7 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
         work.mkdir(parents=True, exist_ok=True)
         _atomic_write_bytes(plan_path, json.dumps({"config": config, "units": [asdict(u) for u in units]},
                                                   indent=1).encode())
+    state.update(work=work, units=len(units), phase="tokenizing")
     for stale in work.glob("*.tmp"):  # half-written files of a killed run
         stale.unlink()
 
@@ -618,7 +811,7 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
     threads = max(1, workers // n_proc)
     if n_proc > 1:
         pool = cf.ProcessPoolExecutor(max_workers=n_proc, mp_context=ctx,
-                                      initializer=_init_worker, initargs=(progress_vals,))
+                                      initializer=_init_worker, initargs=(progress_vals, os.getpid()))
     else:
         _init_worker(progress_vals)
 
@@ -681,13 +874,15 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
             else:
                 pending.append((u, (lines, failure)))
 
+    rows: _RowWriter | None = None
     try:
         # Submit (and so fork the pool) before _make_writer imports streaming and torch: forking
         # that bigger process costs ~40 ms per worker here, and the import overlaps tokenizing.
         top_up()
-        writer = _make_writer()(out=str(mds_local) if remote is None else (str(mds_local), remote),
-                           columns={"tokens": f"ndarray:{dtype}:{seq_len}"}, compression=compression,
-                           hashes=hashes, size_limit=size_limit, keep_local=True)
+        # Shards are written locally and uploaded at the end (see converters.remote), so every
+        # remote call is bounded in time and named when it fails.
+        writer = _make_writer()(out=str(mds_local), columns={"tokens": f"ndarray:{dtype}:{seq_len}"},
+                                compression=compression, hashes=hashes, size_limit=size_limit)
         rows = _RowWriter(writer, seq_len, dtype, tok.eos_id)
         while True:
             top_up()
@@ -707,14 +902,17 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
                 res = item
             top_up()  # before the writer's own work on this unit
             refresh()
+            state["phase"] = "writing shards"
             rows.feed_segments(work, res["segments"])
+            state.update(rows=rows.rows, phase="tokenizing")
             docs += int(res["documents"])
             tokens += int(res["tokens"])
             skip.merge(res)
+        state["phase"] = "writing shards"
         writer.finish()
     except BaseException:
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            _stop_pool(pool)
         bar.close()
         raise
     if pool is not None:
@@ -727,33 +925,45 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
     counts = {"documents": docs, "tokens": tokens, "rows": rows.rows, "leftover_tokens": leftover,
               "skipped": dict(sorted(skip.counts.items())), "filtered": skip.filtered,
               "skip_examples": skip.examples}
+    skipped = sum(skip.counts.values())
+    if rows.rows == 0 and not allow_empty:
+        shutil.rmtree(work, ignore_errors=True)  # nothing worth resuming; a rerun may change settings
+        why = (f"every record was rejected ({', '.join(f'{k}={v:,}' for k, v in sorted(skip.counts.items()))})"
+               if docs == 0 and skipped else
+               f"the corpus has {tokens:,} tokens in {docs:,} documents, fewer than one row of {seq_len}")
+        for m in skip.examples:
+            log(f"  skipped: {m}")
+        raise ConvertError(f"no rows produced: {why}; {skipped:,} records skipped — check the inputs or lower "
+                           "--seq-len (or pass --allow-empty to write the empty output); nothing was written")
     meta = ShardMeta(seq_len=seq_len, dtype=dtype, eos_id=tok.eos_id,
                      tokenizer=tok.describe(), sources=[{k: s[k] for k in ("name", "size", "sha256")}
                                                         for s in source_info],
                      counts=counts, config=config)
 
     # --- publish ----------------------------------------------------------------------------
+    state["phase"] = "writing the output"
+    index = json.loads((mds_local / "index.json").read_text())
+    names = [(shard.get("zip_data") or shard["raw_data"])["basename"] for shard in index["shards"]]
     if remote is None:
         assert out_dir is not None
         out_dir.mkdir(parents=True, exist_ok=True)
         for n in os.listdir(out_dir):  # shards of an interrupted publish step
             if n.startswith("shard.") or n == "index.json":
                 (out_dir / n).unlink()
-        index = json.loads((mds_local / "index.json").read_text())
-        for shard in index["shards"]:
-            name = (shard.get("zip_data") or shard["raw_data"])["basename"]
-            os.replace(mds_local / name, out_dir / name)
-        os.replace(mds_local / "index.json", out_dir / "index.json")
+        for name in names:  # shutil.move: the work dir may be on another file system
+            shutil.move(mds_local / name, out_dir / name)
+        shutil.move(mds_local / "index.json", out_dir / "index.json")
         write_meta(out_dir, meta)
+        state.pop("created_out", None)
     else:
-        from streaming.base.storage.upload import CloudUploader
-
         write_meta(mds_local, meta)
-        CloudUploader.get((str(mds_local), remote), keep_local=True, exist_ok=True).upload_file(META_NAME)
+        lease = state["lease"]
+        for name in [*names, "index.json", META_NAME]:  # slwdata.json last: it marks the output complete
+            lease.check()
+            remote.upload(str(mds_local / name), name)
     shutil.rmtree(work, ignore_errors=True)
 
     elapsed = time.time() - t0
-    skipped = sum(skip.counts.values())
     log(f"slwdata convert: {docs:,} documents, {tokens:,} tokens -> {rows.rows:,} rows of {seq_len} "
         f"({leftover} tokens left over) in {elapsed:.1f}s"
         + (f"; skipped {skipped:,} records: " + ", ".join(f"{k}={v}" for k, v in sorted(skip.counts.items()))

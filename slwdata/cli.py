@@ -59,8 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"slwdata {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"slwdata {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a subcommand may say what was kept
+        print(f"slwdata {args.command}: interrupted" + (f" — {exc}" if str(exc) else ""), file=sys.stderr)
         return 130
 
 
