@@ -25,6 +25,7 @@ from streaming.base.constant import RESUME
 from streaming.base.shared import SharedMemory, _get_path
 from streaming.base.world import World
 
+from slwdata.dataset.integrity import ShardVerifier
 from slwdata.dataset.ledger import TailLedger
 from slwdata.dataset.plan import BatchPlan, EpochPlanner, count_epoch_batches, plan_epoch
 from slwdata.dataset.reader import ShardFormatError, ShardTokenReader
@@ -148,6 +149,11 @@ class SLWDataset(StreamingDataset):
         clean_stale_shm: first remove the shared memory of SLWDataset runs on this machine
             whose process died (SIGKILL), see :mod:`slwdata.dataset.shm`; live runs and other
             StreamingDataset users are left alone.
+        verify_hashes: check every shard against the hash ``index.json`` records, once per job
+            when a process first maps it (:mod:`slwdata.dataset.integrity`); a mismatch stops
+            iteration with :class:`~slwdata.dataset.integrity.ShardHashError`. ``False`` only
+            for shards verified elsewhere. Independent of streaming's ``validate_hash``, which
+            checks a file only as it is downloaded or decompressed.
         **kwargs: passed to :class:`streaming.StreamingDataset` (``remote``, ``local``,
             ``shuffle``, ``cache_limit``, ...).
 
@@ -169,6 +175,7 @@ class SLWDataset(StreamingDataset):
                  bytes_dtype: str = 'int64',
                  prefetch_batches: int = 2,
                  clean_stale_shm: bool = True,
+                 verify_hashes: bool = True,
                  **kwargs: Any) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f'SLWDataset needs batch_size= (rows per rank per step), '
@@ -189,13 +196,16 @@ class SLWDataset(StreamingDataset):
         self.transfer = 'full'
         self.addresses_per_item = 8
         self.meta = self._load_meta()
+        self.verifier = ShardVerifier(self.shards, self._shm_prefix_int) if verify_hashes \
+            else None
         self.reader = ShardTokenReader(self.shards,
                                        self.sample_offset_per_shard,
                                        column=column,
                                        ensure=self._ensure_shard,
                                        touch=self._touch_shard,
                                        fallback_get=self.get_item,
-                                       bytes_dtype=bytes_dtype)
+                                       bytes_dtype=bytes_dtype,
+                                       verify=self.verifier.verify if self.verifier else None)
         self.seq_len = self._resolve_seq_len()
         self.eos_id = self.meta.get('eos_id') if self.meta else None
         # Pacing (bound later by the algorithm or the user).
@@ -721,7 +731,15 @@ class SLWDataset(StreamingDataset):
                 seg = plan.taken
                 plan.gather = self.reader.plan_segments(seg['row'], seg['start'],
                                                         seg['length'])
+        self._verify_ahead(plan.gather.shards)
         return plan
+
+    def _verify_ahead(self, shard_ids: NDArray[np.integer]) -> None:
+        """Map (and so hash-check) the shards a worker addresses that no process has checked
+        yet: the check belongs in the worker, not in the main process that runs the model."""
+        if self.verifier is not None:
+            for shard_id in self.verifier.pending(shard_ids).tolist():
+                self.reader._map(shard_id)
 
     def materialize_in_main(self, address: 'BatchAddress') -> Iterator[dict[str, Any]]:
         """Gather the batches a worker addressed, in this (main) process: rows are copied
