@@ -29,7 +29,7 @@ from slwdata.dataset.integrity import ShardVerifier
 from slwdata.dataset.ledger import TailLedger
 from slwdata.dataset.plan import BatchPlan, EpochPlanner, count_epoch_batches, plan_epoch
 from slwdata.dataset.reader import ShardFormatError, ShardTokenReader
-from slwdata.dataset.shm import clean_dead_owners, register_owner
+from slwdata.dataset.shm import clean_dead_owners, register_owner, release_owner
 
 __all__ = [
     'SLWDataset', 'RankEpochAccount', 'REUSE_POLICIES', 'ResumeMismatchError', 'make_dataloader',
@@ -185,6 +185,8 @@ class SLWDataset(StreamingDataset):
         if clean_stale_shm:
             clean_dead_owners()
         super().__init__(batch_size=batch_size, **kwargs)
+        self.verifier = ShardVerifier(self.shards, self._shm_prefix_int) if verify_hashes \
+            else None
         if self._unique_rank_world.is_local_leader:
             register_owner(self._shm_prefix_int)
         self.reuse = reuse
@@ -196,8 +198,6 @@ class SLWDataset(StreamingDataset):
         self.transfer = 'full'
         self.addresses_per_item = 8
         self.meta = self._load_meta()
-        self.verifier = ShardVerifier(self.shards, self._shm_prefix_int) if verify_hashes \
-            else None
         self.reader = ShardTokenReader(self.shards,
                                        self.sample_offset_per_shard,
                                        column=column,
@@ -559,6 +559,8 @@ class SLWDataset(StreamingDataset):
         for shm in _streaming_shms(self):
             atexit.unregister(shm.cleanup)
             shm.cleanup()
+        if self._unique_rank_world.is_local_leader:
+            release_owner(self._shm_prefix_int)
         self._closed = True
 
     def _materialize(self, plan: BatchPlan) -> dict[str, Any]:

@@ -75,7 +75,6 @@ class ShardVerifier:
             self.expected.append(None if algo is None else (algo, raw_info.hashes[algo]))
         n = max(1, len(self.expected))
         self._lock_path: Optional[str] = None
-        self._lock_fd: Optional[tuple[int, int]] = None  # (pid, fd)
         if prefix_int is None:
             self._local = np.zeros(n, np.int64)
             self.arr = None
@@ -86,11 +85,6 @@ class ShardVerifier:
         if not any(self.expected):
             logger.info('index.json records no shard hashes: shards are read unverified.')
 
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state['_lock_fd'] = None
-        return state
-
     @contextmanager
     def _claim(self, shard_id: int) -> Iterator[None]:
         """Hold an fcntl lock on byte ``shard_id`` of the record's file while checking that
@@ -98,14 +92,13 @@ class ShardVerifier:
         if self._lock_path is None:
             yield
             return
-        if self._lock_fd is None or self._lock_fd[0] != os.getpid():
-            self._lock_fd = (os.getpid(), os.open(self._lock_path, os.O_RDWR))
-        fd = self._lock_fd[1]
-        fcntl.lockf(fd, fcntl.LOCK_EX, 1, shard_id)
+        # Opened per claim (once per shard and process): a held fd would outlive close().
+        fd = os.open(self._lock_path, os.O_RDWR)
         try:
+            fcntl.lockf(fd, fcntl.LOCK_EX, 1, shard_id)
             yield
         finally:
-            fcntl.lockf(fd, fcntl.LOCK_UN, 1, shard_id)
+            os.close(fd)  # releases the lock
 
     def _record(self) -> np.ndarray:
         return self.arr.numpy() if self.arr is not None else self._local
