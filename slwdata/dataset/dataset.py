@@ -28,6 +28,7 @@ from streaming.base.world import World
 from slwdata.dataset.integrity import ShardVerifier
 from slwdata.dataset.ledger import TailLedger
 from slwdata.dataset.plan import BatchPlan, EpochPlanner, count_epoch_batches, plan_epoch
+from slwdata.dataset.remote import DEFAULT_REMOTE_TIMEOUT, bound_streams, bounded_s3_downloads
 from slwdata.dataset.reader import ShardFormatError, ShardTokenReader
 from slwdata.dataset.shm import clean_dead_owners, register_owner, release_owner
 
@@ -154,6 +155,10 @@ class SLWDataset(StreamingDataset):
             iteration with :class:`~slwdata.dataset.integrity.ShardHashError`. ``False`` only
             for shards verified elsewhere. Independent of streaming's ``validate_hash``, which
             checks a file only as it is downloaded or decompressed.
+        remote_timeout: seconds an S3 object (a shard, ``index.json``) may take to download,
+            all retries together; a stalled endpoint then stops iteration with an error naming
+            the object, and each retry logs a warning (:mod:`slwdata.dataset.remote`). It
+            replaces streaming's ``download_timeout`` / ``download_retry`` for S3 remotes.
         **kwargs: passed to :class:`streaming.StreamingDataset` (``remote``, ``local``,
             ``shuffle``, ``cache_limit``, ...).
 
@@ -176,6 +181,7 @@ class SLWDataset(StreamingDataset):
                  prefetch_batches: int = 2,
                  clean_stale_shm: bool = True,
                  verify_hashes: bool = True,
+                 remote_timeout: float = DEFAULT_REMOTE_TIMEOUT,
                  **kwargs: Any) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f'SLWDataset needs batch_size= (rows per rank per step), '
@@ -184,7 +190,9 @@ class SLWDataset(StreamingDataset):
             raise ValueError(f'reuse={reuse!r}; choose one of {", ".join(REUSE_POLICIES)}.')
         if clean_stale_shm:
             clean_dead_owners()
-        super().__init__(batch_size=batch_size, **kwargs)
+        with bounded_s3_downloads(remote_timeout):
+            super().__init__(batch_size=batch_size, **kwargs)
+        bound_streams(self.streams, remote_timeout)
         self.verifier = ShardVerifier(self.shards, self._shm_prefix_int) if verify_hashes \
             else None
         if self._unique_rank_world.is_local_leader:
