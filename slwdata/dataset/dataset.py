@@ -25,6 +25,7 @@ from streaming.base.constant import RESUME
 from streaming.base.shared import SharedMemory, _get_path
 from streaming.base.world import World
 
+from slwdata.dataset.cache import check_cache_limit
 from slwdata.dataset.integrity import ShardVerifier
 from slwdata.dataset.ledger import TailLedger
 from slwdata.dataset.plan import BatchPlan, EpochPlanner, count_epoch_batches, plan_epoch
@@ -923,6 +924,9 @@ def make_dataloader(dataset: SLWDataset,
       than int64); the main process widens them to ``output_dtype``.
     - ``"full"``: workers ship ``output_dtype`` batches (what a plain DataLoader does).
 
+    A ``cache_limit`` too small for the shards of the batches in flight is refused here, with
+    the minimum that works (:mod:`slwdata.dataset.cache`).
+
     Other keyword arguments go to the DataLoader. With ``transfer="addresses"`` the workers
     also work out each batch's reads, so the main process only gathers, into one scratch
     buffer of shared memory that forking does not turn copy-on-write. Workers may be started
@@ -949,5 +953,6 @@ def make_dataloader(dataset: SLWDataset,
     if isinstance(dataset, SLWDataset):
         dataset.transfer = transfer if num_workers > 0 else 'full'
         dataset.addresses_per_item = addresses_per_item
+        check_cache_limit(dataset, num_workers, kwargs.get('prefetch_factor'), addresses_per_item)
     cls = SLWStreamingDataLoader if streaming_loader else SLWDataLoader
     return cls(dataset, num_workers=num_workers, **kwargs)
