@@ -28,6 +28,17 @@ def _write(root: str, rows_per_shard: int) -> tuple[np.ndarray, int]:
     return tokens, shard
 
 
+def _minimum(root: str, shards: int) -> int:
+    """What a cache of ``shards`` shards needs: the largest raw files (the zips are deleted
+    once decompressed), one more being downloaded as zip and raw, and index.json."""
+    with open(os.path.join(root, 'index.json')) as f:
+        index = json.load(f)['shards']
+    raw = sorted((s['raw_data']['bytes'] for s in index), reverse=True)
+    return sum(raw[:shards - 1]) + max(s['raw_data']['bytes'] + s['zip_data']['bytes']
+                                       for s in index) + \
+        os.path.getsize(os.path.join(root, 'index.json'))
+
+
 @pytest.fixture(scope='module')
 def remote(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('remote'))
@@ -69,28 +80,31 @@ def test_too_small_cache_limit_refused_with_the_minimum(tmp_path, remote):
                     cache_limit=5 * shard, prefetch_batches=0)
     try:
         with pytest.raises(ValueError) as err:
-            make_dataloader(ds, num_workers=2, addresses_per_item=2, prefetch_factor=1)
+            make_dataloader(ds, num_workers=2, addresses_per_item=1, prefetch_factor=1)
     finally:
         ds.close()
     msg = str(err.value)
     # Unshuffled batches of 8 rows each read one shard of 8 rows: 2 workers x (1 + 1) items
-    # x 2 batches = 8 batches, 8 shards.
+    # x 1 batch = 4 batches in flight; twice that, plus one downloading: 9 shards (and the
+    # index file, which streaming counts too).
     assert msg.startswith(f'cache_limit={5 * shard} bytes cannot hold the shards of the batches '
-                          'in flight: 8 batches (2 workers x ((prefetch_factor 1 + 1) x '
-                          'addresses_per_item 2 + prefetch_batches 0)) touch up to 8 shards')
+                          'in flight: 4 batches (2 workers x ((prefetch_factor 1 + 1) x '
+                          'addresses_per_item 1 + prefetch_batches 0)); with those read meanwhile '
+                          'and one downloading, up to 9 shards')
     need = int(re.search(r'Set cache_limit >= (\d+)', msg).group(1))
-    assert need == 8 * shard
-    # The minimum it names works (and still evicts: 8 of 12 shards).
+    assert need == _minimum(root, 9)
+    # The minimum it names works (and still evicts: 9 of 12 shards).
+    assert need < _minimum(root, 12)
     ds = SLWDataset(remote=root, local=str(tmp_path / 'enough'), batch_size=BS,
                     cache_limit=need, prefetch_batches=0)
     try:
-        got = _rows(make_dataloader(ds, num_workers=2, addresses_per_item=2, prefetch_factor=1))
+        got = _rows(make_dataloader(ds, num_workers=2, addresses_per_item=1, prefetch_factor=1))
     finally:
         ds.close()
     assert got == sorted(map(bytes, tokens.astype(np.int64)))
-    # Without workers fewer batches are in flight, and the small limit is accepted.
+    # Without workers one batch is in flight: 3 shards are enough.
     ds = SLWDataset(remote=root, local=str(tmp_path / 'inproc'), batch_size=BS,
-                    cache_limit=5 * shard, prefetch_batches=0)
+                    cache_limit=_minimum(root, 3), prefetch_batches=0)
     try:
         assert _rows(make_dataloader(ds, num_workers=0)) == \
             sorted(map(bytes, tokens.astype(np.int64)))

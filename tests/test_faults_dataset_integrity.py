@@ -95,3 +95,38 @@ def test_each_shard_hashed_once_per_job_with_workers(tmp_path, monkeypatch):
     assert len(calls) == ROWS // PER_SHARD
     # ... and in the workers, not in the main process that runs the model.
     assert str(os.getpid()) not in {c.split()[0] for c in calls}
+
+
+def test_evicted_shard_is_checked_again_in_a_worker(tmp_path, monkeypatch):
+    """With a cache_limit, shards are evicted and downloaded again: each new copy is hashed
+    again, still by the workers that make it local."""
+    remote = str(tmp_path / 'remote')
+    tokens = write_token_shards(remote, num_rows=ROWS, seq_len=SEQ, rows_per_shard=BS)
+    with open(os.path.join(remote, 'index.json')) as f:
+        index = json.load(f)['shards']
+    # The minimum make_dataloader takes here: 8 raw shards, one downloading, index.json.
+    limit = 8 * max(s['raw_data']['bytes'] for s in index) + \
+        max(s['raw_data']['bytes'] + s['zip_data']['bytes'] for s in index) + \
+        os.path.getsize(os.path.join(remote, 'index.json'))
+    log = str(tmp_path / 'hashed.log')
+    plain = hashing._hashes['xxh64']
+
+    def counted(data):
+        with open(log, 'a') as f:
+            f.write(f'{os.getpid()}\n')
+        return plain(data)
+
+    ds = SLWDataset(remote=remote, local=str(tmp_path / 'cache'), batch_size=BS,
+                    cache_limit=limit, prefetch_batches=0)
+    monkeypatch.setitem(hashing._hashes, 'xxh64', counted)
+    try:
+        loader = make_dataloader(ds, num_workers=2, addresses_per_item=1, prefetch_factor=1)
+        for _ in range(2):
+            got = torch.cat([b['input_ids'] for b in loader]).numpy()
+            np.testing.assert_array_equal(got, tokens.astype(np.int64))
+    finally:
+        ds.close()
+    with open(log) as f:
+        pids = f.read().split()
+    assert len(pids) > ROWS // BS  # evicted shards were checked again
+    assert str(os.getpid()) not in pids

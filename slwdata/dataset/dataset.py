@@ -300,6 +300,13 @@ class SLWDataset(StreamingDataset):
         except Exception:  # noqa: BLE001 - best effort on an error path.
             pass
 
+    def _evict_shard(self, shard_id: int) -> None:
+        """streaming's eviction, and the shard's hash record: its next copy is checked again
+        where it is made local (a worker), not later in the main process."""
+        super()._evict_shard(shard_id)
+        if self.verifier is not None:
+            self.verifier.forget(shard_id)
+
     def _touch_shard(self, shard_ids: NDArray[np.int64]) -> None:
         self._shard_access_times[shard_ids] = time_ns()
 
@@ -750,6 +757,7 @@ class SLWDataset(StreamingDataset):
         yet: the check belongs in the worker, not in the main process that runs the model."""
         if self.verifier is not None:
             for shard_id in self.verifier.pending(shard_ids).tolist():
+                self.reader.drop(shard_id)  # a map of an evicted copy would skip the check
                 self.reader._map(shard_id)
 
     def materialize_in_main(self, address: 'BatchAddress') -> Iterator[dict[str, Any]]:

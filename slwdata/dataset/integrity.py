@@ -108,6 +108,10 @@ class ShardVerifier:
         ids = np.asarray(shard_ids, np.int64)
         return ids[self._record()[ids] == 0]
 
+    def forget(self, shard_id: int) -> None:
+        """The shard's file is gone (evicted): its next copy is checked again."""
+        self._record()[shard_id] = 0
+
     def verify(self, shard_id: int, filename: str, buf: mmap.mmap, st: os.stat_result) -> None:
         """Check the mapped file ``buf`` of ``shard_id`` unless this version was checked.
 

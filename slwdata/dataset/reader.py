@@ -573,6 +573,12 @@ class ShardTokenReader:
             g += n_groups
         return out
 
+    def drop(self, shard_id: int) -> None:
+        """Forget this shard's memory map: the next read maps the file anew (a new copy after
+        an eviction)."""
+        self._maps.pop(shard_id, None)
+        self._row_bytes.pop(shard_id, None)
+
     def close(self) -> None:
         """Drop open memory maps."""
         self._maps.clear()
