@@ -304,8 +304,9 @@ class SLWDataset(StreamingDataset):
         """streaming's eviction, and the shard's hash record: its next copy is checked again
         where it is made local (a worker), not later in the main process."""
         super()._evict_shard(shard_id)
-        if self.verifier is not None:
-            self.verifier.forget(shard_id)
+        verifier = getattr(self, 'verifier', None)  # None while streaming's __init__ runs
+        if verifier is not None:
+            verifier.forget(shard_id)
 
     def _touch_shard(self, shard_ids: NDArray[np.int64]) -> None:
         self._shard_access_times[shard_ids] = time_ns()
