@@ -71,8 +71,8 @@ def test_frozen_store_ends_iteration_in_bounded_time(tmp_path, frozen_store, cap
         ds.close()
     msg = str(err.value)
     assert 'Could not prepare shard' in msg and 'shard.00001.mds' in msg
-    assert f's3://slw/ds/shard.00001.mds.zstd: the object store did not deliver it within ' \
-           f'{TIMEOUT:g} s' in msg
+    assert 's3://slw/ds/shard.00001.mds.zstd: the object store did not deliver it (' in msg
+    assert f'could end past remote_timeout={TIMEOUT:g} s' in msg
     assert elapsed < TIMEOUT + 3, elapsed
     retries = [r.getMessage() for r in caplog.records if 'retrying' in r.getMessage()]
     assert retries and 's3://slw/ds/shard.00001.mds.zstd' in retries[0], caplog.text
@@ -85,8 +85,8 @@ def test_frozen_store_with_workers(tmp_path, frozen_store):
     frozen_store()  # index.json is local already: the first shard is the first download
     start = time.monotonic()
     try:
-        with pytest.raises(RuntimeError, match=r'(?s)shard\.00000\.mds.*did not deliver it '
-                           r'within 12 s'):
+        with pytest.raises(RuntimeError, match=r'(?s)shard\.00000\.mds.*did not deliver it.*'
+                           r'past remote_timeout=12 s'):
             next(iter(make_dataloader(ds, num_workers=1)))
     finally:
         ds.close()

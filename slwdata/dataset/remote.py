@@ -134,9 +134,10 @@ class BoundedS3Downloader(S3Downloader):
                 spent = time.monotonic() - first
                 if spent + backoff + worst > self.remote_timeout:
                     self._first_try.pop(remote, None)
-                    msg = (f'{remote}: the object store did not deliver it within '
-                           f'{self.remote_timeout:g} s ({attempt} attempt(s) in {spent:.0f} s; '
-                           f'last: {type(err).__name__}: {err}). Check that the endpoint '
+                    msg = (f'{remote}: the object store did not deliver it ({attempt} '
+                           f'attempt(s) in {spent:.0f} s; last: {type(err).__name__}: {err}); '
+                           f'giving up, as another attempt could end past remote_timeout='
+                           f'{self.remote_timeout:g} s. Check that the endpoint '
                            f'({os.environ.get("S3_ENDPOINT_URL") or "AWS S3"}) answers, or '
                            'raise remote_timeout.')
                     self._gave_up[remote] = (time.monotonic(), msg)
