@@ -17,6 +17,8 @@ from slwdata.dataset import SLWDataset, make_dataloader
 from slwdata.dataset.dataset import SLWStreamingDataLoader
 from slwdata.dataset.testing import write_token_shards
 
+pytestmark = pytest.mark.slow
+
 SEQ, BS = 32, 8
 
 

@@ -18,6 +18,8 @@ from slwdata.dataset.testing import write_token_shards
 pytest.importorskip('moto.server')
 boto3 = pytest.importorskip('boto3')
 
+pytestmark = pytest.mark.slow
+
 SEQ, BS, TIMEOUT = 16, 4, 12.0
 SERVER = """
 import sys

@@ -15,8 +15,8 @@ import pytest
 
 from slwdata.dataset.testing import write_token_shards
 
-pytestmark = pytest.mark.skipif(not os.path.isdir('/dev/shm'),
-                                reason='POSIX shared memory in /dev/shm')
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not os.path.isdir('/dev/shm'),
+                                                   reason='POSIX shared memory in /dev/shm')]
 
 REPO = Path(__file__).resolve().parents[1]
 
