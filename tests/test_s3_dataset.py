@@ -71,7 +71,7 @@ def test_server_gone_mid_epoch_fails_with_bounded_retries(tmp_path, s3_env):
     server, client = s3_env
     upload(tmp_path, client, num_rows=64, rows_per_shard=4)  # 16 shards, one batch each
     ds = SLWDataset(remote='s3://slw/ds', local=str(tmp_path / 'cache'), batch_size=BS,
-                    download_retry=1, download_timeout=5, prefetch_batches=1)
+                    remote_timeout=10, prefetch_batches=1)
     it = iter(ds)
     next(it)
     server.stop()

@@ -10,6 +10,7 @@ Example::
 from slwdata.dataset.dataset import (REUSE_POLICIES, TRANSFER_MODES, BatchAddress,
                                      RankEpochAccount, ResumeMismatchError, SLWDataLoader,
                                      SLWDataset, SLWStreamingDataLoader, make_dataloader)
+from slwdata.dataset.integrity import ShardHashError
 from slwdata.dataset.ledger import SEGMENT_DTYPE, TailLedger
 from slwdata.dataset.plan import BatchPlan, plan_epoch
 from slwdata.dataset.reader import ShardFormatError, ShardTokenReader
@@ -17,6 +18,6 @@ from slwdata.dataset.reader import ShardFormatError, ShardTokenReader
 __all__ = [
     'SLWDataset', 'make_dataloader', 'SLWDataLoader', 'SLWStreamingDataLoader', 'BatchAddress',
     'TRANSFER_MODES', 'RankEpochAccount', 'REUSE_POLICIES', 'ResumeMismatchError',
-    'ShardTokenReader', 'ShardFormatError', 'TailLedger', 'SEGMENT_DTYPE', 'BatchPlan',
+    'ShardTokenReader', 'ShardFormatError', 'ShardHashError', 'TailLedger', 'SEGMENT_DTYPE', 'BatchPlan',
     'plan_epoch'
 ]

@@ -26,10 +26,13 @@ from streaming.base.constant import RESUME
 from streaming.base.shared import SharedMemory, _get_path
 from streaming.base.world import World
 
+from slwdata.dataset.cache import check_cache_limit
+from slwdata.dataset.integrity import ShardVerifier
 from slwdata.dataset.ledger import TailLedger
 from slwdata.dataset.plan import BatchPlan, EpochPlanner, count_epoch_batches, plan_epoch
+from slwdata.dataset.remote import DEFAULT_REMOTE_TIMEOUT, bound_streams, bounded_s3_downloads
 from slwdata.dataset.reader import ShardFormatError, ShardTokenReader
-from slwdata.dataset.shm import clean_dead_owners, register_owner
+from slwdata.dataset.shm import clean_dead_owners, register_owner, release_owner
 
 __all__ = [
     'SLWDataset', 'RankEpochAccount', 'REUSE_POLICIES', 'ResumeMismatchError', 'make_dataloader',
@@ -156,6 +159,15 @@ class SLWDataset(StreamingDataset):
         clean_stale_shm: first remove the shared memory of SLWDataset runs on this machine
             whose process died (SIGKILL), see :mod:`slwdata.dataset.shm`; live runs and other
             StreamingDataset users are left alone.
+        verify_hashes: check every shard against the hash ``index.json`` records, once per job
+            when a process first maps it (:mod:`slwdata.dataset.integrity`); a mismatch stops
+            iteration with :class:`~slwdata.dataset.integrity.ShardHashError`. ``False`` only
+            for shards verified elsewhere. Independent of streaming's ``validate_hash``, which
+            checks a file only as it is downloaded or decompressed.
+        remote_timeout: seconds an S3 object (a shard, ``index.json``) may take to download,
+            all retries together; a stalled endpoint then stops iteration with an error naming
+            the object, and each retry logs a warning (:mod:`slwdata.dataset.remote`). It
+            replaces streaming's ``download_timeout`` / ``download_retry`` for S3 remotes.
         **kwargs: passed to :class:`streaming.StreamingDataset` (``remote``, ``local``,
             ``shuffle``, ``cache_limit``, ...).
 
@@ -177,6 +189,8 @@ class SLWDataset(StreamingDataset):
                  bytes_dtype: str = 'int64',
                  prefetch_batches: int = 2,
                  clean_stale_shm: bool = True,
+                 verify_hashes: bool = True,
+                 remote_timeout: float = DEFAULT_REMOTE_TIMEOUT,
                  **kwargs: Any) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f'SLWDataset needs batch_size= (rows per rank per step), '
@@ -185,7 +199,11 @@ class SLWDataset(StreamingDataset):
             raise ValueError(f'reuse={reuse!r}; choose one of {", ".join(REUSE_POLICIES)}.')
         if clean_stale_shm:
             clean_dead_owners()
-        super().__init__(batch_size=batch_size, **kwargs)
+        with bounded_s3_downloads(remote_timeout):
+            super().__init__(batch_size=batch_size, **kwargs)
+        bound_streams(self.streams, remote_timeout)
+        self.verifier = ShardVerifier(self.shards, self._shm_prefix_int) if verify_hashes \
+            else None
         if self._unique_rank_world.is_local_leader:
             register_owner(self._shm_prefix_int)
         self.reuse = reuse
@@ -203,7 +221,8 @@ class SLWDataset(StreamingDataset):
                                        ensure=self._ensure_shard,
                                        touch=self._touch_shard,
                                        fallback_get=self.get_item,
-                                       bytes_dtype=bytes_dtype)
+                                       bytes_dtype=bytes_dtype,
+                                       verify=self.verifier.verify if self.verifier else None)
         self.seq_len = self._resolve_seq_len()
         self.eos_id = self.meta.get('eos_id') if self.meta else None
         # Pacing (bound later by the algorithm or the user).
@@ -288,6 +307,14 @@ class SLWDataset(StreamingDataset):
                 self._shard_states[shard_id] = _ShardState.REMOTE
         except Exception:  # noqa: BLE001 - best effort on an error path.
             pass
+
+    def _evict_shard(self, shard_id: int) -> None:
+        """streaming's eviction, and the shard's hash record: its next copy is checked again
+        where it is made local (a worker), not later in the main process."""
+        super()._evict_shard(shard_id)
+        verifier = getattr(self, 'verifier', None)  # None while streaming's __init__ runs
+        if verifier is not None:
+            verifier.forget(shard_id)
 
     def _touch_shard(self, shard_ids: NDArray[np.int64]) -> None:
         self._shard_access_times[shard_ids] = time_ns()
@@ -557,6 +584,8 @@ class SLWDataset(StreamingDataset):
         for shm in _streaming_shms(self):
             atexit.unregister(shm.cleanup)
             shm.cleanup()
+        if self._unique_rank_world.is_local_leader:
+            release_owner(self._shm_prefix_int)
         self._closed = True
 
     def _materialize(self, plan: BatchPlan) -> dict[str, Any]:
@@ -746,7 +775,16 @@ class SLWDataset(StreamingDataset):
                 seg = plan.taken
                 plan.gather = self.reader.plan_segments(seg['row'], seg['start'],
                                                         seg['length'])
+        self._verify_ahead(plan.gather.shards)
         return plan
+
+    def _verify_ahead(self, shard_ids: NDArray[np.integer]) -> None:
+        """Map (and so hash-check) the shards a worker addresses that no process has checked
+        yet: the check belongs in the worker, not in the main process that runs the model."""
+        if self.verifier is not None:
+            for shard_id in self.verifier.pending(shard_ids).tolist():
+                self.reader.drop(shard_id)  # a map of an evicted copy would skip the check
+                self.reader._map(shard_id)
 
     def materialize_in_main(self, address: 'BatchAddress') -> Iterator[dict[str, Any]]:
         """Gather the batches a worker addressed, in this (main) process: rows are copied
@@ -920,6 +958,9 @@ def make_dataloader(dataset: SLWDataset,
       than int64); the main process widens them to ``output_dtype``.
     - ``"full"``: workers ship ``output_dtype`` batches (what a plain DataLoader does).
 
+    A ``cache_limit`` too small for the shards of the batches in flight is refused here, with
+    the minimum that works (:mod:`slwdata.dataset.cache`).
+
     Other keyword arguments go to the DataLoader. With ``transfer="addresses"`` the workers
     also work out each batch's reads, so the main process only gathers, into one scratch
     buffer of shared memory that forking does not turn copy-on-write. Workers may be started
@@ -946,5 +987,6 @@ def make_dataloader(dataset: SLWDataset,
     if isinstance(dataset, SLWDataset):
         dataset.transfer = transfer if num_workers > 0 else 'full'
         dataset.addresses_per_item = addresses_per_item
+        check_cache_limit(dataset, num_workers, kwargs.get('prefetch_factor'), addresses_per_item)
     cls = SLWStreamingDataLoader if streaming_loader else SLWDataLoader
     return cls(dataset, num_workers=num_workers, **kwargs)

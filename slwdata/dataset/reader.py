@@ -219,6 +219,8 @@ class ShardTokenReader:
         touch: called with an array of shard ids each time they are read (cache LRU
             bookkeeping), once per gather.
         fallback_get: ``sample_id -> sample dict`` used for shards without a fixed layout.
+        verify: ``(shard_id, filename, mapping, stat)`` called on each new mapping of a fixed-layout
+            shard before it is read (the hash check, :mod:`slwdata.dataset.integrity`).
         bytes_dtype: dtype of tokens stored as raw ``bytes`` (llm-foundry used int64).
         max_open: memory maps kept open at once.
     """
@@ -231,7 +233,9 @@ class ShardTokenReader:
                  touch: Optional[Callable[[NDArray[np.int64]], None]] = None,
                  fallback_get: Optional[Callable[[int], dict]] = None,
                  bytes_dtype: str = 'int64',
-                 max_open: int = 256) -> None:
+                 max_open: int = 256,
+                 verify: Optional[Callable[[int, str, mmap.mmap, os.stat_result], None]] = None
+                 ) -> None:
         self.shards = list(shards)
         self.offsets = np.asarray(sample_offset_per_shard, np.int64)
         self.samples = np.array([s.samples for s in self.shards], np.int64)
@@ -242,6 +246,7 @@ class ShardTokenReader:
         self.fallback_get = fallback_get
         self.bytes_dtype = np.dtype(bytes_dtype)
         self.max_open = max_open
+        self.verify = verify
         self._maps: 'OrderedDict[int, np.ndarray]' = OrderedDict()
         self._row_bytes: dict[int, np.ndarray] = {}
         self.all_fixed = all(layout.fixed for layout in self.layouts)
@@ -262,6 +267,25 @@ class ShardTokenReader:
             raise IndexError(f'Sample id out of range [0, {self.offsets[-1] + self.samples[-1]}).')
         return np.searchsorted(self.offsets, ids, side='right') - 1
 
+    def _open(self, shard_id: int, filename: str) -> tuple[mmap.mmap, os.stat_result]:
+        """Map the whole raw file of a shard, making it local first (``ensure``) and again if
+        it is evicted before it is opened: once mapped it stays readable even if unlinked."""
+        for _ in range(8):
+            if self.ensure is not None and not os.path.isfile(filename):
+                self.ensure(shard_id)
+            try:
+                with open(filename, 'rb') as f:
+                    st = os.fstat(f.fileno())
+                    if st.st_size == 0:
+                        raise ShardFormatError(f'{filename}: empty file.')
+                    return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), st
+            except FileNotFoundError:
+                # Evicted between ensure() and open() (another worker needed the space).
+                if self.ensure is None:
+                    raise
+        raise RuntimeError(f'{filename} keeps being evicted before it can be opened: the '
+                           'cache_limit is too small for the shards in use.')
+
     def _map(self, shard_id: int) -> np.ndarray:
         """Memory-map the token column of a fixed-layout shard as ``[samples, seq_len]``."""
         mm = self._maps.get(shard_id)
@@ -271,33 +295,31 @@ class ShardTokenReader:
         shard = self.shards[shard_id]
         layout = self.layouts[shard_id]
         filename = os.path.join(shard.dirname, shard.split or '', shard.raw_data.basename)
-        if self.ensure is not None and not os.path.isfile(filename):
-            self.ensure(shard_id)
+        buf, st = self._open(shard_id, filename)
         try:
-            header = np.memmap(filename, np.uint32, 'r', shape=(2 + shard.samples,))
-        except FileNotFoundError:
-            # Evicted between the check and the open (another worker needed the space).
-            if self.ensure is None:
-                raise
-            self.ensure(shard_id)
-            header = np.memmap(filename, np.uint32, 'r', shape=(2 + shard.samples,))
+            header = np.frombuffer(buf, np.uint32, 2 + shard.samples)
         except ValueError as err:
             raise ShardFormatError(f'{filename}: shorter than its index says ({err}).') from err
         num, begin, end = int(header[0]), int(header[1]), int(header[-1])
-        if num != shard.samples or end - begin != num * layout.stride:
+        if num != shard.samples or end - begin != num * layout.stride or end > len(buf):
             raise ShardFormatError(
                 f'{filename}: header says {num} samples spanning {end - begin} bytes; '
                 f'index.json says {shard.samples} samples of {layout.stride} bytes.')
         del header
+        if self.verify is not None:
+            self.verify(shard_id, filename, buf, st)
+        # Header and tokens come from the one mapping opened above: an eviction (unlink) by
+        # another worker after this point cannot take the file away from under the reader.
         if layout.stride == layout.seq_len * layout.dtype.itemsize:
-            mm = np.memmap(filename, layout.dtype, 'r', offset=begin, shape=(num, layout.seq_len))
+            mm = np.frombuffer(buf, layout.dtype, num * layout.seq_len,
+                               begin).reshape(num, layout.seq_len)
         else:
-            raw = np.memmap(filename, np.uint8, 'r', offset=begin, shape=(num, layout.stride))
+            raw = np.frombuffer(buf, np.uint8, num * layout.stride, begin).reshape(num, layout.stride)
             nbytes = layout.seq_len * layout.dtype.itemsize
             # Tokens as tokens (a strided [samples, seq_len] view), so rows and segments
             # index it alike.
             mm = raw[:, layout.offset:layout.offset + nbytes].view(layout.dtype)
-        # A plain ndarray view (its base keeps the mapping open): np.memmap's Python-level
+        # A plain ndarray (its base keeps the mapping open), not np.memmap: its Python-level
         # __getitem__ / __array_finalize__ cost more than a small gather from one shard.
         mm = mm.view(np.ndarray)
         self._maps[shard_id] = mm
@@ -551,13 +573,19 @@ class ShardTokenReader:
             g += n_groups
         return out
 
+    def drop(self, shard_id: int) -> None:
+        """Forget this shard's memory map: the next read maps the file anew (a new copy after
+        an eviction)."""
+        self._maps.pop(shard_id, None)
+        self._row_bytes.pop(shard_id, None)
+
     def close(self) -> None:
         """Drop open memory maps."""
         self._maps.clear()
         self._row_bytes.clear()
 
     def __getstate__(self) -> dict:
-        # A pickled np.memmap is a full in-memory copy of the shard: spawned DataLoader workers
+        # A pickled mapped array is a full in-memory copy of the shard: spawned DataLoader workers
         # open their own maps instead.
         state = self.__dict__.copy()
         state['_maps'] = OrderedDict()

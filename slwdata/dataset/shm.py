@@ -7,9 +7,12 @@ same local cache directory makes the next run fail with "Reused local directory"
 ``streaming.base.util.clean_stale_shared_memory()`` removes *every* prefix, including those of
 live jobs on the same machine, so it is only safe on a dedicated node before training starts.
 
-Here each SLWDataset local leader records who owns its prefix (pid and process start time) in
-``<tmp>/slwdata_owner_<prefix>.json``; :func:`clean_dead_owners` removes only the prefixes whose
-recorded owner is no longer running.
+Here each SLWDataset local leader records who owns its prefix (pid, process start time and the
+inode of each segment) in ``<tmp>/slwdata_owner_<prefix>.json``, and removes the record again on
+``close()`` and at exit. :func:`clean_dead_owners` removes a prefix's segments only when the
+recorded owner provably died (no process with that pid and start time) and each segment is
+still the one it created (same inode) and mapped by no live process (``/proc/*/maps``): a
+prefix reused by another job, say a plain StreamingDataset run, is left alone.
 
 Example::
 
@@ -19,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import atexit
 import glob
 import json
 import logging
@@ -28,7 +32,12 @@ from typing import Optional
 
 from streaming.base.constant import BARRIER_FILELOCK, CACHE_FILELOCK, SHM_TO_CLEAN
 
-__all__ = ['register_owner', 'clean_dead_owners', 'owner_path']
+__all__ = ['register_owner', 'release_owner', 'clean_dead_owners', 'owner_path']
+
+# streaming's segments, and the hash record of slwdata.dataset.integrity.
+_SEGMENTS = list(SHM_TO_CLEAN) + ['slw_verified']
+# Prefixes whose owner record this process wrote and still holds.
+_OWNED: set[int] = set()
 
 logger = logging.getLogger(__name__)
 
@@ -67,13 +76,71 @@ def _alive(record: dict) -> bool:
     return True
 
 
+def _inode(name: str) -> Optional[int]:
+    try:
+        return os.stat(os.path.join('/dev/shm', name)).st_ino
+    except OSError:
+        return None
+
+
 def register_owner(prefix_int: int) -> None:
-    """Record this process as the owner of ``prefix_int`` (called by the local leader)."""
-    record = {'pid': os.getpid(), 'start': _start_time(os.getpid())}
+    """Record this process as the owner of ``prefix_int`` (called by the local leader, after
+    its segments exist); the record is removed by :func:`release_owner` or at exit."""
+    segments = {n: _inode(f'{prefix_int:06}_{n}') for n in _SEGMENTS}
+    record = {'pid': os.getpid(), 'start': _start_time(os.getpid()),
+              'segments': {n: i for n, i in segments.items() if i is not None}}
     tmp = owner_path(prefix_int) + f'.{os.getpid()}.tmp'
     with open(tmp, 'w') as f:
         json.dump(record, f)
     os.replace(tmp, owner_path(prefix_int))
+    if not _OWNED:
+        atexit.register(_release_all)
+    _OWNED.add(prefix_int)
+
+
+def release_owner(prefix_int: int) -> None:
+    """Remove the owner record of ``prefix_int`` if this process wrote it."""
+    path = owner_path(prefix_int)
+    try:
+        with open(path) as f:
+            record = json.load(f)
+        if record.get('pid') == os.getpid() and record.get('start') == _start_time(os.getpid()):
+            os.unlink(path)
+    except (OSError, ValueError):
+        pass
+    _OWNED.discard(prefix_int)
+    if not _OWNED:
+        atexit.unregister(_release_all)
+
+
+def _release_all() -> None:
+    for prefix_int in list(_OWNED):
+        release_owner(prefix_int)
+
+
+def _mapped_by_live_process(prefix_int: int) -> Optional[int]:
+    """Another process that has a segment of ``prefix_int`` mapped, or None. Processes of other users
+    cannot be read, but cannot map this user's segments either (streaming creates them 0600)."""
+    needle = f'/dev/shm/{prefix_int:06}_'
+    for entry in os.listdir('/proc') if os.path.isdir('/proc') else []:
+        # This process may map them only because streaming's prefix search looked at them (a
+        # dataset that failed to start); a job of its own on the prefix made new inodes.
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f'/proc/{entry}/maps') as f:
+                if needle in f.read():
+                    return int(entry)
+        except OSError:
+            continue
+    return None
+
+
+def _unlink_quiet(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _unlink_shm(name: str) -> bool:
@@ -89,7 +156,9 @@ def clean_dead_owners() -> list[int]:
     """Remove the shared memory and file locks of SLWDataset prefixes whose owner died.
 
     Returns the prefixes cleaned. Prefixes without an owner record (other StreamingDataset
-    users) and prefixes of live processes are left alone.
+    users), prefixes of live processes, and segments that are not the dead owner's (another
+    inode) or that a live process maps are left alone; a record whose prefix now belongs to
+    someone else is dropped.
     """
     cleaned = []
     for path in sorted(glob.glob(os.path.join(gettempdir(), 'slwdata_owner_*.json'))):
@@ -101,18 +170,26 @@ def clean_dead_owners() -> list[int]:
             continue
         if _alive(record):
             continue
+        user = _mapped_by_live_process(prefix_int)
+        # The segments that existed when the owner registered must still be the same files
+        # (a job that took the prefix over made new ones); those the owner made later (epoch
+        # data) have no recorded inode, and the live-mapping check covers them.
+        recorded = record.get('segments') or {}
+        foreign = [n for n, i in recorded.items()
+                   if _inode(f'{prefix_int:06}_{n}') not in (None, i)]
+        if user is not None or foreign:
+            logger.warning('Shared-memory prefix %06d of dead process %s is now %s: left '
+                           'alone, stale owner record %s removed.', prefix_int, record.get('pid'),
+                           f'in use by pid {user}' if user is not None else
+                           f'held by another job ({", ".join(foreign)})', path)
+            _unlink_quiet(path)
+            continue
         # File locks first: a prefix with shared memory but no lock is still skipped by
         # streaming's prefix search, so no new run can grab it half-cleaned.
         for lock in (BARRIER_FILELOCK, CACHE_FILELOCK):
-            try:
-                os.unlink(os.path.join(gettempdir(), f'{prefix_int:06}_{lock}'))
-            except FileNotFoundError:
-                pass
-        leaked = [name for name in SHM_TO_CLEAN if _unlink_shm(f'{prefix_int:06}_{name}')]
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+            _unlink_quiet(os.path.join(gettempdir(), f'{prefix_int:06}_{lock}'))
+        leaked = [name for name in _SEGMENTS if _unlink_shm(f'{prefix_int:06}_{name}')]
+        _unlink_quiet(path)
         if leaked:
             logger.warning('Removed shared memory %s left by dead process %s.',
                            ', '.join(f'{prefix_int:06}_{n}' for n in leaked), record.get('pid'))
