@@ -27,6 +27,7 @@ VENV = REPO / ".venv-llmfoundry"
 SHARED = REPO.parent / "shared"
 PROBE = Path(__file__).resolve().parent / "llmfoundry_probe"
 ROWS, FULL, START, WARMUP, MAX_TOKENS = 4, 64, 8, "8ba", 5120  # what the doc's YAMLs say (checked below)
+TUNE_LR = 0.05
 
 pytestmark = [
     pytest.mark.slow,
@@ -194,3 +195,45 @@ def test_slw_loader_refuses_unknown_keys_by_name(converted):
     out = re.sub(r"\s+", " ", re.sub(r"\[rank0\]:|│", " ", proc.stdout + proc.stderr))
     assert "slw dataloader, train_loader.dataset: unknown key(s) ['suffle']" in out, out[-3000:]
     assert "eos_token_id (sequence_id" in out
+
+
+def test_tune_runs_llmfoundry_trials_from_the_training_yaml(converted, tmp_path):
+    """`slwdata tune` on the doc's slw YAML plus an eval loader: each trial a real `llmfoundry train`."""
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "examples" / "llmfoundry" / "mpt-tiny-slw.yaml").read_text())
+    cfg["eval_loader"] = {"name": "text", "drop_last": False, "num_workers": 0, "prefetch_factor": None,
+                          "persistent_workers": False,
+                          "dataset": {"local": "${variables.data_local}", "shuffle": False,
+                                      "max_seq_len": "${variables.max_seq_len}"}}
+    cfg["eval_subset_num_batches"] = 16  # 16 x 4 rows x 64 = 4,096 tokens per validation
+    cfg["device_eval_batch_size"] = 4
+    cfg["optimizer"]["lr"] = TUNE_LR  # high enough to provoke a fluctuation
+    (converted / "tune.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    out = tmp_path / "tune"
+    cmd = (f"{VENV.name}/bin/slwdata tune tune.yaml --out {out} --starts 8 --evals 8 "
+           "--t-init 2 --t-min 1 --t-max 4 --max-trials 3")
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    proc = subprocess.run(shlex.split(cmd), cwd=converted, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "LR warmup 512tok; trials train 2048tok (4x), validating every 256tok" in proc.stdout
+    report = json.loads((out / "tune.json").read_text())
+    trials = report["trials"]
+    assert trials and all(len(t["curve"]["points"]) >= 4 for t in trials)
+    for t in trials:  # each trial trained its length on the full run's schedule, judged by the 1.3x rule
+        assert 2048 <= t["curve"]["trained_tokens"] < 2048 + 4 * 64
+        pts = t["curve"]["points"]
+        best, first = float("inf"), None
+        for i, (at, v) in enumerate(pts):
+            if at > t["judged_until"]:
+                break
+            if v > 1.3 * best:
+                first = at
+                break
+            best = min(best, v)
+        assert t["fluctuation_at"] == first and t["passed"] == (first is None)
+    assert any(not t["passed"] for t in trials), trials  # the high LR provoked a fluctuation
+    log = (out / "logs" / f"trial-s{trials[-1]['start']}-T{trials[-1]['duration']}.log").read_text()
+    assert "llmfoundry train tune.yaml" in log.splitlines()[0] and "algorithms.slw.start=8" in log
+    if proc.returncode == 0:
+        assert "algorithms:\n  slw: {start: 8, duration: " in proc.stdout

@@ -41,6 +41,7 @@ EPILOG = """\
 example:
   slwdata tune examples/configs/tiny-cpu.yaml --set data.train=shards/train --set data.val=shards/val
   slwdata tune cfg.yaml --launcher "composer -n 8"      # each trial on 8 GPUs
+  .venv-llmfoundry/bin/slwdata tune my-llmfoundry-run.yaml   # trials are `llmfoundry train` runs
 """
 
 
@@ -48,7 +49,11 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("tune", help="tune SLW's start length and duration from short trials",
                               description=DESCRIPTION, epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", help="training YAML of examples/train_slw.py (the run you will train)")
+    p.add_argument("config", help="the training YAML you will train with: an llm-foundry YAML (it has a "
+                   "train_loader) or a config of examples/train_slw.py")
+    p.add_argument("--runner", choices=("auto", "llmfoundry", "example"), default="auto",
+                   help="how a trial runs: 'llmfoundry train YAML ...' or 'python train_slw.py CONFIG ...' "
+                        "(default: llmfoundry when the YAML has a train_loader)")
     p.add_argument("--script", help="the trainer script (default: train_slw.py beside the config's folder)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config entry for every trial, dotted keys (repeatable)")
@@ -107,14 +112,17 @@ def _user(msg: str) -> Exception:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from slwdata.tune.runners import ExampleTrainerTrials, TuneSetupError, val_tokens_needed
+    from slwdata.tune.runners import ExampleTrainerTrials, LLMFoundryTrials, TuneSetupError, val_tokens_needed
     from slwdata.tune.search import TrialCache, search
 
     out = Path(args.out)
     try:
-        runner = ExampleTrainerTrials(args.config, script=args.script, overrides=args.overrides,
-                                      launcher=args.launcher, lr_warmup=args.lr_warmup, log_dir=out / "logs",
-                                      timeout_s=args.trial_timeout)
+        common = dict(overrides=args.overrides, launcher=args.launcher, lr_warmup=args.lr_warmup,
+                      log_dir=out / "logs", timeout_s=args.trial_timeout)
+        if _runner_kind(args) == "llmfoundry":
+            runner: Any = LLMFoundryTrials(args.config, **common)
+        else:
+            runner = ExampleTrainerTrials(args.config, script=args.script, **common)
         space = _space(args, runner)
         problems = space.problems()
         if problems:
@@ -143,24 +151,39 @@ def _main(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         raise _user(f"{exc}; finished trials are cached in {out / 'trials'}, rerun to go on") from None
     report = write_report(result, out, full_run_tokens=runner.full_run_tokens(), wall_s=time.time() - t0,
-                          snippet=_snippet(result))
+                          snippet=_snippet(result, isinstance(runner, LLMFoundryTrials)))
     print(f"slwdata tune: {result.message}")
     print(f"slwdata tune: {report['trials_trained']} trials trained ({report['trials_cached']} cached), "
           f"{report['trial_tokens']:,} tokens = {report['cost_fraction']:.1%} of the full run's "
           f"{report['full_run_tokens']:,}")
     print(f"slwdata tune: report {out / 'tune.md'}, plot {out / 'tune.png'}")
     if result.ok:
-        print("paste into the config:\n" + _snippet(result))
+        print("paste into the config:\n" + _snippet(result, isinstance(runner, LLMFoundryTrials)))
         return 0
     return 1
 
 
-def _snippet(result: Any) -> str:
+def _runner_kind(args: argparse.Namespace) -> str:
+    if args.runner != "auto":
+        return args.runner
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(Path(args.config).read_text()) or {}
+    except OSError as exc:
+        raise _user(f"{args.config}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise _user(f"{args.config}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return "llmfoundry" if isinstance(cfg, dict) and "train_loader" in cfg else "example"
+
+
+def _snippet(result: Any, llmfoundry: bool) -> str:
     if not result.ok:
         return ""
-    return (f"slw: {{enabled: true, start: {result.start}, duration: {result.duration}{result.space.unit}}}"
-            "\n# llm-foundry: algorithms: {slw: {start: %d, duration: %d%s}}"
-            % (result.start, result.duration, result.space.unit))
+    d = f"{result.duration}{result.space.unit}"
+    if llmfoundry:
+        return f"algorithms:\n  slw: {{start: {result.start}, duration: {d}}}"
+    return f"slw: {{enabled: true, start: {result.start}, duration: {d}}}"
 
 
 def write_report(result: Any, out: Path, *, full_run_tokens: int, wall_s: float,

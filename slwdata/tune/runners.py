@@ -14,6 +14,8 @@ Runners:
 
 - :class:`ExampleTrainerTrials`: ``examples/train_slw.py`` and its YAML configs, each trial a
   subprocess (optionally under a launcher such as ``composer -n 8``);
+- :class:`LLMFoundryTrials`: an llm-foundry training YAML, each trial ``llmfoundry train`` in its
+  own process, its validation curve recorded by the ``slw_eval_curve`` callback;
 - :class:`ComposerFactoryTrials`: a function that builds a Composer ``Trainer``, in process.
 """
 
@@ -33,7 +35,7 @@ from typing import Any, Callable, Optional, Sequence
 from slwdata.pacing import Duration
 from slwdata.tune.search import Curve
 
-__all__ = ["TuneSetupError", "ExampleTrainerTrials", "ComposerFactoryTrials", "resolve_amount",
+__all__ = ["TuneSetupError", "ExampleTrainerTrials", "LLMFoundryTrials", "ComposerFactoryTrials", "resolve_amount",
            "val_tokens_needed"]
 
 class TuneSetupError(ValueError):
@@ -204,22 +206,7 @@ class ExampleTrainerTrials:
             cmd = prefix + [str(self.script), str(self.config), "--summary-json", str(summary)]
             for item in sets:
                 cmd += ["--set", item]
-            log = (self.log_dir / f"trial-s{start}-T{duration}.log") if self.log_dir else Path(tmp) / "trial.log"
-            log.parent.mkdir(parents=True, exist_ok=True)
-            t0 = time.time()
-            with open(log, "w") as fh:
-                fh.write("$ " + shlex.join(cmd) + "\n")
-                fh.flush()
-                try:
-                    proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, timeout=self.timeout_s)
-                except subprocess.TimeoutExpired:
-                    raise RuntimeError(f"trial s={start} T={duration}{self.unit} ran past {self.timeout_s:.0f} s; "
-                                       f"its log: {log}") from None
-            wall = time.time() - t0
-            if proc.returncode != 0:
-                tail = log.read_text().strip().splitlines()[-1:] or ["(no output)"]
-                raise RuntimeError(f"trial s={start} T={duration}{self.unit} failed (exit {proc.returncode}): "
-                                   f"{tail[0]} — full log: {log}")
+            wall = _run_trial(cmd, self.log_dir, start, duration, self.unit, self.timeout_s)
             data = json.loads(summary.read_text())
         curves = data.get("eval_curves") or {}
         points = curves.get(self.metric)
@@ -227,6 +214,147 @@ class ExampleTrainerTrials:
             raise RuntimeError(f"trial s={start} T={duration}{self.unit} logged no {self.metric}: "
                                "check data.val and eval_interval")
         return _curve_from(points, self.unit, int(data.get("trained_tokens", 0)), wall)
+
+
+def _run_trial(cmd: list[str], log_dir: Optional[Path], start: int, duration: int, unit: str,
+               timeout_s: Optional[float]) -> float:
+    """Run one trial's command with its output in a log file; its wall time, or an error naming the log."""
+    log_dir = log_dir or Path(tempfile.gettempdir())
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"trial-s{start}-T{duration}.log"
+    t0 = time.time()
+    with open(log, "w") as fh:
+        fh.write("$ " + shlex.join(cmd) + "\n")
+        fh.flush()
+        try:
+            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"trial s={start} T={duration}{unit} ran past {timeout_s:.0f} s; "
+                               f"its log: {log}") from None
+    if proc.returncode != 0:
+        tail = log.read_text().strip().splitlines()[-1:] or ["(no output)"]
+        raise RuntimeError(f"trial s={start} T={duration}{unit} failed (exit {proc.returncode}): "
+                           f"{tail[0]} — full log: {log}")
+    return time.time() - t0
+
+
+class LLMFoundryTrials:
+    """Trials of an llm-foundry training YAML, each one ``llmfoundry train YAML key=value ...``.
+
+    Run from the environment where llm-foundry and slwdata are installed. The YAML is the one you
+    will train with: it needs ``algorithms.slw`` (or gets it), a ``scheduler.t_warmup`` and an
+    ``eval_loader``. Each trial adds the ``slw_eval_curve`` callback (slwdata's
+    ``llmfoundry_callbacks`` entry point) to record its validation curve. ``launcher``: a command
+    prefix for distributed trials, e.g. ``"composer -n 8"``, which then runs llm-foundry's own
+    ``llmfoundry`` script with ``train YAML ...``.
+    """
+
+    metric = "LanguageCrossEntropy"
+
+    def __init__(self, yaml_path: str | os.PathLike, *, overrides: Sequence[str] = (),
+                 launcher: Optional[str] = None, lr_warmup: Optional[str] = None,
+                 log_dir: Optional[str | os.PathLike] = None, timeout_s: Optional[float] = None) -> None:
+        try:
+            from omegaconf import OmegaConf
+        except ImportError:
+            raise TuneSetupError("the llm-foundry runner needs omegaconf (llm-foundry's environment): run "
+                                 "slwdata tune from the environment where llm-foundry is installed") from None
+        self.yaml = Path(yaml_path)
+        if not self.yaml.is_file():
+            raise TuneSetupError(f"{self.yaml}: no such YAML file")
+        self.overrides = list(overrides)
+        self.launcher = launcher
+        self.log_dir = Path(log_dir) if log_dir else None
+        self.timeout_s = timeout_s
+        try:
+            conf = OmegaConf.merge(OmegaConf.load(self.yaml), OmegaConf.from_dotlist(self.overrides))
+            cfg = OmegaConf.to_container(conf, resolve=True)
+        except Exception as exc:  # omegaconf's parse and interpolation errors share no base class
+            raise TuneSetupError(f"{self.yaml}: cannot read it with its overrides: {exc}") from None
+        self.cfg = cfg
+        if not cfg.get("max_duration"):
+            raise TuneSetupError(f"{self.yaml}: no max_duration: the trials follow the full run's LR schedule")
+        try:
+            self.total = Duration.parse(cfg["max_duration"])
+        except ValueError as exc:
+            raise TuneSetupError(f"{self.yaml}: max_duration: {exc}") from exc
+        sched = cfg.get("scheduler") or {}
+        spec = lr_warmup or sched.get("t_warmup")
+        if spec is None:
+            raise TuneSetupError(f"{self.yaml}: cannot find the LR warmup (scheduler.t_warmup): the strategy "
+                                 "measures trials in multiples of it; add it to the YAML or pass --lr-warmup")
+        self.warmup = resolve_amount(spec, self.total, "LR warmup (scheduler.t_warmup)")
+        if self.warmup.unit not in ("ba", "tok"):
+            raise TuneSetupError("give the LR warmup in steps ('ba') or tokens ('tok') for tuning")
+        self.seq_len = int(cfg.get("max_seq_len") or (cfg.get("model") or {}).get("max_seq_len") or 0)
+        self.global_batch = int(cfg.get("global_train_batch_size") or 0)
+        if launcher:
+            self.command = shlex.split(launcher) + [str(Path(sys.executable).parent / "llmfoundry"), "train"]
+        else:
+            self.command = [str(Path(sys.executable).parent / "llmfoundry"), "train"]
+
+    unit = ExampleTrainerTrials.unit
+    lr_warmup = ExampleTrainerTrials.lr_warmup
+
+    def full_run_tokens(self) -> int:
+        if self.total.unit == "tok":
+            return int(self.total.value)
+        return int(self.total.value) * self.global_batch * self.seq_len
+
+    def val_tokens(self) -> int:
+        ev = self.cfg.get("eval_loader")
+        if not ev:
+            raise TuneSetupError(f"{self.yaml}: no eval_loader: the strategy judges trials by validation "
+                                 "perplexity alone")
+        ds = (ev[0] if isinstance(ev, list) else ev).get("dataset") or {}
+        local = ds.get("local")
+        index = Path(local) / "index.json" if local else None
+        if index is None or not index.is_file():
+            return -1  # remote or built by a plugin: not countable before a trial
+        rows = sum(int(s.get("samples", 0)) for s in json.loads(index.read_text()).get("shards", []))
+        subset = int(self.cfg.get("eval_subset_num_batches", -1) or -1)
+        if subset > 0:
+            rows = min(rows, subset * int(self.cfg.get("device_eval_batch_size") or 1))
+        return rows * self.seq_len
+
+    def identity(self) -> dict[str, Any]:
+        return {"runner": "llmfoundry", "config": self.cfg, "launcher": self.launcher}
+
+    def trial_overrides(self, start: int, duration: int, trial_length: int, eval_interval: int,
+                        curve_path: str) -> list[str]:
+        u = self.unit
+        t_max = str(resolve_amount((self.cfg.get("scheduler") or {}).get("t_max", "1dur"), self.total,
+                                   "scheduler.t_max"))
+        return self.overrides + [
+            f"max_duration={trial_length}{u}",
+            f"scheduler.t_warmup={self.lr_warmup}{u}",
+            f"scheduler.t_max={t_max}",
+            f"eval_interval={eval_interval}{u}",
+            f"algorithms.slw.start={start}",
+            f"algorithms.slw.duration={duration}{u}",
+            f"callbacks.slw_eval_curve.path={curve_path}",
+            "save_folder=null",
+            "progress_bar=false",
+        ]
+
+    bind = ExampleTrainerTrials.bind
+
+    def run(self, start: int, duration: int, trial_length: int, eval_interval: int) -> Curve:
+        with tempfile.TemporaryDirectory(prefix="slw-tune-") as tmp:
+            path = Path(tmp) / "eval.jsonl"
+            cmd = self.command + [str(self.yaml)] + self.trial_overrides(start, duration, trial_length,
+                                                                         eval_interval, str(path))
+            wall = _run_trial(cmd, self.log_dir, start, duration, self.unit, self.timeout_s)
+            rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        points = [[r["batch"], r["token"], v] for r in rows if r["kind"] == "eval"
+                  for k, v in r["metrics"].items() if k.endswith(self.metric)]
+        if not points:
+            raise RuntimeError(f"trial s={start} T={duration}{self.unit} recorded no {self.metric}: check "
+                               "eval_loader and eval_interval")
+        ends = [r for r in rows if r["kind"] == "fit_end"]
+        tokens = int(ends[-1]["token"]) if ends else int(rows[-1]["token"])
+        return _curve_from(points, self.unit, tokens, wall)
 
 
 class ComposerFactoryTrials:
