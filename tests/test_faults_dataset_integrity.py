@@ -130,3 +130,20 @@ def test_evicted_shard_is_checked_again_in_a_worker(tmp_path, monkeypatch):
         pids = f.read().split()
     assert len(pids) > ROWS // BS  # evicted shards were checked again
     assert str(os.getpid()) not in pids
+
+
+def test_unreadable_remote_metadata_fails_closed(tmp_path):
+    """Issue 15, 'every existence check fails closed': only "not found" means a plain MDS remote."""
+    from slwdata.dataset.dataset import ShardFormatError
+
+    remote, cache = str(tmp_path / 'remote'), str(tmp_path / 'cache')
+    _shards(remote)
+    meta = os.path.join(remote, 'slwdata.json')
+    os.remove(meta)
+    ds = SLWDataset(remote=remote, local=cache, batch_size=BS)  # absent: plain shards, served as such
+    assert ds.meta == {} and len(_iterate(ds, 0)) == ROWS
+    ds.close()
+    os.makedirs(meta)  # present but unreadable as a file: a read error, not an absence
+    with pytest.raises(ShardFormatError) as exc:
+        SLWDataset(remote=remote, local=str(tmp_path / 'cache2'), batch_size=BS)
+    assert f'{meta}: cannot be read (' in str(exc.value) and 'not taken as absent' in str(exc.value)

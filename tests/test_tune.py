@@ -143,7 +143,7 @@ def test_interrupted_search_resumes_from_its_cache(tmp_path):
     # Another identity (a changed config) reuses nothing.
     other: list = []
     search(scripted(16, 333, other), space(), TrialCache(tmp_path, {**ident, "config": {"lr": 2}}))
-    assert len(other) == len(fresh.trials)
+    assert len(other) == len({(t.start, t.duration) for t in fresh.trials})
 
 
 # ----------------------------------------------------------------------------- the CLI, real trials
@@ -278,3 +278,29 @@ def test_composer_factory_trials_follow_the_trial_settings(text_shards):
     assert len(curve.points) >= 4 and all(256 <= p <= 1024 + 256 for p, _ in curve.points)
     assert all(1.0 < v < 1000 for _, v in curve.points)  # perplexities of a byte-level model
     assert 1024 <= curve.trained_tokens < 1024 + 8 * 32
+
+
+@pytest.mark.composer
+@pytest.mark.slow
+def test_readme_tune_commands_run_as_written(tmp_path):
+    """The README's "Tune s and T" block, run line by line from a folder laid out like the checkout."""
+    import re
+    import shlex
+
+    pytest.importorskip("composer")
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Tune s and T"):]
+    (block,) = re.findall(r"^```bash\n(.*?)^```", section[: section.index("\n## ", 5)], flags=re.S | re.M)
+    work = tmp_path / "slwdata"
+    work.mkdir()
+    (tmp_path / "shared").symlink_to(ROOT.parent / "shared")
+    (work / "examples").symlink_to(ROOT / "examples")
+    (work / ".venv").symlink_to(Path(sys.executable).parents[1])
+    for line in block.strip().splitlines():
+        run = subprocess.run(shlex.split(line), cwd=work, capture_output=True, text=True, timeout=1500)
+        assert run.returncode in (0, 1), f"{line}\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
+    report = json.loads((work / "out" / "tune" / "report" / "tune.json").read_text())
+    assert report["trials"] and report["space"]["t_max"] == 4 * report["space"]["lr_warmup"]
+    assert 0 < report["cost_fraction"] < 1
+    if run.returncode == 0:
+        assert "paste into the config:\nslw: {enabled: true, start: " in run.stdout

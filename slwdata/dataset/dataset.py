@@ -46,6 +46,15 @@ STATE_VERSION = 1
 META_BASENAME = 'slwdata.json'
 
 
+def _is_not_found(err: BaseException) -> bool:
+    """Whether a download failed because the object does not exist (not because it is unreadable)."""
+    if isinstance(err, FileNotFoundError):
+        return True
+    response = getattr(err, 'response', None)  # botocore's ClientError
+    code = str((response or {}).get('Error', {}).get('Code', '')) if isinstance(response, dict) else ''
+    return code in ('404', 'NoSuchKey', 'NotFound')
+
+
 class ResumeMismatchError(RuntimeError):
     """A checkpoint was written under a different world size / batch size / pacing."""
 
@@ -248,8 +257,14 @@ class SLWDataset(StreamingDataset):
                     self._unique_rank_world.is_local_leader:
                 try:
                     stream._download_file(META_BASENAME)
-                except Exception:  # noqa: BLE001 - plain MDS shards have no metadata file.
-                    pass
+                except Exception as err:  # noqa: BLE001 - sorted below: absent, or a real failure
+                    # Plain MDS shards have no metadata file; only "not found" may mean that. Any other
+                    # failure (403, 500, a timeout) must not silently drop the shards' own settings.
+                    if not _is_not_found(err):
+                        where = os.path.join(stream.remote, stream.split or '', META_BASENAME)
+                        raise ShardFormatError(f'{where}: cannot be read ({type(err).__name__}: {err}); '
+                                               'it was not taken as absent. Fix the access or the store '
+                                               'and retry.') from err
             if os.path.isfile(path):
                 try:
                     with open(path) as f:

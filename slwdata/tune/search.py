@@ -278,8 +278,9 @@ def search(trial: TrialFn, space: SearchSpace, cache: Optional[TrialCache] = Non
                               "or allow longer starts (--starts)")
         # The start-stage trial at t_init is a known point for T, judged now over the whole window.
         if space.t_min <= space.t_init <= space.t_max:
-            init = first_fluctuation(seen[(chosen_s, space.t_init)].points, space.ratio, space.trial_length)
-            known["good" if init is None else "bad"] = space.t_init
+            # Judged again over the whole trial: a record of its own, trained once.
+            init = run("duration", chosen_s, space.t_init, space.trial_length)
+            known["good" if init.passed else "bad"] = space.t_init
         # The largest passing T is the goal, so t_max goes first. When t_init already failed this
         # also catches a learning rate so high that only a long T is calm (short T is unstable).
         if space.t_max != known["bad"] and run("duration", chosen_s, space.t_max, space.trial_length).passed:
