@@ -27,7 +27,7 @@ VENV = REPO / ".venv-llmfoundry"
 SHARED = REPO.parent / "shared"
 PROBE = Path(__file__).resolve().parent / "llmfoundry_probe"
 ROWS, FULL, START, WARMUP, MAX_TOKENS = 4, 64, 8, "8ba", 5120  # what the doc's YAMLs say (checked below)
-TUNE_LR = 0.05
+TUNE_LR = 0.15
 
 pytestmark = [
     pytest.mark.slow,
