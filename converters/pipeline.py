@@ -367,6 +367,10 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
                 pass
 
 
+# ---------------------------------------------------------------------------------------------
+# the steps of convert
+
+
 @dataclass
 class _Job:
     """One conversion's checked settings and where it writes (what ``_validate_inputs`` returns)."""
