@@ -76,7 +76,6 @@ def prepare_data(cfg: QuickstartConfig) -> dict[str, Any]:
     at once.
     """
     from converters import convert
-
     from slwdata.corpus import build_corpus
 
     out = Path(cfg.out)
@@ -116,14 +115,14 @@ def prepare_data(cfg: QuickstartConfig) -> dict[str, Any]:
 
 def shard_meta(shard_dir: str | os.PathLike) -> dict[str, Any]:
     """The converter's ``slwdata.json`` (seq_len, tokenizer.vocab_size, counts)."""
-    from slwdata.shards import META_NAME, read_meta
+    from slwdata.shards import META_NAME, read_meta_fields
 
-    meta = read_meta(shard_dir)
+    meta = read_meta_fields(shard_dir)
     if meta is None:
         from slwdata.errors import UserError
 
         raise UserError(f"{Path(shard_dir) / META_NAME}: missing; not a folder written by 'slwdata convert'")
-    return meta.to_dict()
+    return meta
 
 
 def strip_slw_keys(batch: Any) -> Any:
