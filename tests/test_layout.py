@@ -125,3 +125,16 @@ def test_user_error_is_one_class() -> None:
 
     assert UserError is BaseError
     assert issubclass(ConvertError, UserError) and issubclass(RemoteError, ConvertError)
+
+
+def test_only_shards_names_the_metadata_file() -> None:
+    """``slwdata/shards.py`` alone reads and writes ``slwdata.json``: no other module spells the
+    file name as a path (help texts and docstrings may mention it)."""
+    spelled = []
+    for name, path in _modules().items():
+        if name == "slwdata.shards":
+            continue
+        for n in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(n, ast.Constant) and n.value == "slwdata.json":
+                spelled.append(f"{name}:{n.lineno}")
+    assert spelled == []
