@@ -14,9 +14,10 @@ import zstandard
 
 import converters.readers as readers
 from converters import convert
-from helpers_convert import all_bytes, kill_when
 from converters.units import _array_encoder
 from slwdata.tokenizers import load_tokenizer
+
+from helpers_convert import all_bytes, kill_when
 
 REPO = Path(__file__).resolve().parents[1]
 KW = dict(tokenizer="bytes", progress=False, log=lambda m: None)
