@@ -57,7 +57,7 @@ def _vm_hwm_mb() -> float:
     """This process' own peak RSS (``VmHWM``), 0 where /proc is missing."""
     try:
         with open("/proc/self/status") as f:
-            return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
     except (OSError, StopIteration, ValueError):
         return 0.0
 
@@ -242,9 +242,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     corpus = Path(args.corpus)
 
-    from slwdata.tokenizers import load_tokenizer
-
     import streaming  # noqa: F401 - import cost (torch) is paid before any timing
+
+    from slwdata.tokenizers import load_tokenizer
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-convert-"))
     tok = load_tokenizer("gpt2")

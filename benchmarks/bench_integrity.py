@@ -24,8 +24,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -73,6 +71,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
     from bench_dataset import build_shards
+
     from slwdata.dataset import SLWDataset
 
     tmp = Path(os.environ.get('SLW_BENCH_DIR') or tempfile.gettempdir())

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from slwdata.shards import read_meta_fields
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SHARED = ROOT.parent / "shared" / "data" / "corpora" / "pile-mini"
@@ -32,7 +34,7 @@ def shards(work: Path, seq_len: int) -> tuple[Path, Path]:
     out = []
     for name, src in (("train", "00.jsonl.zst"), ("val", "01.jsonl.zst")):
         dest = work / f"bytes-{seq_len}" / name
-        if not (dest / "slwdata.json").exists():
+        if read_meta_fields(dest) is None:
             convert([str(SHARED / src)], str(dest), seq_len=seq_len, tokenizer="bytes", progress=False)
         out.append(dest)
     return out[0], out[1]
@@ -60,7 +62,7 @@ def one_lr(args: argparse.Namespace, lr: float) -> dict[str, Any]:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     train, val = shards(work, args.seq_len)
-    vocab = json.loads((train / "slwdata.json").read_text())["tokenizer"]["vocab_size"]
+    vocab = read_meta_fields(train)["tokenizer"]["vocab_size"]
     full_tokens = args.full_steps * args.batch * args.seq_len
     out = work / f"lr{lr:g}"
     cmd = [sys.executable, "-m", "slwdata.cli", "tune", str(ROOT / "examples" / "configs" / "tiny-cpu.yaml"),

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from converters.readers import ConvertError
+from slwdata.errors import ConvertError
 from slwdata.shards import META_NAME, read_meta
 
 __all__ = ["load_index", "iter_shard_rows", "read_rows", "verify", "inspect_summary"]

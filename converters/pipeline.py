@@ -1,5 +1,9 @@
 """``convert``: corpora -> fixed-length zstd MDS shards plus ``slwdata.json``.
 
+``convert`` runs four named steps: ``_validate_inputs`` (settings, inputs, where things go),
+``_reconcile_output`` (lock; reuse, refuse, clear or resume what is there), ``_tokenize_and_write``
+and ``_publish``. The per-unit worker is :mod:`converters.units`, shared with the Spark engine.
+
 Design (why it is exact, deterministic and resumable):
 
 1. Inputs are expanded into ordered *work units* (files, parquet row groups, byte ranges of
@@ -31,22 +35,22 @@ import json
 import multiprocessing as mp
 import os
 import shutil
-import signal
 import socket
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from converters.readers import (ConvertError, ReadOptions, SkipLog, Source, Unit, expand_inputs, iter_chunks,
-                                iter_unit_documents, plan_units, read_megatron_index)
-from converters.remote import Remote, RemoteError, timeout_from_env
-from slwdata.shards import META_NAME, ShardMeta, diff_config, dtype_for_vocab, read_meta, write_meta
+from converters.readers import ReadOptions, SkipLog, Source, Unit, expand_inputs, iter_chunks, plan_units
+from converters.remote import Remote, timeout_from_env
+from converters.units import ROW_CHUNK, atomic_write_bytes, init_worker, keep_tokenizer, load_done_unit, run_unit
+from slwdata.errors import ConvertError, ConvertInterrupted, RemoteError
+from slwdata.shards import META_NAME, ShardMeta, diff_config, dtype_for_vocab, meta_from_json, read_meta, write_meta
 from slwdata.tokenizers import Tokenizer, load_tokenizer
 
 __all__ = ["convert", "ConvertError", "WORK_DIR_NAME"]
@@ -55,9 +59,6 @@ WORK_DIR_NAME = ".slwdata-work"
 LOCK_NAME = ".slwdata-lock"  # in a local --out while a conversion writes it
 _PLAN = "plan.json"
 _MDS_DIR = "mds"
-_BATCH_DOCS = 256
-_BATCH_CHARS = 4 << 20
-_ROW_CHUNK = 1 << 22  # tokens read per step by the writer (bounded memory)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -74,13 +75,6 @@ def _sha256(path: str) -> str:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 # streaming's codecs and levels (streaming/base/compression.py). Checked here without importing
@@ -106,279 +100,6 @@ def _check_hashes(hashes: list[str]) -> None:
     for h in hashes:
         if h not in known:
             raise ConvertError(f"unknown hash {h!r}; e.g. xxh64, xxh3_64, sha1, sha256, md5")
-
-
-# ---------------------------------------------------------------------------------------------
-# unit workers (run in pool processes, or inline with workers=1)
-
-_WORKER_TOK: dict[str, Tokenizer] = {}
-_PROGRESS: Any = None  # (docs, tokens) shared counters, inherited by pool workers
-
-
-def _init_worker(progress: Any, parent_pid: int | None = None) -> None:
-    global _PROGRESS
-    _PROGRESS = progress
-    if parent_pid is not None:
-        _die_with_parent(parent_pid)
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Make a pool worker end with the main process, however that ends (even ``kill -9``), and
-    keep it off the caller's stdout: an orphaned worker would hold a pipe open for ever."""
-    # Ctrl-C reaches the whole process group; the main process stops the pool and says what was kept.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.close(devnull)
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        # Fires when the forking *thread* ends: the pool forks from the main thread on submit.
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    else:  # no parent-death signal: watch the parent pid instead
-        def watch() -> None:
-            while os.getppid() == parent_pid:
-                time.sleep(1)
-            os._exit(1)
-
-        threading.Thread(target=watch, daemon=True).start()
-    if os.getppid() != parent_pid:  # the parent died before the signal was armed
-        os._exit(1)
-
-
-def _bump(docs: int, tokens: int) -> None:
-    if _PROGRESS is not None:
-        with _PROGRESS[0].get_lock():
-            _PROGRESS[0].value += docs
-        with _PROGRESS[1].get_lock():
-            _PROGRESS[1].value += tokens
-
-
-def _worker_tokenizer(spec: dict[str, Any]) -> Tokenizer:
-    key = json.dumps(spec, sort_keys=True)
-    if key not in _WORKER_TOK:
-        _WORKER_TOK[key] = load_tokenizer(spec)
-    return _WORKER_TOK[key]
-
-
-def _unit_paths(work: Path, unit: Unit) -> tuple[Path, Path]:
-    stem = f"unit-{unit.index:06d}" + ("" if unit.chunk is None else f".{unit.chunk:06d}")
-    return work / f"{stem}.tok", work / f"{stem}.json"
-
-
-def _finish_unit(work: Path, unit: Unit, result: dict[str, Any]) -> dict[str, Any]:
-    result.update({"unit": unit.index, "chunk": unit.chunk, "label": unit.label})
-    _, res_path = _unit_paths(work, unit)
-    _atomic_write_bytes(res_path, json.dumps(result, sort_keys=True).encode())
-    return result
-
-
-def _array_encoder(tok: Tokenizer, threads: int) -> tuple[Callable[[list[str]], list[np.ndarray]] | None,
-                                                          cf.ThreadPoolExecutor | None]:
-    """For tiktoken: an encoder of a batch into uint32 arrays (``encode_to_numpy``), which skips
-    building a Python list per document (about a third of the single-core tokenizing time
-    on pile-mini). Same ids as ``encode_ordinary``: no special token is allowed, so
-    ``<|endoftext|>`` in the text stays text. (None, None) for other tokenizers."""
-    enc = getattr(tok, "enc", None)
-    if tok.kind != "tiktoken" or not hasattr(enc, "encode_to_numpy"):
-        return None, None
-
-    def one(text: str) -> np.ndarray:
-        try:
-            return enc.encode_to_numpy(text, allowed_special=set(), disallowed_special=())
-        except UnicodeEncodeError:  # lone surrogates: encode_ordinary repairs them the same way
-            return np.asarray(enc.encode_ordinary(text), np.uint32)
-
-    if threads <= 1:
-        return (lambda texts: [one(t) for t in texts]), None
-    ex = cf.ThreadPoolExecutor(threads)  # tiktoken releases the GIL while encoding
-    return (lambda texts: list(ex.map(one, texts))), ex
-
-
-def _tokenize_text_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, opts: ReadOptions,
-                        on_error: str, work: str, threads: int = 1, lines: bytes | None = None,
-                        failure: tuple[str, str] | None = None) -> dict[str, Any]:
-    workp = Path(work)
-    tok = _worker_tokenizer(tok_spec)
-    eos = tok.eos_id
-    eos_arr = np.array([eos], np.uint32)
-    skip = SkipLog(on_error)
-    tok_path, _ = _unit_paths(workp, unit)
-    tmp = tok_path.with_name(tok_path.name + ".tmp")
-    docs = tokens = 0
-    encode_arrays, pool = _array_encoder(tok, threads)
-    try:
-        with open(tmp, "wb") as out:
-            batch: list[str] = []
-            chars = 0
-
-            def flush() -> None:
-                nonlocal docs, tokens, chars
-                if not batch:
-                    return
-                # A TextPiece that does not end its document gets no EOS (and is no document).
-                ends = [getattr(t, "doc_end", True) for t in batch]
-                if encode_arrays is not None:
-                    parts: list[np.ndarray] = []
-                    for ids, end in zip(encode_arrays(batch), ends):
-                        parts.append(ids)
-                        if end:
-                            parts.append(eos_arr)
-                    # ids < vocab_size, which the dtype was chosen to hold
-                    arr = np.concatenate(parts, dtype=dtype, casting="unsafe")
-                else:
-                    flat: list[int] = []
-                    for ids, end in zip(tok.encode_batch(batch, num_threads=threads), ends):
-                        flat.extend(ids)
-                        if end:
-                            flat.append(eos)
-                    arr = np.asarray(flat, dtype=dtype)
-                out.write(arr.tobytes())
-                n_docs = sum(ends)
-                docs += n_docs
-                tokens += len(arr)
-                _bump(n_docs, len(arr))
-                batch.clear()
-                chars = 0
-
-            split = tok.kind in ("tiktoken", "bytes")  # see readers._SAFE_CUT
-            for text in iter_unit_documents(unit, opts, skip, lines, failure, split_txt=split):
-                batch.append(text)
-                chars += len(text)
-                if len(batch) >= _BATCH_DOCS * threads or chars >= _BATCH_CHARS * threads:
-                    flush()
-            flush()
-    finally:
-        if pool is not None:
-            pool.shutdown()
-    os.replace(tmp, tok_path)
-    return _finish_unit(workp, unit, {
-        "documents": docs, "tokens": tokens, "skipped": skip.counts, "skip_examples": skip.examples,
-        "filtered": skip.filtered,
-        "segments": [{"path": tok_path.name, "dtype": dtype, "offset": 0, "count": tokens}],
-    })
-
-
-def _check_ids(arr: np.ndarray, vocab: int, where: str) -> None:
-    if arr.size and (int(arr.max()) >= vocab or int(arr.min()) < 0):
-        bad = int(arr.max()) if int(arr.max()) >= vocab else int(arr.min())
-        raise ConvertError(f"{where}: token id {bad} is outside the tokenizer's vocabulary "
-                           f"(0..{vocab - 1}); pass the --tokenizer the data was made with")
-
-
-def _nanogpt_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, work: str) -> dict[str, Any]:
-    """nanoGPT ``train.bin``: headerless uint16 tokens, each document followed by EOT."""
-    tok = _worker_tokenizer(tok_spec)
-    size = os.path.getsize(unit.path)
-    if size % 2:
-        raise ConvertError(f"{unit.name}: nanoGPT .bin size {size} is not a multiple of 2 (uint16 tokens)")
-    n = size // 2
-    data = np.memmap(unit.path, np.uint16, "r") if n else np.zeros(0, np.uint16)
-    eos_count = 0
-    for a in range(0, n, _ROW_CHUNK):
-        chunk = np.asarray(data[a:a + _ROW_CHUNK])
-        _check_ids(chunk, tok.vocab_size, f"{unit.name} (tokens {a}..{a + len(chunk)})")
-        eos_count += int(np.count_nonzero(chunk == tok.eos_id))
-    segments: list[dict[str, Any]] = [{"source": unit.path, "dtype": "uint16", "offset": 0, "count": n}] if n else []
-    added = 0
-    if n and int(data[n - 1]) != tok.eos_id:  # last document without its EOT: keep the invariant
-        segments.append({"eos": 1})
-        added = 1
-    _bump(eos_count + added, n + added)
-    return _finish_unit(Path(work), unit, {
-        "documents": eos_count + added, "tokens": n + added, "skipped": {}, "skip_examples": [],
-        "filtered": 0, "eos_added": added, "segments": segments})
-
-
-def _megatron_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, work: str) -> dict[str, Any]:
-    """Megatron ``.bin``/``.idx``: documents (``doc_idx`` ranges of sequences) copied in order,
-    with EOS appended to any document that does not already end with it."""
-    tok = _worker_tokenizer(tok_spec)
-    idx = read_megatron_index(Path(unit.path).with_suffix(".idx"))
-    sizes, pointers, doc_idx = idx["sizes"], idx["pointers"], idx["doc_idx"]
-    n_seq = idx["n_sequences"]
-    src_dtype = idx["dtype"]
-    bin_size = os.path.getsize(unit.path)
-    if n_seq:
-        end = int(pointers[-1]) + int(sizes[-1]) * src_dtype.itemsize
-        if end > bin_size or int(sizes.min()) < 0:
-            raise ConvertError(f"{unit.name}: index points past the end of the .bin ({end} > {bin_size} bytes)")
-    data = np.memmap(unit.path, src_dtype, "r") if bin_size else np.zeros(0, src_dtype)
-    if len(doc_idx) >= 2 and int(doc_idx[0]) == 0 and int(doc_idx[-1]) == n_seq:
-        bounds = [int(x) for x in doc_idx]
-    else:  # no usable document index: every sequence is a document
-        bounds = list(range(n_seq + 1))
-    workp = Path(work)
-    tok_path, _ = _unit_paths(workp, unit)
-    tmp = tok_path.with_name(tok_path.name + ".tmp")
-    docs = tokens = added = 0
-    with open(tmp, "wb") as out:
-        pending: list[np.ndarray] = []
-        pending_n = 0
-        for d in range(len(bounds) - 1):
-            parts = []
-            for s in range(bounds[d], bounds[d + 1]):
-                start = int(pointers[s]) // src_dtype.itemsize
-                parts.append(np.asarray(data[start:start + int(sizes[s])]))
-            doc = np.concatenate(parts) if parts else np.zeros(0, src_dtype)
-            if doc.size == 0:
-                continue  # an empty document has nothing to keep, not even an EOS
-            _check_ids(doc, tok.vocab_size, f"{unit.name} document {d}")
-            doc = doc.astype(dtype)
-            if int(doc[-1]) != tok.eos_id:
-                doc = np.append(doc, np.array([tok.eos_id], dtype))
-                added += 1
-            pending.append(doc)
-            pending_n += len(doc)
-            docs += 1
-            tokens += len(doc)
-            if pending_n >= _ROW_CHUNK:
-                out.write(np.concatenate(pending).tobytes())
-                _bump(len(pending), pending_n)
-                pending, pending_n = [], 0
-        if pending:
-            out.write(np.concatenate(pending).tobytes())
-            _bump(len(pending), pending_n)
-    os.replace(tmp, tok_path)
-    return _finish_unit(workp, unit, {
-        "documents": docs, "tokens": tokens, "skipped": {}, "skip_examples": [], "filtered": 0,
-        "eos_added": added,
-        "segments": [{"path": tok_path.name, "dtype": dtype, "offset": 0, "count": tokens}]})
-
-
-def run_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, opts: ReadOptions, on_error: str,
-             work: str, threads: int = 1, lines: bytes | None = None,
-             failure: tuple[str, str] | None = None) -> dict[str, Any]:
-    """Process one unit (or chunk: ``lines``/``failure`` from ``iter_chunks``) into ``work`` and
-    return its result (also saved as JSON). A streamed unit without ``lines`` is read whole.
-
-    ``threads`` > 1 lets tiktoken encode a batch on several threads (it releases the GIL):
-    used when there are fewer units than workers. It never changes the tokens."""
-    if unit.fmt == "nanogpt":
-        return _nanogpt_unit(unit, tok_spec, dtype, work)
-    if unit.fmt == "megatron":
-        return _megatron_unit(unit, tok_spec, dtype, work)
-    return _tokenize_text_unit(unit, tok_spec, dtype, opts, on_error, work, threads, lines, failure)
-
-
-def _load_done_unit(work: Path, unit: Unit) -> dict[str, Any] | None:
-    """A completed unit's result, if its files are intact (else None: redo it)."""
-    _, res_path = _unit_paths(work, unit)
-    if not res_path.exists():
-        return None
-    try:
-        res = json.loads(res_path.read_text())
-        for seg in res["segments"]:
-            if "eos" in seg:
-                continue
-            p = Path(seg["source"]) if "source" in seg else work / seg["path"]
-            need = (seg["offset"] + seg["count"]) * np.dtype(seg["dtype"]).itemsize
-            if not p.exists() or p.stat().st_size < need:
-                return None
-        return res
-    except (ValueError, KeyError, TypeError, OSError):
-        return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -441,8 +162,8 @@ class _RowWriter:
                 continue
             dt = np.dtype(seg["dtype"])
             data = np.memmap(path, dt, "r", off * dt.itemsize, (count,))
-            for a in range(0, count, _ROW_CHUNK):
-                self.feed(np.asarray(data[a:a + _ROW_CHUNK]))
+            for a in range(0, count, ROW_CHUNK):
+                self.feed(np.asarray(data[a:a + ROW_CHUNK]))
             del data
 
 
@@ -479,10 +200,6 @@ def _mismatch(what: str, where: str, old: dict[str, Any], new: dict[str, Any]) -
 
 # ---------------------------------------------------------------------------------------------
 # faults: the output lock, what a failed run says it kept
-
-
-class ConvertInterrupted(KeyboardInterrupt):
-    """Ctrl-C during ``convert``; the message says what was kept (slwdata.cli prints it)."""
 
 
 def _acquire_lock(path: Path, what: str) -> int:
@@ -615,7 +332,7 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
     ``out`` may be a local directory or a remote URL (``s3://bucket/prefix``; shards are staged
     in ``work_dir`` and uploaded at the end, each remote call bounded by ``remote_timeout``
     seconds). ``work_dir`` is a folder in which the converter makes (and at the end removes)
-    its own scratch folder. Raises :class:`ConvertError` (a ``slwdata.cli.UserError``) for bad
+    its own scratch folder. Raises :class:`ConvertError` (a ``slwdata.errors.UserError``) for bad
     input, settings or faults (disk full, read-only output, object store errors, an output
     locked by another run, a result of 0 rows unless ``allow_empty``), and
     :class:`ConvertInterrupted` on Ctrl-C; either way the message says what was kept.
@@ -650,30 +367,81 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
                 pass
 
 
-def _convert(inputs: list[str | Path] | str | Path, out: str | Path, *, state: dict[str, Any], seq_len: int,
-             tokenizer: str | Tokenizer, workers: int | None, fmt: str | None, on_error: str, overwrite: bool,
-             compression: str | None, text_key: str, pile_sets: Iterable[str] | None, progress: bool,
-             engine: str, hashes: Iterable[str], size_limit: int | str, work_dir: str | Path | None,
-             log: Callable[[str], None], allow_empty: bool, remote_timeout: float | None) -> dict[str, Any]:
+# ---------------------------------------------------------------------------------------------
+# the steps of convert
+
+
+@dataclass
+class _Job:
+    """One conversion's checked settings and where it writes (what ``_validate_inputs`` returns)."""
+
+    inputs: list[str | Path]
+    out: str
+    seq_len: int
+    tok: Tokenizer
+    dtype: str
+    sources: list[Source]
+    opts: ReadOptions
+    workers: int
+    on_error: str
+    overwrite: bool
+    compression: str | None
+    hashes: list[str]
+    size_limit: int | str
+    engine: str
+    allow_empty: bool
+    progress: bool
+    log: Callable[[str], None]
+    remote: Remote | None
+    out_dir: Path | None  # None for a remote --out
+    work: Path  # the converter's own scratch folder
+    user_work: Path | None
+    # Set by _reconcile_output: the settings recorded in slwdata.json, and the work plan.
+    config: dict[str, Any] = field(default_factory=dict)
+    source_info: list[dict[str, Any]] = field(default_factory=list)
+    units: list[Unit] = field(default_factory=list)
+
+
+def _convert(inputs: list[str | Path] | str | Path, out: str | Path, *, state: dict[str, Any],
+             **settings: Any) -> dict[str, Any]:
+    """``convert`` in its four steps; ``state`` tells the caller what a failure kept."""
     t0 = time.time()
+    job = _validate_inputs(inputs, out, **settings)
+    finished = _reconcile_output(job, state)
+    if finished is not None:
+        return finished
+    counts = _tokenize_and_write(job, state)
+    meta = ShardMeta(seq_len=job.seq_len, dtype=job.dtype, eos_id=job.tok.eos_id, tokenizer=job.tok.describe(),
+                     sources=[{k: s[k] for k in ("name", "size", "sha256")} for s in job.source_info],
+                     counts=counts, config=job.config)
+    _publish(job, meta, state)
+    _log_summary(job, counts, time.time() - t0)
+    return meta.to_dict()
+
+
+def _validate_inputs(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: int,
+                     tokenizer: str | Tokenizer, workers: int | None, fmt: str | None, on_error: str,
+                     overwrite: bool, compression: str | None, text_key: str, pile_sets: Iterable[str] | None,
+                     progress: bool, engine: str, hashes: Iterable[str], size_limit: int | str,
+                     work_dir: str | Path | None, log: Callable[[str], None], allow_empty: bool,
+                     remote_timeout: float | None) -> _Job:
+    """Check every setting and input, load the tokenizer and decide where the output and the
+    scratch folder go; raise :class:`ConvertError` naming the first bad one. Writes nothing."""
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     if engine not in ("local", "spark"):
         raise ConvertError(f"unknown --engine {engine!r}; choose 'local' or 'spark'")
     if int(seq_len) < 1:
         raise ConvertError(f"--seq-len must be >= 1, got {seq_len}")
-    seq_len = int(seq_len)
     if on_error not in ("skip", "fail"):
         raise ConvertError(f"--on-error must be 'skip' or 'fail', got {on_error!r}")
     if workers is not None and int(workers) < 1:
         raise ConvertError(f"--workers must be >= 1, got {workers}")
-    workers = int(workers) if workers else (os.cpu_count() or 1)
     compression = _parse_compression(compression)
     hashes = [h for h in hashes if h]
     _check_hashes(hashes)
 
     tok = load_tokenizer(tokenizer)
-    dtype = dtype_for_vocab(tok.vocab_size)
     sources = expand_inputs(list(inputs), fmt)
     out = str(out)
     remote = Remote(out, timeout_from_env(remote_timeout), log) if _is_remote(out) else None
@@ -682,8 +450,9 @@ def _convert(inputs: list[str | Path] | str | Path, out: str | Path, *, state: d
     out_key = out if remote is not None else str(Path(out).expanduser().resolve())
     scratch_name = "slwdata-" + hashlib.sha1(out_key.encode()).hexdigest()[:16]
     user_work = Path(work_dir).expanduser().resolve() if work_dir else None
+    out_dir: Path | None = None
     if remote is None:
-        out_dir: Path | None = Path(out).expanduser().resolve()
+        out_dir = Path(out).expanduser().resolve()
         _check_out(out_dir)
         for s in sources:
             if Path(s.path).is_relative_to(out_dir):
@@ -691,35 +460,49 @@ def _convert(inputs: list[str | Path] | str | Path, out: str | Path, *, state: d
         if user_work is not None:
             _check_work_dir(user_work, list(inputs), out_dir)
         work = user_work / scratch_name if user_work else out_dir / WORK_DIR_NAME
+    else:
+        if user_work is not None:
+            _check_work_dir(user_work, list(inputs), None)
+        work = (user_work or Path(tempfile.gettempdir()) / "slwdata-work") / scratch_name
+    return _Job(inputs=list(inputs), out=out, seq_len=int(seq_len), tok=tok, dtype=dtype_for_vocab(tok.vocab_size),
+                sources=sources,
+                opts=ReadOptions(text_key=text_key, pile_sets=tuple(sorted(pile_sets)) if pile_sets else None),
+                workers=int(workers) if workers else (os.cpu_count() or 1), on_error=on_error,
+                overwrite=overwrite, compression=compression, hashes=hashes, size_limit=size_limit, engine=engine,
+                allow_empty=allow_empty, progress=progress, log=log, remote=remote, out_dir=out_dir, work=work,
+                user_work=user_work)
+
+
+def _reconcile_output(job: _Job, state: dict[str, Any]) -> dict[str, Any] | None:
+    """Lock the output, then compare it with the request: return the existing metadata when it
+    is already complete with these settings; else clear it (``--overwrite``), refuse it, or keep
+    the work of an interrupted run with the same settings, and leave the work plan on disk."""
+    remote, out_dir, work, overwrite = job.remote, job.out_dir, job.work, job.overwrite
+    if out_dir is not None:
         if not out_dir.exists():
             out_dir.mkdir(parents=True)
             state["created_out"] = out_dir
         lock_path = out_dir / LOCK_NAME
     else:
-        out_dir = None
-        if user_work is not None:
-            _check_work_dir(user_work, list(inputs), None)
-        work = (user_work or Path(tempfile.gettempdir()) / "slwdata-work") / scratch_name
         work.parent.mkdir(parents=True, exist_ok=True)
         lock_path = work.with_name(work.name + ".lock")
-    state["lock"] = (lock_path, _acquire_lock(lock_path, out))
+    state["lock"] = (lock_path, _acquire_lock(lock_path, job.out))
 
-    source_info = [{"name": s.name, "format": s.fmt, "size": os.path.getsize(s.path), "sha256": _sha256(s.path)}
-                   for s in sources]
-    opts = ReadOptions(text_key=text_key, pile_sets=tuple(sorted(pile_sets)) if pile_sets else None)
-    config = {
-        "seq_len": seq_len, "dtype": dtype, "column": "tokens",
-        "tokenizer": {**tok.describe(), "eos_id": tok.eos_id, "fingerprint": tok.fingerprint()},
-        "compression": compression, "hashes": hashes, "size_limit": size_limit,
-        "text_key": text_key, "pile_sets": list(opts.pile_sets) if opts.pile_sets else None,
-        "sources": [{k: v for k, v in s.items()} for s in source_info],
+    job.source_info = [{"name": s.name, "format": s.fmt, "size": os.path.getsize(s.path),
+                        "sha256": _sha256(s.path)} for s in job.sources]
+    job.config = config = {
+        "seq_len": job.seq_len, "dtype": job.dtype, "column": "tokens",
+        "tokenizer": {**job.tok.describe(), "eos_id": job.tok.eos_id, "fingerprint": job.tok.fingerprint()},
+        "compression": job.compression, "hashes": job.hashes, "size_limit": job.size_limit,
+        "text_key": job.opts.text_key, "pile_sets": list(job.opts.pile_sets) if job.opts.pile_sets else None,
+        "sources": [{k: v for k, v in s.items()} for s in job.source_info],
     }
 
-    # --- existing output? (a remote one is checked before any work: missing bucket, 403) ---
+    # A remote output is checked before any work: missing bucket, 403.
     if remote is None:
         assert out_dir is not None
         try:
-            existing = read_meta(out_dir) if (out_dir / META_NAME).exists() else None
+            existing = read_meta(out_dir)
         except ValueError as exc:
             raise ConvertError(f"{exc}; fix or remove it, or pass --overwrite") from exc
     else:
@@ -728,7 +511,7 @@ def _convert(inputs: list[str | Path] | str | Path, out: str | Path, *, state: d
         state["lease"] = remote.acquire_lease(ttl=max(300.0, 3 * remote.timeout))
         text = remote.read_text(META_NAME)
         try:
-            existing = ShardMeta.from_dict(json.loads(text)) if text is not None else None
+            existing = meta_from_json(text) if text is not None else None
         except (ValueError, TypeError) as exc:
             raise ConvertError(f"{remote.name(META_NAME)}: unreadable ({exc}) — fix or remove it, or pass "
                                "--overwrite") from None
@@ -737,12 +520,12 @@ def _convert(inputs: list[str | Path] | str | Path, out: str | Path, *, state: d
             if out_dir is not None:
                 _clear_output(out_dir)
         elif existing.config == config:
-            log(f"slwdata convert: {out} is already complete with these settings; nothing to do")
+            job.log(f"slwdata convert: {job.out} is already complete with these settings; nothing to do")
             if work.exists():
                 shutil.rmtree(work, ignore_errors=True)
             return existing.to_dict()
         else:
-            raise _mismatch("a finished conversion", out, existing.config, config)
+            raise _mismatch("a finished conversion", job.out, existing.config, config)
     plan_path = work / _PLAN
     if plan_path.exists():
         try:
@@ -772,33 +555,126 @@ def _convert(inputs: list[str | Path] | str | Path, out: str | Path, *, state: d
         except (ValueError, KeyError, TypeError):
             units = None
     if units is None:
-        units = plan_units(sources)
+        units = plan_units(job.sources)
         work.mkdir(parents=True, exist_ok=True)
-        _atomic_write_bytes(plan_path, json.dumps({"config": config, "units": [asdict(u) for u in units]},
-                                                  indent=1).encode())
+        atomic_write_bytes(plan_path, json.dumps({"config": config, "units": [asdict(u) for u in units]},
+                                                 indent=1).encode())
+    job.units = units
     state.update(work=work, units=len(units), phase="tokenizing")
     for stale in work.glob("*.tmp"):  # half-written files of a killed run
         stale.unlink()
+    return None
 
-    # --- tokenize (pool or Spark) and write (in order) --------------------------------------
+
+class _UnitFeed:
+    """Hands out the units' results strictly in order: done ones from disk, the rest from the pool
+    (or run inline without one). Units are submitted a few at a time, so the chunks held here
+    (and queued to the pool) stay a bounded number whatever the corpus size; finished units
+    wait on disk."""
+
+    def __init__(self, job: _Job, units: list[Unit], done: dict[int, dict[str, Any]],
+                 pool: cf.ProcessPoolExecutor | None, n_proc: int, threads: int, progress_vals: tuple[Any, Any],
+                 bar: Any) -> None:
+        self.job, self.units, self.done, self.pool, self.threads = job, units, done, pool, threads
+        self.progress_vals, self.bar = progress_vals, bar
+        self.base = [sum(r["documents"] for r in done.values()), sum(r["tokens"] for r in done.values())]
+        self.max_running, self.max_pending = n_proc + 2, 16 * n_proc + 16
+        self.pending: collections.deque[tuple[Unit, Any]] = collections.deque()
+        self.source = self._jobs()
+        self.exhausted = False
+
+    def refresh(self) -> None:
+        """Move the progress bar to the tokens and documents counted so far."""
+        n_tok = self.base[1] + self.progress_vals[1].value
+        self.bar.update(max(0, n_tok - self.bar.n))
+        self.bar.set_postfix_str(f"{self.base[0] + self.progress_vals[0].value:,} docs", refresh=False)
+
+    def _jobs(self) -> Iterator[tuple[Unit, dict[str, Any] | None, bytes | None, tuple[str, str] | None]]:
+        """(unit or chunk, its result if already done, chunk lines, chunk stream failure), in order."""
+        work = self.job.work
+        for u in self.units:
+            if u.index in self.done:
+                yield u, self.done[u.index], None, None
+            elif not u.chunk_bytes:
+                yield u, None, None, None
+            else:
+                for sub, lines, failure in iter_chunks(u):
+                    res = load_done_unit(work, sub)
+                    if res is not None:
+                        self.base[0] += res["documents"]
+                        self.base[1] += res["tokens"]
+                    yield sub, res, None if res is not None else lines, failure
+
+    def _run_args(self) -> tuple[Any, ...]:
+        job = self.job
+        return job.tok.spec, job.dtype, job.opts, job.on_error, str(job.work), self.threads
+
+    def top_up(self) -> None:
+        """Queue units until the pool has ``max_running`` running or ``max_pending`` are held."""
+        while not self.exhausted and len(self.pending) < self.max_pending:
+            if self.pool is None:
+                if self.pending:
+                    return
+            elif sum(1 for _, f in self.pending if isinstance(f, cf.Future) and not f.done()) >= self.max_running:
+                return
+            try:
+                u, res, lines, failure = next(self.source)
+            except StopIteration:
+                self.exhausted = True
+                return
+            if res is not None:
+                self.pending.append((u, res))
+            elif self.pool is not None:
+                self.pending.append((u, self.pool.submit(run_unit, u, *self._run_args(), lines, failure)))
+            else:
+                self.pending.append((u, (lines, failure)))
+
+    def next_result(self) -> dict[str, Any] | None:
+        """The next unit's result in order (waiting for it), or None after the last."""
+        self.top_up()
+        if not self.pending:
+            return None
+        u, item = self.pending.popleft()
+        if isinstance(item, cf.Future):
+            while not item.done():
+                running = [f for _, f in self.pending if isinstance(f, cf.Future) and not f.done()]
+                cf.wait([item, *running], timeout=0.5, return_when=cf.FIRST_COMPLETED)
+                self.refresh()
+                self.top_up()  # keep the other workers fed while this unit finishes
+            res = item.result()
+        elif isinstance(item, tuple):
+            res = run_unit(u, *self._run_args(), *item)
+        else:
+            res = item
+        self.top_up()  # before the writer's own work on this unit
+        self.refresh()
+        return res
+
+
+def _tokenize_and_write(job: _Job, state: dict[str, Any]) -> dict[str, Any]:
+    """Tokenize the units not done yet (pool or Spark) and cut their tokens, in unit order, into
+    rows of ``seq_len`` in MDS shards in the work folder; return the counts for ``slwdata.json``.
+    Raises :class:`ConvertError` when no row came out (unless ``allow_empty``)."""
+    work, seq_len, dtype, tok = job.work, job.seq_len, job.dtype, job.tok
+    units = job.units
     done: dict[int, dict[str, Any]] = {}
     for u in units:
-        r = _load_done_unit(work, u)
+        r = load_done_unit(work, u)
         if r is not None:
             done[u.index] = r
     todo = [u for u in units if u.index not in done]
     done_chunks = sum(1 for u in todo if u.chunk_bytes for _ in work.glob(f"unit-{u.index:06d}.*.json"))
     if done or done_chunks:
-        log(f"slwdata convert: resuming: {len(done)} of {len(units)} work units already tokenized"
-            + (f", and {done_chunks} chunks of compressed JSON-lines files" if done_chunks else ""))
-    if engine == "spark" and todo:
+        job.log(f"slwdata convert: resuming: {len(done)} of {len(units)} work units already tokenized"
+                + (f", and {done_chunks} chunks of compressed JSON-lines files" if done_chunks else ""))
+    if job.engine == "spark" and todo:
         from converters.spark import tokenize_units_spark
 
-        for res in tokenize_units_spark(todo, tok.spec, dtype, opts, on_error, work):
+        for res in tokenize_units_spark(todo, tok.spec, dtype, job.opts, job.on_error, work):
             done[int(res["unit"])] = res
         todo = [u for u in units if u.index not in done]
 
-    _WORKER_TOK[json.dumps(tok.spec, sort_keys=True)] = tok  # reused inline and by forked workers
+    keep_tokenizer(tok)
     # fork is cheap and inherits the loaded tokenizer; only safe while no other thread runs.
     method = "fork" if ("fork" in mp.get_all_start_methods() and threading.active_count() == 1) else "spawn"
     ctx = mp.get_context(method)
@@ -807,13 +683,13 @@ def _convert(inputs: list[str | Path] | str | Path, out: str | Path, *, state: d
     # Streamed files are cut at run time; their compressed size (at most the text's) bounds
     # the chunk count from below, enough to decide how many processes are worth starting.
     expected = sum(max(1, -(-os.path.getsize(u.path) // u.chunk_bytes)) if u.chunk_bytes else 1 for u in todo)
-    n_proc = max(1, min(workers, expected))
-    threads = max(1, workers // n_proc)
+    n_proc = max(1, min(job.workers, expected))
+    threads = max(1, job.workers // n_proc)
     if n_proc > 1:
         pool = cf.ProcessPoolExecutor(max_workers=n_proc, mp_context=ctx,
-                                      initializer=_init_worker, initargs=(progress_vals, os.getpid()))
+                                      initializer=init_worker, initargs=(progress_vals, os.getpid()))
     else:
-        _init_worker(progress_vals)
+        init_worker(progress_vals)
 
     from tqdm import tqdm
 
@@ -822,86 +698,20 @@ def _convert(inputs: list[str | Path] | str | Path, out: str | Path, *, state: d
         shutil.rmtree(mds_local)
     skip = SkipLog("skip")
     docs = tokens = 0
-    bar = tqdm(total=None, unit="tok", unit_scale=True, desc="slwdata convert", disable=not progress,
+    bar = tqdm(total=None, unit="tok", unit_scale=True, desc="slwdata convert", disable=not job.progress,
                file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
-    base = [sum(r["documents"] for r in done.values()), sum(r["tokens"] for r in done.values())]
-
-    def refresh() -> None:
-        n_tok = base[1] + progress_vals[1].value
-        bar.update(max(0, n_tok - bar.n))
-        bar.set_postfix_str(f"{base[0] + progress_vals[0].value:,} docs", refresh=False)
-
-    def jobs() -> Iterator[tuple[Unit, dict[str, Any] | None, bytes | None, tuple[str, str] | None]]:
-        """(unit or chunk, its result if already done, chunk lines, chunk stream failure), in order."""
-        for u in units:
-            if u.index in done:
-                yield u, done[u.index], None, None
-            elif not u.chunk_bytes:
-                yield u, None, None, None
-            else:
-                for sub, lines, failure in iter_chunks(u):
-                    res = _load_done_unit(work, sub)
-                    if res is not None:
-                        base[0] += res["documents"]
-                        base[1] += res["tokens"]
-                    yield sub, res, None if res is not None else lines, failure
-
-    # Units are submitted a few at a time, so the chunks held here (and queued to the pool)
-    # stay a bounded number whatever the corpus size; finished units wait on disk.
-    max_running, max_pending = n_proc + 2, 16 * n_proc + 16
-    pending: collections.deque[tuple[Unit, Any]] = collections.deque()
-    source = jobs()
-    exhausted = False
-
-    def top_up() -> None:
-        nonlocal exhausted
-        while not exhausted and len(pending) < max_pending:
-            if pool is None:
-                if pending:
-                    return
-            elif sum(1 for _, f in pending if isinstance(f, cf.Future) and not f.done()) >= max_running:
-                return
-            try:
-                u, res, lines, failure = next(source)
-            except StopIteration:
-                exhausted = True
-                return
-            if res is not None:
-                pending.append((u, res))
-            elif pool is not None:
-                pending.append((u, pool.submit(run_unit, u, tok.spec, dtype, opts, on_error, str(work), threads,
-                                               lines, failure)))
-            else:
-                pending.append((u, (lines, failure)))
-
+    feed = _UnitFeed(job, units, done, pool, n_proc, threads, progress_vals, bar)
     rows: _RowWriter | None = None
     try:
         # Submit (and so fork the pool) before _make_writer imports streaming and torch: forking
         # that bigger process costs ~40 ms per worker here, and the import overlaps tokenizing.
-        top_up()
+        feed.top_up()
         # Shards are written locally and uploaded at the end (see converters.remote), so every
         # remote call is bounded in time and named when it fails.
         writer = _make_writer()(out=str(mds_local), columns={"tokens": f"ndarray:{dtype}:{seq_len}"},
-                                compression=compression, hashes=hashes, size_limit=size_limit)
+                                compression=job.compression, hashes=job.hashes, size_limit=job.size_limit)
         rows = _RowWriter(writer, seq_len, dtype, tok.eos_id)
-        while True:
-            top_up()
-            if not pending:
-                break
-            u, item = pending.popleft()
-            if isinstance(item, cf.Future):
-                while not item.done():
-                    running = [f for _, f in pending if isinstance(f, cf.Future) and not f.done()]
-                    cf.wait([item, *running], timeout=0.5, return_when=cf.FIRST_COMPLETED)
-                    refresh()
-                    top_up()  # keep the other workers fed while this unit finishes
-                res = item.result()
-            elif isinstance(item, tuple):
-                res = run_unit(u, tok.spec, dtype, opts, on_error, str(work), threads, *item)
-            else:
-                res = item
-            top_up()  # before the writer's own work on this unit
-            refresh()
+        while (res := feed.next_result()) is not None:
             state["phase"] = "writing shards"
             rows.feed_segments(work, res["segments"])
             state.update(rows=rows.rows, phase="tokenizing")
@@ -917,7 +727,7 @@ def _convert(inputs: list[str | Path] | str | Path, out: str | Path, *, state: d
         raise
     if pool is not None:
         pool.shutdown(wait=True)
-    refresh()
+    feed.refresh()
     bar.close()
 
     leftover = int(rows.carry.size)
@@ -926,25 +736,27 @@ def _convert(inputs: list[str | Path] | str | Path, out: str | Path, *, state: d
               "skipped": dict(sorted(skip.counts.items())), "filtered": skip.filtered,
               "skip_examples": skip.examples}
     skipped = sum(skip.counts.values())
-    if rows.rows == 0 and not allow_empty:
+    if rows.rows == 0 and not job.allow_empty:
         shutil.rmtree(work, ignore_errors=True)  # nothing worth resuming; a rerun may change settings
         why = (f"every record was rejected ({', '.join(f'{k}={v:,}' for k, v in sorted(skip.counts.items()))})"
                if docs == 0 and skipped else
                f"the corpus has {tokens:,} tokens in {docs:,} documents, fewer than one row of {seq_len}")
         for m in skip.examples:
-            log(f"  skipped: {m}")
+            job.log(f"  skipped: {m}")
         raise ConvertError(f"no rows produced: {why}; {skipped:,} records skipped — check the inputs or lower "
                            "--seq-len (or pass --allow-empty to write the empty output); nothing was written")
-    meta = ShardMeta(seq_len=seq_len, dtype=dtype, eos_id=tok.eos_id,
-                     tokenizer=tok.describe(), sources=[{k: s[k] for k in ("name", "size", "sha256")}
-                                                        for s in source_info],
-                     counts=counts, config=config)
+    return counts
 
-    # --- publish ----------------------------------------------------------------------------
+
+def _publish(job: _Job, meta: ShardMeta, state: dict[str, Any]) -> None:
+    """Move (local) or upload (remote) the shards and ``index.json`` into the output, then write
+    ``slwdata.json`` last, which marks the output complete; remove the work folder."""
     state["phase"] = "writing the output"
+    mds_local = job.work / _MDS_DIR
     index = json.loads((mds_local / "index.json").read_text())
     names = [(shard.get("zip_data") or shard["raw_data"])["basename"] for shard in index["shards"]]
-    if remote is None:
+    if job.remote is None:
+        out_dir = job.out_dir
         assert out_dir is not None
         out_dir.mkdir(parents=True, exist_ok=True)
         for n in os.listdir(out_dir):  # shards of an interrupted publish step
@@ -960,17 +772,22 @@ def _convert(inputs: list[str | Path] | str | Path, out: str | Path, *, state: d
         lease = state["lease"]
         for name in [*names, "index.json", META_NAME]:  # slwdata.json last: it marks the output complete
             lease.check()
-            remote.upload(str(mds_local / name), name)
-    shutil.rmtree(work, ignore_errors=True)
+            job.remote.upload(str(mds_local / name), name)
+    shutil.rmtree(job.work, ignore_errors=True)
 
-    elapsed = time.time() - t0
-    log(f"slwdata convert: {docs:,} documents, {tokens:,} tokens -> {rows.rows:,} rows of {seq_len} "
-        f"({leftover} tokens left over) in {elapsed:.1f}s"
-        + (f"; skipped {skipped:,} records: " + ", ".join(f"{k}={v}" for k, v in sorted(skip.counts.items()))
-           if skipped else "")
-        + (f"; {skip.filtered:,} filtered out by --pile-sets" if skip.filtered else ""))
-    for m in skip.examples:
-        log(f"  skipped: {m}")
-    if rows.rows == 0:
-        log(f"slwdata convert: warning: no full row of {seq_len} tokens was produced (the corpus has {tokens} tokens)")
-    return meta.to_dict()
+
+def _log_summary(job: _Job, counts: dict[str, Any], elapsed: float) -> None:
+    """One line of what was converted and skipped, then the first skipped records."""
+    skipped_by = counts["skipped"]
+    skipped = sum(skipped_by.values())
+    rows, tokens, seq_len = counts["rows"], counts["tokens"], job.seq_len
+    job.log(f"slwdata convert: {counts['documents']:,} documents, {tokens:,} tokens -> {rows:,} rows of {seq_len} "
+            f"({counts['leftover_tokens']} tokens left over) in {elapsed:.1f}s"
+            + (f"; skipped {skipped:,} records: " + ", ".join(f"{k}={v}" for k, v in sorted(skipped_by.items()))
+               if skipped else "")
+            + (f"; {counts['filtered']:,} filtered out by --pile-sets" if counts["filtered"] else ""))
+    for m in counts["skip_examples"]:
+        job.log(f"  skipped: {m}")
+    if rows == 0:
+        job.log(f"slwdata convert: warning: no full row of {seq_len} tokens was produced "
+                f"(the corpus has {tokens} tokens)")

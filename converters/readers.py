@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from slwdata.cli import UserError
+from slwdata.errors import ConvertError
 
 __all__ = ["FORMATS", "ConvertError", "Source", "Unit", "detect_format", "expand_inputs",
            "plan_units", "iter_chunks", "unit_size", "iter_unit_documents", "TextPiece", "SkipLog", "open_decompressed",
@@ -46,10 +46,6 @@ PRETOKENIZED = {"nanogpt", "megatron"}
 MEGATRON_DTYPES = {1: np.uint8, 2: np.int8, 3: np.int16, 4: np.int32, 5: np.int64,
                    6: np.float64, 7: np.float32, 8: np.uint16}
 MEGATRON_MAGIC = b"MMIDIDX\x00\x00"
-
-
-class ConvertError(UserError):
-    """Bad input or configuration in ``slwdata convert`` (message names file/line/setting)."""
 
 
 class TruncatedInput(Exception):

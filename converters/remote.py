@@ -22,7 +22,7 @@ import uuid
 from typing import Any, Callable
 from urllib.parse import urlparse
 
-from converters.readers import ConvertError
+from slwdata.errors import ConvertError, RemoteError
 
 __all__ = ["Remote", "RemoteError", "Lease", "LEASE_NAME", "DEFAULT_TIMEOUT", "timeout_from_env"]
 
@@ -32,10 +32,6 @@ LEASE_NAME = ".slwdata-lease.json"  # in a remote --out while a conversion write
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 _RETRY_CODES = {"500", "502", "503", "504", "InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout",
                 "Throttling", "ThrottlingException", "RequestTimeTooSkewed"}
-
-
-class RemoteError(ConvertError):
-    """An object-store call failed for good; ``convert`` adds what was kept."""
 
 
 class _Precondition(Exception):

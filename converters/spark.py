@@ -1,7 +1,7 @@
 """``--engine spark``: tokenize the work units as Spark tasks; the shards are still written by
 the one ordered writer, so the bytes equal the local engine's.
 
-Each task runs :func:`converters.pipeline.run_unit` on one unit and writes its token file into
+Each task runs :func:`converters.units.run_unit` on one unit and writes its token file into
 the work folder, which must therefore be visible to the driver and every executor (local mode:
 any folder; a cluster: a shared filesystem such as NFS, DBFS or a FUSE-mounted bucket, passed
 as ``--work-dir``). See examples/CONVERT.md for the cluster mapping.
@@ -19,7 +19,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from converters.readers import ConvertError, ReadOptions, Unit
+from converters.readers import ReadOptions, Unit
+from converters.units import run_unit
+from slwdata.errors import ConvertError
 
 __all__ = ["tokenize_units_spark", "spark_available"]
 
@@ -52,8 +54,6 @@ def tokenize_units_spark(units: list[Unit], tok_spec: dict[str, Any], dtype: str
     spark = active or (SparkSession.builder.master(os.environ.get("SLWDATA_SPARK_MASTER", "local[*]"))
                        .appName("slwdata-convert").config("spark.ui.enabled", "false").getOrCreate())
     try:
-        from converters.pipeline import run_unit
-
         payload = [asdict(u) for u in units]
         work_s = str(work)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
@@ -56,13 +55,14 @@ def build_trainer(cfg: dict[str, Any]):
     from composer.loggers import InMemoryLogger
     from composer.optim import CosineAnnealingWithWarmupScheduler, DecoupledAdamW
     from composer.utils import dist
+    from streaming import StreamingDataset
     from torch.utils.data import DataLoader
 
     from slwdata.composer import SequenceLengthWarmup, StabilityMonitor
     from slwdata.dataset import SLWDataset
     from slwdata.models import ComposerGPT
     from slwdata.pacing import PacingSchedule
-    from streaming import StreamingDataset
+    from slwdata.shards import read_meta_fields
 
     world = dist.get_world_size()
     global_bs = int(cfg["global_batch_size"])
@@ -74,8 +74,7 @@ def build_trainer(cfg: dict[str, Any]):
     slw = cfg.get("slw") or {}
     slw_on = bool(slw.get("enabled", False))
 
-    meta_path = os.path.join(data["train"], "slwdata.json")  # absent for llm-foundry shards
-    meta = json.load(open(meta_path)) if os.path.exists(meta_path) else {}
+    meta = read_meta_fields(data["train"]) or {}  # absent for llm-foundry shards
     vocab = int(cfg.get("model", {}).get("vocab_size") or meta.get("tokenizer", {}).get("vocab_size", 50257))
 
     torch.manual_seed(int(cfg.get("seed", 17)))

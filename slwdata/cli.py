@@ -12,16 +12,14 @@ import importlib
 import sys
 from typing import Sequence
 
+from slwdata.errors import UserError
+
 # (module, one-line summary). Order is the order in --help.
 SUBCOMMANDS: list[tuple[str, str]] = [
     ("converters.cli", "convert, inspect, verify: corpora -> fixed-length zstd MDS shards"),
     ("slwdata.quickstart", "quickstart: end-to-end SLW demo on an embedded corpus"),
     ("slwdata.tune.cli", "tune: find SLW's start length and duration from short trials"),
 ]
-
-
-class UserError(Exception):
-    """An error caused by input or configuration; printed without a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,8 +63,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Under ``python -m`` this file is ``__main__``; subcommands raise ``slwdata.cli.UserError``,
-    # so dispatch through the importable module for the except clause to match.
-    from slwdata.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

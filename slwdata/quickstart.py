@@ -76,7 +76,6 @@ def prepare_data(cfg: QuickstartConfig) -> dict[str, Any]:
     at once.
     """
     from converters import convert
-
     from slwdata.corpus import build_corpus
 
     out = Path(cfg.out)
@@ -89,7 +88,7 @@ def prepare_data(cfg: QuickstartConfig) -> dict[str, Any]:
         _log(f"reusing shards in {out / 'shards'}")
         return json.loads(stamp_file.read_text())
     t0 = time.time()
-    from slwdata.cli import UserError
+    from slwdata.errors import UserError
     from slwdata.tokenizers import TokenizerError, load_tokenizer
 
     try:  # fail before building anything, and say how to go on without the GPT-2 file
@@ -116,12 +115,14 @@ def prepare_data(cfg: QuickstartConfig) -> dict[str, Any]:
 
 def shard_meta(shard_dir: str | os.PathLike) -> dict[str, Any]:
     """The converter's ``slwdata.json`` (seq_len, tokenizer.vocab_size, counts)."""
-    path = Path(shard_dir) / "slwdata.json"
-    if not path.exists():
-        from slwdata.cli import UserError
+    from slwdata.shards import META_NAME, read_meta_fields
 
-        raise UserError(f"{path}: missing; not a folder written by 'slwdata convert'")
-    return json.loads(path.read_text())
+    meta = read_meta_fields(shard_dir)
+    if meta is None:
+        from slwdata.errors import UserError
+
+        raise UserError(f"{Path(shard_dir) / META_NAME}: missing; not a folder written by 'slwdata convert'")
+    return meta
 
 
 def strip_slw_keys(batch: Any) -> Any:
@@ -218,7 +219,7 @@ def train_run(spec: RunSpec) -> dict[str, Any]:
     meta = shard_meta(spec.train_dir)
     vocab = vocab_size(meta)
     if meta["seq_len"] != spec.seq_len:
-        from slwdata.cli import UserError
+        from slwdata.errors import UserError
 
         raise UserError(f"{spec.train_dir}: rows are {meta['seq_len']} tokens, run asks for {spec.seq_len}")
     torch.manual_seed(spec.seed)
@@ -374,7 +375,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
 
 
 def _validate(cfg: QuickstartConfig) -> None:
-    from slwdata.cli import UserError
+    from slwdata.errors import UserError
     from slwdata.models.gpt import CONFIGS
 
     if cfg.steps < 1:

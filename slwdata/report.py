@@ -23,7 +23,6 @@ from typing import Any, Iterable, Sequence
 
 from slwdata.stability import LOSS_RATIO_THRESHOLD, loss_ratios  # noqa: F401 - re-exported
 
-
 # key -> (header, format). Order is the table order.
 COLUMNS: dict[str, tuple[str, str]] = {
     "steps": ("steps", "{:,}"),

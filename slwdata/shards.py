@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["META_NAME", "FORMAT", "VERSION", "ShardMeta", "read_meta", "write_meta",
-           "dtype_for_vocab", "diff_config", "meta_from_json", "meta_to_json"]
+           "dtype_for_vocab", "diff_config", "meta_from_json", "meta_to_json", "read_meta_file",
+           "read_meta_fields"]
 
 META_NAME = "slwdata.json"
 FORMAT = "slwdata-shards"
@@ -81,6 +82,18 @@ def read_meta(directory: str | os.PathLike[str]) -> ShardMeta | None:
         return meta_from_json(path.read_text(encoding="utf-8"))
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{path}: invalid slwdata metadata: {exc}") from exc
+
+
+def read_meta_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The fields of one ``slwdata.json`` file as a dict, without checking its format (for readers
+    that take partial metadata, e.g. only ``seq_len`` and ``dtype``). Raises OSError or ValueError."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_meta_fields(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The fields of ``<directory>/slwdata.json`` as a dict, unchecked; None when the file is absent."""
+    path = Path(directory) / META_NAME
+    return read_meta_file(path) if path.is_file() else None
 
 
 def write_meta(directory: str | os.PathLike[str], meta: ShardMeta | dict[str, Any]) -> Path:

@@ -39,7 +39,7 @@ GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+
 
 def _user_error_base() -> type[Exception]:
     try:
-        from slwdata.cli import UserError
+        from slwdata.errors import UserError
         return UserError
     except Exception:  # pragma: no cover - cli is always present in this repo
         return ValueError

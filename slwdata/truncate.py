@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable, Mapping
 
-
 from slwdata.pacing import PacingSchedule
 
 __all__ = ["TruncateInfo", "truncate_batch", "full_length", "slw_step", "PlainSLW", "SLW_PREFIX",

@@ -20,7 +20,6 @@ from slwdata.composer import SequenceLengthWarmup  # noqa: E402
 from slwdata.pacing import PacingSchedule  # noqa: E402
 from slwdata.truncate import count_tokens  # noqa: E402
 
-
 VOCAB, FULL, ROWS = 64, 32, 4
 
 

@@ -16,8 +16,8 @@ from composer.optim import LinearScheduler  # noqa: E402
 
 from slwdata.composer import SequenceLengthWarmup, SLWMismatchError, registry  # noqa: E402
 from slwdata.pacing import PacingSchedule  # noqa: E402
-from helpers_composer import ROWS, FULL, PlanningRows, Recorder, TinyLM, loader, logged  # noqa: E402
 
+from helpers_composer import FULL, ROWS, PlanningRows, Recorder, TinyLM, loader, logged  # noqa: E402
 
 
 def fit(model=None, dl=None, max_duration="12ba", lr=0.5, schedulers=None, microbatch=None, **slw_kwargs):

@@ -12,6 +12,7 @@ from composer import Trainer  # noqa: E402
 from composer.loggers import InMemoryLogger  # noqa: E402
 
 from slwdata.composer import SequenceLengthWarmup  # noqa: E402
+
 from helpers_composer import Recorder, TinyLM, logged  # noqa: E402
 
 

@@ -15,6 +15,7 @@ from composer.models import ComposerModel  # noqa: E402
 from composer.optim import DecoupledAdamW  # noqa: E402
 
 from slwdata.composer import StabilityMonitor, adam_variance_stats, loss_ratio_stats  # noqa: E402
+
 from helpers_composer import loader, logged  # noqa: E402
 
 

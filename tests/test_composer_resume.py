@@ -11,6 +11,7 @@ from composer import Trainer  # noqa: E402
 from composer.loggers import InMemoryLogger  # noqa: E402
 
 from slwdata.composer import SequenceLengthWarmup  # noqa: E402
+
 from helpers_composer import Recorder, TinyLM, loader, logged  # noqa: E402
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import lzma
-import os
 import tarfile
 from pathlib import Path
 
@@ -14,9 +13,10 @@ import pytest
 import zstandard
 
 from converters import ConvertError, convert
-from helpers_convert import all_bytes
 from converters.inspect import read_rows
 from slwdata.shards import read_meta
+
+from helpers_convert import all_bytes
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PILE = SHARED / "data" / "corpora" / "pile-mini"
@@ -49,7 +49,7 @@ def check_rows(out: Path, docs: list[str], seq_len: int) -> dict:
 
 
 def write_zst(path: Path, lines: list[bytes]) -> None:
-    path.write_bytes(zstandard.ZstdCompressor().compress(b"".join(l + b"\n" for l in lines)))
+    path.write_bytes(zstandard.ZstdCompressor().compress(b"".join(line + b"\n" for line in lines)))
 
 
 def jl(text, **extra) -> bytes:

@@ -11,6 +11,7 @@ import zstandard
 
 import converters.readers as readers
 from converters import convert
+
 from helpers_convert import all_bytes
 
 PILE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "corpora" / "pile-mini"

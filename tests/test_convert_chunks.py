@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import json
 import lzma
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +14,10 @@ import zstandard
 
 import converters.readers as readers
 from converters import convert
-from helpers_convert import all_bytes, kill_when
-from converters.pipeline import _array_encoder
+from converters.units import _array_encoder
 from slwdata.tokenizers import load_tokenizer
+
+from helpers_convert import all_bytes, kill_when
 
 REPO = Path(__file__).resolve().parents[1]
 KW = dict(tokenizer="bytes", progress=False, log=lambda m: None)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from converters import ConvertError, convert
+
 from helpers_convert import all_bytes, kill_when
 
 REPO = Path(__file__).resolve().parents[1]

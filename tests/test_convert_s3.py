@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,28 +11,12 @@ from converters import ConvertError, convert
 from converters.inspect import read_rows
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture()
-def s3(monkeypatch):
-    moto_server = pytest.importorskip("moto.server")
-    boto3 = pytest.importorskip("boto3")
-    port = _free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                 "S3_ENDPOINT_URL": endpoint}.items():
-        monkeypatch.setenv(k, v)
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+def s3(moto_s3):
+    """The moto server's client, with the bucket ``corpus``."""
+    _, client = moto_s3
     client.create_bucket(Bucket="corpus")
-    yield client
-    server.stop()
+    return client
 
 
 @pytest.mark.slow

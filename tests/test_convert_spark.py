@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from converters import convert
-from helpers_convert import all_bytes
 from converters.spark import spark_available
+
+from helpers_convert import all_bytes
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

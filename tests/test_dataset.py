@@ -15,11 +15,9 @@ BS = 8
 
 
 @pytest.fixture(scope='module')
-def shards(tmp_path_factory):
+def shards(make_shards):
     """96 rows of 32 uint16 tokens in 6 zstd shards with xxh64 hashes and slwdata.json."""
-    root = str(tmp_path_factory.mktemp('shards'))
-    tokens = write_token_shards(root, num_rows=96, seq_len=SEQ, rows_per_shard=16)
-    return root, tokens
+    return make_shards(96, SEQ, 16)
 
 
 def batch_hash(batch) -> str:

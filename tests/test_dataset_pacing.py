@@ -21,11 +21,8 @@ ROWS = 128  # 16 fresh batches a rank
 
 
 @pytest.fixture(scope='module')
-def shards(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('paced'))
-    tokens = np.arange(ROWS * SEQ, dtype=np.uint16).reshape(ROWS, SEQ)
-    write_token_shards(root, tokens=tokens, rows_per_shard=32)
-    return root, tokens
+def shards(make_shards):
+    return make_shards(ROWS, SEQ, 32, arange=True)
 
 
 def schedule():

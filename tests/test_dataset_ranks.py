@@ -2,15 +2,12 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-from slwdata.dataset.testing import write_token_shards
 
 pytestmark = pytest.mark.slow
 
@@ -20,21 +17,11 @@ SEQ, BS, ROWS = 64, 8, 256  # 16 fresh batches per rank
 
 
 @pytest.fixture(scope='module')
-def shards(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('ranks'))
-    tokens = np.arange(ROWS * SEQ, dtype=np.uint16).reshape(ROWS, SEQ)
-    write_token_shards(root, tokens=tokens, rows_per_shard=32)
-    return root, tokens
+def shards(make_shards):
+    return make_shards(ROWS, SEQ, 32, arange=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def launch(local, out, world=2, timeout=400):
-    port = free_port()
+def launch(local, out, port, world=2, timeout=400):
     procs = []
     for rank in range(world):
         env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
@@ -57,9 +44,9 @@ def launch(local, out, world=2, timeout=400):
 
 
 @pytest.fixture(scope='module')
-def runs(shards, tmp_path_factory):
+def runs(shards, tmp_path_factory, free_port):
     root, _ = shards
-    return launch(root, tmp_path_factory.mktemp('out'))
+    return launch(root, tmp_path_factory.mktemp('out'), free_port())
 
 
 def test_two_ranks_lockstep_and_exactly_once(shards, runs):

@@ -5,16 +5,14 @@ import os
 import numpy as np
 import pytest
 
-from slwdata.dataset import SLWDataset, ShardFormatError
+from slwdata.dataset import ShardFormatError, SLWDataset
 from slwdata.dataset.reader import ColumnLayout, parse_token_encoding
 from slwdata.dataset.testing import write_token_shards
 
 
 @pytest.fixture(scope='module')
-def shards(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('shards'))
-    tokens = write_token_shards(root, num_rows=50, seq_len=24, rows_per_shard=8)
-    return root, tokens
+def shards(make_shards):
+    return make_shards(50, 24, 8)
 
 
 def test_parse_encoding():

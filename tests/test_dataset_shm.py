@@ -66,7 +66,7 @@ def run_and_kill(remote_dir, local, mode, wait_for):
         # segments of its dead parent.
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-    assert prefix is not None and any(l.startswith(wait_for) for l in lines), ''.join(lines)
+    assert prefix is not None and any(line.startswith(wait_for) for line in lines), ''.join(lines)
     return prefix
 
 

@@ -9,8 +9,8 @@ test_faults_convert_s3.py.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys

@@ -10,7 +10,7 @@ import torch
 import xxhash
 from streaming.base import hashing
 
-from slwdata.dataset import SLWDataset, ShardHashError, make_dataloader
+from slwdata.dataset import ShardHashError, SLWDataset, make_dataloader
 from slwdata.dataset.testing import write_token_shards
 
 SEQ, BS, ROWS, PER_SHARD = 32, 4, 48, 8

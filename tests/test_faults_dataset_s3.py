@@ -5,7 +5,6 @@ shard and the object within ``remote_timeout``, after a logged retry; it used to
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,12 +31,10 @@ sys.stdin.read()
 
 
 @pytest.fixture
-def frozen_store(tmp_path, monkeypatch):
+def frozen_store(tmp_path, monkeypatch, free_port):
     """A moto server in its own process holding 16 one-batch shards; yields a function that
     freezes it (SIGSTOP). The server is thawed and killed in any case."""
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {'AWS_ACCESS_KEY_ID': 'testing', 'AWS_SECRET_ACCESS_KEY': 'testing',
            'AWS_SESSION_TOKEN': 'testing', 'AWS_DEFAULT_REGION': 'us-east-1',
            'S3_ENDPOINT_URL': f'http://127.0.0.1:{port}'}

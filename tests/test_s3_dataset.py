@@ -1,7 +1,6 @@
 """SLWDataset over an S3-compatible object store (moto's threaded server on 127.0.0.1)."""
 
 import os
-import socket
 import time
 
 import numpy as np
@@ -17,31 +16,11 @@ boto3 = pytest.importorskip('boto3')
 SEQ, BS = 32, 4
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def s3_env(monkeypatch):
-    """Fake credentials and a fresh moto server; yields (server, client)."""
-    port = free_port()
-    server = moto_server.ThreadedMotoServer(ip_address='127.0.0.1', port=port, verbose=False)
-    server.start()
-    for key, value in {'AWS_ACCESS_KEY_ID': 'testing', 'AWS_SECRET_ACCESS_KEY': 'testing',
-                       'AWS_SESSION_TOKEN': 'testing', 'AWS_DEFAULT_REGION': 'us-east-1',
-                       'S3_ENDPOINT_URL': f'http://127.0.0.1:{port}'}.items():
-        monkeypatch.setenv(key, value)
-    client = boto3.client('s3', endpoint_url=f'http://127.0.0.1:{port}')
-    client.create_bucket(Bucket='slw')
-    try:
-        yield server, client
-    finally:
-        try:
-            server.stop()
-        except Exception:  # already stopped by the test
-            pass
+def s3_env(moto_s3):
+    """A fresh moto server (conftest) with the bucket 'slw'; (server, client)."""
+    moto_s3[1].create_bucket(Bucket='slw')
+    return moto_s3
 
 
 def upload(tmp_path, client, num_rows=48, rows_per_shard=8, prefix='ds'):

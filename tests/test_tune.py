@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slwdata.tune.search import (Curve, SearchSpace, TrialCache, bisection_trials, first_fluctuation,
-                                 search)
+from slwdata.tune.search import Curve, SearchSpace, TrialCache, bisection_trials, first_fluctuation, search
 
 ROOT = Path(__file__).resolve().parents[1]
 SLWDATA = [sys.executable, "-m", "slwdata.cli"]

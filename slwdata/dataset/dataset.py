@@ -33,6 +33,7 @@ from slwdata.dataset.plan import BatchPlan, EpochPlanner, count_epoch_batches, p
 from slwdata.dataset.remote import DEFAULT_REMOTE_TIMEOUT, bound_streams, bounded_s3_downloads
 from slwdata.dataset.reader import ShardFormatError, ShardTokenReader
 from slwdata.dataset.shm import clean_dead_owners, register_owner, release_owner
+from slwdata.shards import META_NAME, read_meta_file
 
 __all__ = [
     'SLWDataset', 'RankEpochAccount', 'REUSE_POLICIES', 'ResumeMismatchError', 'make_dataloader',
@@ -43,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 REUSE_POLICIES = ('off', 'deferred', 'interleave')
 STATE_VERSION = 1
-META_BASENAME = 'slwdata.json'
+META_BASENAME = META_NAME
 
 
 def _is_not_found(err: BaseException) -> bool:
@@ -267,8 +268,7 @@ class SLWDataset(StreamingDataset):
                                                'and retry.') from err
             if os.path.isfile(path):
                 try:
-                    with open(path) as f:
-                        metas.append((path, json.load(f)))
+                    metas.append((path, read_meta_file(path)))
                 except (OSError, json.JSONDecodeError) as err:
                     raise ShardFormatError(f'{path}: unreadable slwdata metadata ({err}).') \
                         from err

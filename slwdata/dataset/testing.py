@@ -9,11 +9,11 @@ Example::
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Optional, Union
 
 import numpy as np
+
+from slwdata.shards import write_meta
 
 __all__ = ['write_token_shards', 'random_tokens']
 
@@ -68,9 +68,7 @@ def write_token_shards(out: Union[str, tuple[str, str]],
             'dtype': tokens.dtype.name, 'eos_id': eos_id,
             'counts': {'rows': int(num_rows), 'tokens': int(tokens.size)}
         }
-        with open(os.path.join(local, 'slwdata.json'), 'w') as f:
-            json.dump(info, f)
+        write_meta(local, info)
         if isinstance(out, tuple) and not out[1].startswith(('s3://', 'gs://', 'oci://')):
-            with open(os.path.join(out[1], 'slwdata.json'), 'w') as f:
-                json.dump(info, f)
+            write_meta(out[1], info)
     return tokens

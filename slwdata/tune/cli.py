@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 DESCRIPTION = """\
 Tune Sequence Length Warmup's start length s and duration T the way Li, Zhang & He tuned
@@ -106,7 +105,7 @@ def _space(args: argparse.Namespace, runner: Any) -> Any:
 
 
 def _user(msg: str) -> Exception:
-    from slwdata.cli import UserError
+    from slwdata.errors import UserError
 
     return UserError(msg)
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from slwdata.pacing import Duration
+from slwdata.shards import read_meta_fields
 from slwdata.tune.search import Curve
 
 __all__ = ["TuneSetupError", "ExampleTrainerTrials", "LLMFoundryTrials", "ComposerFactoryTrials", "resolve_amount",
@@ -154,10 +155,10 @@ class ExampleTrainerTrials:
         if not val:
             raise TuneSetupError(f"{self.config}: no validation set (data.val): the strategy judges trials "
                                  "by validation perplexity alone")
-        meta = Path(val) / "slwdata.json"
+        meta = read_meta_fields(val)
         index = Path(val) / "index.json"
-        if meta.is_file():
-            rows = int(json.loads(meta.read_text())["counts"]["rows"])
+        if meta is not None:
+            rows = int(meta["counts"]["rows"])
         elif index.is_file():
             rows = sum(int(s.get("samples", 0)) for s in json.loads(index.read_text()).get("shards", []))
         elif str(val).startswith(("s3://", "gs://")) or data.get("remote_val"):

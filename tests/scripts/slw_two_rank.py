@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parents[1])]
 
 from slwdata.composer import SequenceLengthWarmup  # noqa: E402
+
 from helpers_composer import RandomRows, Recorder, TinyLM  # noqa: E402
 
 
