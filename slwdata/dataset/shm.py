@@ -129,10 +129,20 @@ def _mapped_by_live_process(prefix_int: int) -> Optional[int]:
             continue
         try:
             with open(f'/proc/{entry}/maps') as f:
-                if needle in f.read():
-                    return int(entry)
+                lines = [line for line in f if needle in line]
         except OSError:
             continue
+        for line in lines:
+            # A mapping of a segment unlinked since (``(deleted)``, or another inode under the same
+            # name) belongs to an earlier job on this prefix, not to the segments there now.
+            fields = line.split()
+            if len(fields) < 6 or line.rstrip().endswith('(deleted)'):
+                continue
+            try:
+                if os.stat(fields[5]).st_ino == int(fields[4]):
+                    return int(entry)
+            except (OSError, ValueError):
+                continue
     return None
 
 
