@@ -7,13 +7,13 @@ Example::
     loader = make_dataloader(ds, num_workers=2)
 """
 
-from slwdata.dataset.dataset import (REUSE_POLICIES, TRANSFER_MODES, BatchAddress,
-                                     RankEpochAccount, ResumeMismatchError, SLWDataLoader,
-                                     SLWDataset, SLWStreamingDataLoader, make_dataloader)
+from slwdata.dataset.dataset import REUSE_POLICIES, RankEpochAccount, ResumeMismatchError, SLWDataset
 from slwdata.dataset.integrity import ShardHashError
 from slwdata.dataset.ledger import SEGMENT_DTYPE, TailLedger
 from slwdata.dataset.plan import BatchPlan, plan_epoch
 from slwdata.dataset.reader import ShardFormatError, ShardTokenReader
+from slwdata.dataset.transport import (TRANSFER_MODES, BatchAddress, SLWDataLoader,
+                                       SLWStreamingDataLoader, make_dataloader)
 
 __all__ = [
     'SLWDataset', 'make_dataloader', 'SLWDataLoader', 'SLWStreamingDataLoader', 'BatchAddress',

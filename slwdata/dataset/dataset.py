@@ -6,6 +6,7 @@ See ``docs/DESIGN.md`` for the contract with the pacing module and the Composer 
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import logging
 import math
@@ -14,17 +15,12 @@ import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
-from time import time_ns
 from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from streaming import StreamingDataLoader, StreamingDataset
-from streaming.base.batching import generate_work
-from streaming.base.constant import RESUME
-from streaming.base.shared import SharedMemory, _get_path
-from streaming.base.world import World
+from streaming import StreamingDataset
 
 from slwdata.dataset.cache import check_cache_limit
 from slwdata.dataset.integrity import ShardVerifier
@@ -32,12 +28,11 @@ from slwdata.dataset.ledger import TailLedger
 from slwdata.dataset.plan import BatchPlan, EpochPlanner, count_epoch_batches, plan_epoch
 from slwdata.dataset.remote import DEFAULT_REMOTE_TIMEOUT, bound_streams, bounded_s3_downloads
 from slwdata.dataset.reader import ShardFormatError, ShardTokenReader
+from slwdata.dataset import streaming_compat as compat
 from slwdata.dataset.shm import clean_dead_owners, register_owner, release_owner
+from slwdata.dataset.transport import BatchAddress
 
-__all__ = [
-    'SLWDataset', 'RankEpochAccount', 'REUSE_POLICIES', 'ResumeMismatchError', 'make_dataloader',
-    'SLWDataLoader', 'SLWStreamingDataLoader', 'BatchAddress', 'TRANSFER_MODES'
-]
+__all__ = ['SLWDataset', 'RankEpochAccount', 'REUSE_POLICIES', 'ResumeMismatchError']
 
 logger = logging.getLogger(__name__)
 
@@ -84,17 +79,6 @@ _TORCH_DTYPES = {
     'int64': torch.int64, 'int32': torch.int32, 'int16': torch.int16, 'uint8': torch.uint8,
     'uint16': torch.uint16, 'uint32': torch.uint32, 'float32': torch.float32
 }
-
-
-def _read_resume_shm(shm_prefix_int: int) -> Optional[dict[str, Any]]:
-    """The JSON that ``load_state_dict`` left in shared memory, or ``None``."""
-    try:
-        shm = SharedMemory(name=_get_path(shm_prefix_int, RESUME), create=False)
-    except FileNotFoundError:
-        return None
-    buf = bytes(shm.buf)
-    end = buf.find(b'\0')
-    return json.loads((buf[:end] if end != -1 else buf).decode('utf-8'))
 
 
 class SLWDataset(StreamingDataset):
@@ -202,16 +186,16 @@ class SLWDataset(StreamingDataset):
         with bounded_s3_downloads(remote_timeout):
             super().__init__(batch_size=batch_size, **kwargs)
         bound_streams(self.streams, remote_timeout)
-        self.verifier = ShardVerifier(self.shards, self._shm_prefix_int) if verify_hashes \
+        self.verifier = ShardVerifier(self.shards, compat.shm_prefix(self)) if verify_hashes \
             else None
-        if self._unique_rank_world.is_local_leader:
-            register_owner(self._shm_prefix_int)
+        if compat.is_local_leader(self):
+            register_owner(compat.shm_prefix(self))
         self.reuse = reuse
         self.column = column
         self.output_dtype = None if output_dtype is None else np.dtype(output_dtype)
         self.emit_labels = labels
         self.prefetch_batches = max(0, int(prefetch_batches))
-        # How batches leave DataLoader workers; set by make_dataloader (see TRANSFER_MODES).
+        # How batches leave DataLoader workers; set by configure_transfer (see TRANSFER_MODES).
         self.transfer = 'full'
         self.addresses_per_item = 8
         self.meta = self._load_meta()
@@ -219,7 +203,7 @@ class SLWDataset(StreamingDataset):
                                        self.sample_offset_per_shard,
                                        column=column,
                                        ensure=self._ensure_shard,
-                                       touch=self._touch_shard,
+                                       touch=functools.partial(compat.touch_shards, self),
                                        fallback_get=self.get_item,
                                        bytes_dtype=bytes_dtype,
                                        verify=self.verifier.verify if self.verifier else None)
@@ -244,10 +228,9 @@ class SLWDataset(StreamingDataset):
         metas = []
         for stream in self.streams:
             path = os.path.join(stream.local, stream.split or '', META_BASENAME)
-            if not os.path.isfile(path) and stream.remote and \
-                    self._unique_rank_world.is_local_leader:
+            if not os.path.isfile(path) and stream.remote and compat.is_local_leader(self):
                 try:
-                    stream._download_file(META_BASENAME)
+                    compat.download_stream_file(stream, META_BASENAME)
                 except Exception:  # noqa: BLE001 - plain MDS shards have no metadata file.
                     pass
             if os.path.isfile(path):
@@ -290,7 +273,7 @@ class SLWDataset(StreamingDataset):
             try:
                 self.prepare_shard(shard_id, blocking=True)
             except Exception as err:
-                self._release_failed_shard(shard_id)
+                compat.release_failed_shard(self, shard_id)
                 remote = self.streams[self.stream_per_shard[shard_id]].remote
                 raise RuntimeError(f'Could not prepare shard {name}'
                                    f'{f" from {remote}" if remote else ""}: {err}') from err
@@ -299,15 +282,6 @@ class SLWDataset(StreamingDataset):
         raise RuntimeError(f'Shard {name} keeps disappearing after download; the cache_limit '
                            f'is probably too small for the shards in use.')
 
-    def _release_failed_shard(self, shard_id: int) -> None:
-        """A failed download leaves the shard PREPARING; put it back so nobody waits forever."""
-        from streaming.base.dataset import _ShardState
-        try:
-            if self._shard_states[shard_id] == _ShardState.PREPARING:
-                self._shard_states[shard_id] = _ShardState.REMOTE
-        except Exception:  # noqa: BLE001 - best effort on an error path.
-            pass
-
     def _evict_shard(self, shard_id: int) -> None:
         """streaming's eviction, and the shard's hash record: its next copy is checked again
         where it is made local (a worker), not later in the main process."""
@@ -315,9 +289,6 @@ class SLWDataset(StreamingDataset):
         verifier = getattr(self, 'verifier', None)  # None while streaming's __init__ runs
         if verifier is not None:
             verifier.forget(shard_id)
-
-    def _touch_shard(self, shard_ids: NDArray[np.int64]) -> None:
-        self._shard_access_times[shard_ids] = time_ns()
 
     # ------------------------------------------------------------------ pacing
     def bind_pacing(self, schedule: Any, rows_per_step: int, run_total: Any = None) -> None:
@@ -368,26 +339,13 @@ class SLWDataset(StreamingDataset):
         return self.seq_len
 
     # ------------------------------------------------------------------ partition
-    def _rank_world(self) -> World:
-        """This rank's place, with one worker per rank: a rank's batch order does not depend
-        on the number of DataLoader workers (streaming only pads the tail of a rank)."""
-        w = self._parallel_rank_world
-        return World(num_nodes=w.num_nodes, ranks_per_node=w.ranks_per_node, workers_per_rank=1,
-                     worker=w.rank)
-
-    def _ensure_resume_params(self) -> None:
-        """Fill ``num_canonical_nodes`` / ``shuffle_block_size`` as streaming's ``_resume`` does."""
-        if self.num_canonical_nodes is None or self.shuffle_block_size is None:
-            world = self._parallel_rank_world
-            self._resume(world, self.next_epoch)
-
     def rank_batches(self, epoch: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """This rank's full fresh batches of ``epoch`` in delivery order, ``[n, batch_size]``,
         and the real ids of its final partial batch (usually empty)."""
-        self._ensure_resume_params()
-        world = self._rank_world()
-        work = generate_work(self.batching_method, self, world, epoch, 0)
-        ids = work[world.node, world.rank_of_node].reshape(-1)
+        compat.ensure_resume_params(self)
+        # One worker per rank: a rank's batch order does not depend on the number of
+        # DataLoader workers (streaming only pads the tail of a rank).
+        ids = compat.rank_sample_ids(self, compat.one_worker_per_rank(self), epoch)
         ids = ids[ids != -1]
         full = len(ids) // self.batch_size * self.batch_size
         return ids[:full].reshape(-1, self.batch_size), ids[full:]
@@ -430,7 +388,7 @@ class SLWDataset(StreamingDataset):
             dropped += leftover_tokens
         account = RankEpochAccount(
             epoch=epoch,
-            rank=self._parallel_rank_world.rank,
+            rank=compat.rank_world(self).rank,
             steps=acct.steps,
             fresh_rows=acct.fresh_rows + len(leftover),
             tail_rows=acct.tail_rows,
@@ -505,8 +463,8 @@ class SLWDataset(StreamingDataset):
             return math.ceil(self.length / self.batch_size)
 
     # ------------------------------------------------------------------ checkpointing
-    def _resume(self, world: World, epoch: int) -> tuple[int, int]:
-        obj = _read_resume_shm(self._shm_prefix_int)
+    def _resume(self, world: compat.World, epoch: int) -> tuple[int, int]:
+        obj = compat.read_resume_state(compat.shm_prefix(self))
         out = super()._resume(world, epoch)
         self._resume_slw = obj.get('slw') if obj and obj.get('epoch', -1) >= epoch else None
         return out
@@ -522,7 +480,7 @@ class SLWDataset(StreamingDataset):
         global step and ledger size at the epoch's start are stored to check the replay.
         """
         obj = super().state_dict(num_samples, from_beginning)
-        world = self._parallel_rank_world
+        world = compat.rank_world(self)
         rows_per_global_step = self.batch_size * world.num_ranks
         step0, carried = self._epoch_start(max(0, obj['epoch']))
         obj['slw'] = {
@@ -539,7 +497,7 @@ class SLWDataset(StreamingDataset):
         return obj
 
     def _check_resume(self, slw: dict[str, Any]) -> None:
-        world = self._parallel_rank_world
+        world = compat.rank_world(self)
         problems = []
         if slw.get('version') != STATE_VERSION:
             problems.append(f'state version {slw.get("version")} (expected {STATE_VERSION})')
@@ -576,16 +534,12 @@ class SLWDataset(StreamingDataset):
             ds.close()
         """
         self.reader.close()
-        if hasattr(self, '_locals_shm'):
-            try:  # what streaming's __del__ does: give back this process's local-dir slot
-                self._locals_shm.buf[:4] = np.int32(0).tobytes()
-            except (TypeError, ValueError):
-                pass
-        for shm in _streaming_shms(self):
+        compat.release_local_dir(self)
+        for shm in compat.streaming_shms(self):
             atexit.unregister(shm.cleanup)
             shm.cleanup()
-        if self._unique_rank_world.is_local_leader:
-            release_owner(self._shm_prefix_int)
+        if compat.is_local_leader(self):
+            release_owner(compat.shm_prefix(self))
         self._closed = True
 
     def _materialize(self, plan: BatchPlan) -> dict[str, Any]:
@@ -671,13 +625,7 @@ class SLWDataset(StreamingDataset):
         if getattr(self, '_closed', False):
             raise RuntimeError('This SLWDataset was closed (close() released its shared memory): '
                                'build a new one to iterate again.')
-        # streaming's barrier makes its file lock on first use; one made by an in-process
-        # epoch (0 workers) must not reach forked workers (filelock refuses an inherited lock).
-        self._shared_barrier.__dict__.pop('lock', None)
-        self._unique_worker_world = self._unique_rank_world.detect_workers()
-        self._parallel_worker_world = self._parallel_rank_world.detect_workers()
-        epoch, sample_in_epoch = self._resume_incr_epoch()
-        world = self._parallel_worker_world
+        epoch, sample_in_epoch, world = compat.start_worker_epoch(self)
         steps_done = 0
         if sample_in_epoch:
             slw = self._resume_slw
@@ -749,6 +697,14 @@ class SLWDataset(StreamingDataset):
             else:
                 planner.skip_next()
 
+    def configure_transfer(self, transfer: str, addresses_per_item: int, num_workers: int,
+                           prefetch_factor: Optional[int]) -> None:
+        """How batches leave DataLoader workers (:func:`~slwdata.dataset.transport.make_dataloader`
+        calls it); a ``cache_limit`` too small for the batches in flight is refused here."""
+        self.transfer = transfer
+        self.addresses_per_item = addresses_per_item
+        check_cache_limit(self, num_workers, prefetch_factor, addresses_per_item)
+
     def _sends_addresses(self) -> bool:
         """In a DataLoader worker with ``transfer == 'addresses'`` over fixed-layout shards."""
         return self.transfer == 'addresses' and self.reader.all_fixed and \
@@ -798,26 +754,22 @@ class SLWDataset(StreamingDataset):
         try:
             return self._materialize(plan)
         finally:
-            # prepare_shard (an evicted shard) creates a FileLock here; it holds a threading
-            # lock, which must not be pickled into spawned workers.
-            self.__dict__.pop('_cache_filelock', None)
+            compat.drop_cache_filelock(self)  # prepare_shard made one for an evicted shard
 
     def _missing_shards(self, plan: BatchPlan) -> list[int]:
         """Shards of ``plan`` that are not local yet (one vectorized look at the states)."""
         if self._all_local:
             return []
-        from streaming.base.dataset import _ShardState
         if plan.gather is not None:
             shards = plan.gather.shards.astype(np.int64)
         elif plan.kind == 'fresh':
             shards = np.unique(self.reader.shard_of(plan.rows))
         else:
             shards = np.unique(self.reader.shard_of(plan.taken['row']))
-        all_states = self._shard_states.numpy()
-        missing = shards[all_states[shards] != _ShardState.LOCAL.value].tolist()
+        missing = compat.missing_shards(self, shards)
         if not missing and not self.cache_limit:
             # Only cache_limit evicts (or a user calling evict_shard: checked again each epoch).
-            self._all_local = bool((all_states == _ShardState.LOCAL.value).all())
+            self._all_local = compat.all_shards_local(self)
         return missing
 
     def _iter_prefetched(self, plans: Iterator[BatchPlan]) -> Iterator[dict[str, Any]]:
@@ -854,139 +806,3 @@ class SLWDataset(StreamingDataset):
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _streaming_shms(dataset: Any) -> list[SharedMemory]:
-    """The streaming ``SharedMemory`` objects a dataset holds: its own attributes, and those
-    of its shared arrays, scalars and barrier (``.shm``, ``.arr.shm``, ``._arr.shm``), each
-    once."""
-    found: dict[int, SharedMemory] = {}
-    for value in list(vars(dataset).values()):
-        holders = (value, getattr(value, 'arr', None), getattr(value, '_arr', None))
-        for obj in holders + tuple(getattr(h, 'shm', None) for h in holders):
-            if isinstance(obj, SharedMemory):
-                found[id(obj)] = obj
-    return list(found.values())
-
-
-TRANSFER_MODES = ('addresses', 'compact', 'full')
-
-
-@dataclass
-class BatchAddress:
-    """What a DataLoader worker yields in ``transfer='addresses'`` mode: the plans of a block
-    of consecutive batches (row ids or tail segments, a few KB each, pickled inline), not their
-    tokens; the loader gathers the rows in the main process. One DataLoader item per block,
-    because the DataLoader's per-item cost (queues, pickling, a feeder thread) is about as much
-    as gathering a batch. ``len()`` is the block's row count."""
-
-    plans: list[BatchPlan]
-
-    def __len__(self) -> int:
-        return sum(p.rows_per_batch for p in self.plans)
-
-
-class _MainSideLoader:
-    """Mixin: turns what workers send into batches in the main process.
-
-    ``BatchAddress`` -> its batches, gathered from the local shards
-    (``SLWDataset.materialize_in_main``); compact token dtypes -> widened to the dataset's
-    ``output_dtype``. Subclasses iterate :meth:`_batches`."""
-
-    def _batches(self) -> Iterator[Any]:
-        target = getattr(self.dataset, 'output_dtype', None)
-        pin = self.pin_memory and torch.cuda.is_available()
-        for item in torch.utils.data.DataLoader.__iter__(self):
-            if isinstance(item, BatchAddress):
-                batches = self.dataset.materialize_in_main(item)
-                if pin:
-                    batches = ({k: v.pin_memory() for k, v in b.items()} for b in batches)
-                # `yield from`, not a loop variable: once the caller drops a batch, the next
-                # one reuses its memory (already faulted in) instead of fresh pages.
-                yield from batches
-                continue
-            if target is not None and isinstance(item, dict):
-                # numpy, not Tensor.to: torch's uint16 casts are not vectorized (~400x slower).
-                item = {k: torch.from_numpy(v.numpy().astype(target))
-                        if isinstance(v, torch.Tensor) and v.numpy().dtype != target else v
-                        for k, v in item.items()}
-            yield item
-
-
-class SLWDataLoader(_MainSideLoader, torch.utils.data.DataLoader):
-    """DataLoader for SLWDataset (see :func:`make_dataloader`)."""
-
-    def __iter__(self) -> Iterator[Any]:
-        return self._batches()
-
-
-class SLWStreamingDataLoader(_MainSideLoader, StreamingDataLoader):
-    """StreamingDataLoader for SLWDataset (see :func:`make_dataloader`).
-
-    Counts samples as batches are handed to the caller (a worker's item may hold several
-    batches), so ``state_dict()`` is exact between any two batches."""
-
-    def __iter__(self) -> Iterator[Any]:
-        self.num_samples_yielded = 0
-        for batch in self._batches():
-            self.num_samples_yielded += self._get_batch_size(batch)
-            yield batch
-
-
-def make_dataloader(dataset: SLWDataset,
-                    num_workers: int = 0,
-                    streaming_loader: bool = True,
-                    transfer: str = 'addresses',
-                    addresses_per_item: int = 8,
-                    **kwargs: Any) -> torch.utils.data.DataLoader:
-    """A DataLoader that passes SLWDataset's whole batches through (``batch_size=None``).
-
-    ``streaming_loader=True`` returns a ``StreamingDataLoader`` (tracks samples for
-    ``state_dict()`` / ``load_state_dict()`` resumption).
-
-    ``transfer`` says how batches leave the workers (``num_workers > 0``):
-
-    - ``"addresses"`` (default): workers plan each batch and make its shards local (download,
-      decompress, cache eviction), then send the plan; the main process gathers the rows from
-      its own memory maps of the same local files. Shipping a token tensor costs a fresh
-      shared-memory segment per batch, written and then page-faulted in by the main process,
-      which is several times the cost of the gather itself (see ``benchmarks/bench_dataset.py``).
-      Shards without a fixed row layout fall back to ``"compact"``. Each DataLoader item holds
-      the plans of ``addresses_per_item`` consecutive batches (a worker prepares their shards
-      first, so with remote shards the first batch waits for that many batches' downloads).
-    - ``"compact"``: workers gather rows in the shards' dtype (uint16: 4x less shared memory
-      than int64); the main process widens them to ``output_dtype``.
-    - ``"full"``: workers ship ``output_dtype`` batches (what a plain DataLoader does).
-
-    A ``cache_limit`` too small for the shards of the batches in flight is refused here, with
-    the minimum that works (:mod:`slwdata.dataset.cache`).
-
-    Other keyword arguments go to the DataLoader. With ``transfer="addresses"`` the workers
-    also work out each batch's reads, so the main process only gathers, into one scratch
-    buffer of shared memory that forking does not turn copy-on-write. Workers may be started
-    with ``multiprocessing_context='forkserver'`` (the batches are the same); they then take
-    longer to start (each imports torch), the script needs an ``if __name__ == '__main__':``
-    guard, and it measured no faster here.
-
-    Example::
-
-        loader = make_dataloader(ds, num_workers=2)
-        for batch in loader:
-            ...
-    """
-    if 'batch_size' in kwargs and kwargs['batch_size'] is not None:
-        raise ValueError('SLWDataset yields whole batches: leave batch_size unset (None).')
-    if transfer not in TRANSFER_MODES:
-        raise ValueError(f'transfer={transfer!r}; choose one of {", ".join(TRANSFER_MODES)}.')
-    kwargs['batch_size'] = None
-    if num_workers > 0:
-        kwargs.setdefault('prefetch_factor', 2)
-        kwargs.setdefault('persistent_workers', False)
-    if not isinstance(addresses_per_item, int) or addresses_per_item < 1:
-        raise ValueError(f'addresses_per_item must be a positive int, got {addresses_per_item!r}.')
-    if isinstance(dataset, SLWDataset):
-        dataset.transfer = transfer if num_workers > 0 else 'full'
-        dataset.addresses_per_item = addresses_per_item
-        check_cache_limit(dataset, num_workers, kwargs.get('prefetch_factor'), addresses_per_item)
-    cls = SLWStreamingDataLoader if streaming_loader else SLWDataLoader
-    return cls(dataset, num_workers=num_workers, **kwargs)

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from slwdata.dataset.ledger import SEGMENT_DTYPE, TailLedger, _split_rows, format_bytes, split_into_rows
+from slwdata.dataset.ledger import TailLedger, _split_rows, format_bytes, split_into_rows
 
 __all__ = [
     "POLICIES",
@@ -114,21 +114,9 @@ class BatchPlan:
     _pieces: Optional[np.ndarray] = field(default=None, repr=False)
     _offsets: Optional[np.ndarray] = field(default=None, repr=False)
     # How the reader reads this batch (``ShardTokenReader.plan_rows`` / ``plan_segments``),
-    # when a DataLoader worker worked it out for the main process; opaque here. Pickled in
-    # place of ``rows`` / ``taken``.
+    # when a DataLoader worker worked it out for the main process; opaque here. The wire form
+    # of a plan lives in ``slwdata.dataset.transport``.
     gather: Any = field(default=None, repr=False)
-
-    def __reduce__(self) -> tuple:
-        # Plans travel from DataLoader workers to the main process (transfer='addresses').
-        # Row ids go as int32 where they fit and the row cut is recomputed on arrival: a
-        # worker's items in flight must fit the 64 KiB pipe, or the main process waits for the
-        # worker's feeder thread at every DataLoader item it receives. A plan with its reads
-        # worked out (`gather`) goes without `rows` / `taken`: the receiver only reads it.
-        return (_rebuild_plan, (self.step, self.index, self.kind, self.seq_len, self.row_len,
-                                self.rows_per_batch, self.fresh_index,
-                                _narrow(self.rows) if self.gather is None else None,
-                                _narrow(self.taken) if self.gather is None else None,
-                                self.gather))
 
     def _cut(self) -> None:
         if self._pieces is None and self.taken is not None:
@@ -200,37 +188,6 @@ class BatchPlan:
         src_r = np.repeat(inv.reshape(-1), lens)
         src_c = np.repeat(seg["start"].astype(np.int64) - out_begin, lens) + np.arange(b * e)
         return data[src_r, src_c].reshape(b, e)
-
-
-_I32_MAX = int(np.iinfo(np.int32).max)
-
-
-def _narrow(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
-    """For the wire: row ids as int32, segments as an int32 ``[n, 3]`` array, when every row
-    id fits (else unchanged)."""
-    if a is None or len(a) == 0:
-        return a
-    rows = a["row"] if a.dtype.names else a
-    if int(rows.max()) > _I32_MAX:
-        return a
-    if not a.dtype.names:
-        return a.astype(np.int32)
-    out = np.empty((len(a), 3), np.int32)
-    out[:, 0], out[:, 1], out[:, 2] = rows, a["start"], a["length"]
-    return out
-
-
-def _rebuild_plan(step: int, index: int, kind: str, seq_len: int, row_len: int, rows_per_batch: int,
-                  fresh_index: Optional[int], rows: Optional[np.ndarray],
-                  taken: Optional[np.ndarray], gather: Any = None) -> BatchPlan:
-    if rows is not None:
-        rows = rows.astype(np.int64, copy=False)
-    if taken is not None and not taken.dtype.names:
-        seg = np.empty(len(taken), SEGMENT_DTYPE)
-        seg["row"], seg["start"], seg["length"] = taken[:, 0], taken[:, 1], taken[:, 2]
-        taken = seg
-    return BatchPlan(step, index, kind, seq_len, row_len, rows_per_batch, fresh_index=fresh_index,
-                     rows=rows, taken=taken, gather=gather)
 
 
 @dataclass
