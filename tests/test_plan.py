@@ -99,11 +99,11 @@ def test_every_token_trained_exactly_once_with_carry(policy, sched):
     for pl in planners:
         if policy == "interleave" or pl.step > warmup_end_from_lengths(lengths, E):
             # less than one whole tail batch is left over at epoch end
-            assert pl.account.carried_tokens < B * E
-    assert planners[-1].account.carried_tokens == len(carried)
+            assert pl.account.tokens_carried_out < B * E
+    assert planners[-1].account.tokens_carried_out == len(carried)
     # the carried leftover of one epoch is the next epoch's starting ledger
     for a, b in zip(planners, planners[1:]):
-        assert b.account.carried_in_tokens == a.account.carried_tokens
+        assert b.account.tokens_carried_in == a.account.tokens_carried_out
 
 
 @pytest.mark.parametrize("sched", sorted(SCHEDULES))
@@ -172,7 +172,7 @@ def test_deferred_carries_everything_when_epoch_ends_before_warmup():
     lengths = [8] * 100 + [E]
     pl = plan_epoch(M, B, E, lengths, policy="deferred")
     assert all(p.kind == "fresh" for p in pl)
-    assert pl.account.carried_tokens == M * B * (E - 8)
+    assert pl.account.tokens_carried_out == M * B * (E - 8)
     pl.account.check()
 
 
@@ -239,7 +239,7 @@ def test_length_list_and_callable_agree_and_pacing_schedule_plan_works():
     plan_lengths = sched.plan(200, rows_per_step=B)
     assert plan_lengths[:20] != [E] * 20 and plan_lengths[-1] == E
     kept, planners = run_epochs("deferred", plan_lengths, 2, M, B)
-    assert len(kept) + planners[-1].account.carried_tokens == 2 * M * B * E
+    assert len(kept) + planners[-1].account.tokens_carried_out == 2 * M * B * E
 
 
 def test_bad_input_is_a_clear_error():
@@ -266,7 +266,7 @@ def test_empty_epoch_and_carry_only_epoch():
     pl = plan_epoch(0, 2, E, [E], ledger=led)
     plans = list(pl)
     assert [p.kind for p in plans] == ["tail", "tail"]
-    assert pl.account.carried_tokens == E
+    assert pl.account.tokens_carried_out == E
     assert isinstance(pl, EpochPlanner)
     assert list(plan_epoch(0, 2, E, [E])) == []
 

@@ -13,7 +13,6 @@ import math
 import os
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any, Callable, Iterator, Optional
 
@@ -22,17 +21,18 @@ import torch
 from numpy.typing import NDArray
 from streaming import StreamingDataset
 
+from slwdata.dataset.accounting import EpochAccount
 from slwdata.dataset.cache import check_cache_limit
 from slwdata.dataset.integrity import ShardVerifier
-from slwdata.dataset.ledger import TailLedger
-from slwdata.dataset.plan import BatchPlan, EpochPlanner, count_epoch_batches, plan_epoch
+from slwdata.dataset.epochs import RankEpochs
+from slwdata.dataset.plan import BatchPlan, EpochPlanner
 from slwdata.dataset.remote import DEFAULT_REMOTE_TIMEOUT, bound_streams, bounded_s3_downloads
 from slwdata.dataset.reader import ShardFormatError, ShardTokenReader
 from slwdata.dataset import streaming_compat as compat
 from slwdata.dataset.shm import clean_dead_owners, register_owner, release_owner
 from slwdata.dataset.transport import BatchAddress
 
-__all__ = ['SLWDataset', 'RankEpochAccount', 'REUSE_POLICIES', 'ResumeMismatchError']
+__all__ = ['SLWDataset', 'REUSE_POLICIES', 'ResumeMismatchError']
 
 logger = logging.getLogger(__name__)
 
@@ -43,36 +43,6 @@ META_BASENAME = 'slwdata.json'
 
 class ResumeMismatchError(RuntimeError):
     """A checkpoint was written under a different world size / batch size / pacing."""
-
-
-@dataclass
-class RankEpochAccount:
-    """Per-rank account of one epoch: every token is trained, dropped (counted) or carried.
-
-    What ``SLWDataset.epoch_account`` returns and logs; it adds the epoch, the rank and the
-    rank's final partial batch to the planner's :class:`slwdata.dataset.plan.EpochAccount`.
-
-    ``fresh_rows * L + tokens_carried_in == tokens_trained + tokens_dropped +
-    tokens_carried_out`` (``fresh_rows`` includes the rank's final partial batch, whose rows
-    are carried or, with reuse ``off`` / no pacing, dropped).
-    """
-    epoch: int
-    rank: int
-    steps: int = 0
-    fresh_rows: int = 0
-    tail_rows: int = 0
-    tokens_trained: int = 0
-    tokens_dropped: int = 0
-    tokens_carried_in: int = 0
-    tokens_carried_out: int = 0
-    ledger_peak_segments: int = 0
-    ledger_peak_bytes: int = 0
-    extra: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k != 'extra'}
-        out.update(self.extra)
-        return out
 
 
 _TORCH_DTYPES = {
@@ -209,15 +179,10 @@ class SLWDataset(StreamingDataset):
                                        verify=self.verifier.verify if self.verifier else None)
         self.seq_len = self._resolve_seq_len()
         self.eos_id = self.meta.get('eos_id') if self.meta else None
-        # Pacing (bound later by the algorithm or the user).
-        self.pacing = None
-        self.rows_per_step: Optional[int] = None
-        self.run_total: Any = None
-        self._lengths: Optional[list[int]] = None
-        # Plan caches: epoch -> (global step at epoch start, ledger carried in).
-        self._epoch_starts: dict[int, tuple[int, Any]] = {}
+        # Pacing (bound later by the algorithm or the user) and the epochs planned with it.
+        self.epochs = RankEpochs(self.rank_batches, batch_size, self.seq_len, reuse, self._rank)
         self._resume_slw: Optional[dict[str, Any]] = None
-        self.last_account: Optional[RankEpochAccount] = None
+        self.last_account: Optional[EpochAccount] = None
         self.accounts: dict[int, dict[str, Any]] = {}
         # Every shard local and no cache_limit to evict one: a batch needs no readiness check.
         self._all_local = False
@@ -309,11 +274,22 @@ class SLWDataset(StreamingDataset):
                              f'{self.seq_len} tokens.')
         if schedule is not None and (not isinstance(rows_per_step, int) or rows_per_step < 1):
             raise ValueError(f'rows_per_step must be a positive int, got {rows_per_step!r}.')
-        self.pacing = schedule
-        self.rows_per_step = rows_per_step if schedule is not None else None
-        self.run_total = run_total
-        self._lengths = None
-        self._epoch_starts = {}
+        self.epochs.bind(schedule, rows_per_step, run_total)
+
+    @property
+    def pacing(self) -> Any:
+        """The bound :class:`slwdata.pacing.PacingSchedule` (``None``: no pacing)."""
+        return self.epochs.pacing
+
+    @property
+    def rows_per_step(self) -> Optional[int]:
+        """Global rows per optimizer step the pacing was bound with."""
+        return self.epochs.rows_per_step
+
+    @property
+    def run_total(self) -> Any:
+        """The run length the pacing resolves fractions of the run against."""
+        return self.epochs.run_total
 
     def pacing_config(self) -> Optional[dict[str, Any]]:
         """The bound pacing as plain data (part of the checkpoint)."""
@@ -329,14 +305,7 @@ class SLWDataset(StreamingDataset):
 
     def seq_len_at(self, global_step: int) -> int:
         """The planned length of a global step (``L`` without pacing)."""
-        if self.pacing is None:
-            return self.seq_len
-        if self._lengths is None:
-            warm = self.pacing.warmup_steps(self.rows_per_step, total=self.run_total)
-            self._lengths = self.pacing.plan(warm, self.rows_per_step, total=self.run_total)
-        if global_step < len(self._lengths):
-            return self._lengths[global_step]
-        return self.seq_len
+        return self.epochs.seq_len_at(global_step)
 
     # ------------------------------------------------------------------ partition
     def rank_batches(self, epoch: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -350,84 +319,16 @@ class SLWDataset(StreamingDataset):
         full = len(ids) // self.batch_size * self.batch_size
         return ids[:full].reshape(-1, self.batch_size), ids[full:]
 
+    def _rank(self) -> int:
+        return compat.rank_world(self).rank
+
     # ------------------------------------------------------------------ planning
     @property
     def policy(self) -> str:
         """The effective tail policy: ``off`` while no pacing is bound (nothing is truncated)."""
-        return self.reuse if self.pacing is not None else 'off'
+        return self.epochs.policy
 
-    def _warmup_end(self) -> int:
-        if self.pacing is None:
-            return 0
-        self.seq_len_at(0)  # fills self._lengths, which stops at the warmup's end
-        return len(self._lengths)
-
-    def _planner(self, epoch: int, step0: int,
-                 carried: Optional[TailLedger]) -> tuple[EpochPlanner, NDArray[np.int64]]:
-        fresh, leftover = self.rank_batches(epoch)
-        planner = plan_epoch(len(fresh), self.batch_size, self.seq_len, self.seq_len_at,
-                             first_step=step0, policy=self.policy,
-                             warmup_end_step=self._warmup_end(), ledger=carried,
-                             fresh_rows=fresh)
-        return planner, leftover
-
-    def _close_epoch(self, epoch: int, planner: EpochPlanner,
-                     leftover: NDArray[np.int64]) -> tuple[TailLedger, RankEpochAccount]:
-        """The ledger to carry into the next epoch and this epoch's account.
-
-        The rows of the final partial batch join the carried ledger as whole rows (or are
-        dropped and counted when nothing is re-served)."""
-        acct = planner.account
-        acct.check()
-        carried = planner.ledger.copy()
-        leftover_tokens = len(leftover) * self.seq_len
-        dropped = acct.tokens_dropped
-        if len(leftover) and self.policy != 'off':
-            carried._push_trusted(leftover, 0, self.seq_len, leftover_tokens)
-        else:
-            dropped += leftover_tokens
-        account = RankEpochAccount(
-            epoch=epoch,
-            rank=compat.rank_world(self).rank,
-            steps=acct.steps,
-            fresh_rows=acct.fresh_rows + len(leftover),
-            tail_rows=acct.tail_rows,
-            tokens_trained=acct.tokens_trained,
-            tokens_dropped=dropped,
-            tokens_carried_in=acct.carried_in_tokens,
-            tokens_carried_out=carried.tokens,
-            ledger_peak_segments=max(acct.ledger_peak_entries, carried.entries),
-            ledger_peak_bytes=max(acct.ledger_peak_bytes, carried.nbytes),
-            extra={
-                'policy': self.policy,
-                'first_step': acct.first_step,
-                'fresh_batches': acct.fresh_batches,
-                'tail_batches': acct.tail_batches,
-                'tokens_recorded': acct.tokens_recorded,
-                'leftover_rows': int(len(leftover)),
-                'ledger_carried_bytes': carried.nbytes,
-            })
-        return carried, account
-
-    def _epoch_start(self, epoch: int) -> tuple[int, Optional[TailLedger]]:
-        """(global step at the start of ``epoch``, ledger carried into it), by replaying the
-        plans of the previous epochs from token counts (no token is read)."""
-        if epoch in self._epoch_starts:
-            return self._epoch_starts[epoch]
-        known = [e for e in self._epoch_starts if e < epoch]
-        e = max(known) if known else 0
-        step0, carried = self._epoch_starts.get(e, (0, None))
-        while e < epoch:
-            planner, leftover = self._planner(e, step0, carried)
-            planner.run()
-            carried, account = self._close_epoch(e, planner, leftover)
-            step0 += account.steps
-            e += 1
-            self._epoch_starts[e] = (step0, carried)
-        self._epoch_starts[epoch] = (step0, carried)
-        return step0, carried
-
-    def epoch_account(self, epoch: int = 0) -> RankEpochAccount:
+    def epoch_account(self, epoch: int = 0) -> EpochAccount:
         """Plan ``epoch`` for this rank without reading any token and return its account.
 
         Works in the main process too (DataLoader workers keep their own copies).
@@ -437,21 +338,11 @@ class SLWDataset(StreamingDataset):
             ds.bind_pacing(schedule, rows_per_step=8)
             ds.epoch_account(0).tokens_carried_out
         """
-        step0, carried = self._epoch_start(epoch)
-        planner, leftover = self._planner(epoch, step0, carried)
-        planner.run()
-        return self._close_epoch(epoch, planner, leftover)[1]
+        return self.epochs.account(epoch)
 
     def num_batches(self, epoch: int = 0) -> int:
         """Batches this rank yields in ``epoch`` (fresh plus tail batches)."""
-        fresh, _ = self.rank_batches(epoch)
-        if self.pacing is None:
-            return len(fresh)
-        step0, carried = self._epoch_start(epoch)
-        return count_epoch_batches(len(fresh), self.batch_size, self.seq_len, self.seq_len_at,
-                                   first_step=step0, policy=self.policy,
-                                   warmup_end_step=self._warmup_end(),
-                                   carried_tokens=0 if carried is None else carried.tokens)
+        return self.epochs.num_batches(epoch)
 
     def __len__(self) -> int:
         """Batches this rank yields in the current epoch (the DataLoader length with
@@ -482,7 +373,7 @@ class SLWDataset(StreamingDataset):
         obj = super().state_dict(num_samples, from_beginning)
         world = compat.rank_world(self)
         rows_per_global_step = self.batch_size * world.num_ranks
-        step0, carried = self._epoch_start(max(0, obj['epoch']))
+        step0, carried = self.epochs.start(max(0, obj['epoch']))
         obj['slw'] = {
             'epoch_first_step': step0,
             'epoch_carried_tokens': 0 if carried is None else carried.tokens,
@@ -636,7 +527,7 @@ class SLWDataset(StreamingDataset):
             steps_done = int(slw['steps_in_epoch'])
         self.reader.close()  # a forked worker must not reuse the parent's memory maps
         self._all_local = False
-        step0, carried = self._epoch_start(epoch)
+        step0, carried = self.epochs.start(epoch)
         if sample_in_epoch:
             # Ranks run in lockstep, so rank 0's numbers hold on every rank.
             replayed = (step0, 0 if carried is None else carried.tokens)
@@ -646,7 +537,7 @@ class SLWDataset(StreamingDataset):
                     f'Replaying the plans before epoch {epoch} gives first step {replayed[0]} and '
                     f'{replayed[1]} carried tail tokens, the checkpoint says {stored[0]} and '
                     f'{stored[1]}: the shards or the shuffle differ from the checkpointed run.')
-        planner, leftover = self._planner(epoch, step0, carried)
+        planner, leftover = self.epochs.planner(epoch, step0, carried)
         if steps_done:
             planner.skip(steps_done)
         num_workers = world.workers_per_rank
@@ -674,9 +565,7 @@ class SLWDataset(StreamingDataset):
         if addresses:
             batches = (BatchAddress(list(plans)) for _, plans in groupby(batches, key=block))
         yield from batches
-        carried, account = self._close_epoch(epoch, planner, leftover)
-        account.extra['resumed_at_step'] = steps_done
-        self._epoch_starts[epoch + 1] = (step0 + account.steps, carried)
+        account = self.epochs.finish(epoch, planner, leftover, resumed_at_step=steps_done)
         self.last_account = account
         self.accounts[epoch] = account.as_dict()
         if worker == 0:
