@@ -457,7 +457,7 @@ class SLWDataset(StreamingDataset):
         if dtype.name not in _TORCH_DTYPES:
             dtype = np.dtype(np.int64)
         # numpy's allocator, not torch.empty: a fresh multi-MB torch CPU buffer is page-faulted
-        # in on every batch (~1 ms for 2 MB here) while numpy's reuses hot (huge) pages.
+        # in on every batch, while numpy's reuses hot (huge) pages.
         arr = np.empty(n_tok + (2 * B if meta_fits else 0), dtype)
         buf = torch.from_numpy(arr)
         ids = arr[:B * L].reshape(B, L)
@@ -608,11 +608,9 @@ class SLWDataset(StreamingDataset):
     def _address(self, plan: BatchPlan) -> BatchPlan:
         """A plan as a worker sends it: with its reads worked out
         (:meth:`ShardTokenReader.plan_rows` / :meth:`~ShardTokenReader.plan_segments`), so
-        the main process, which has the model to run, only reads. Measured side by side with
-        2 workers, fresh batches cost the main process 18-22 % less CPU per row than when it
-        sorted the row ids by shard itself. With forked workers a tail batch had cost it
-        1.3-1.7x a fresh one: that index arithmetic, and copy-on-write faults on the heap
-        pages its allocations landed on."""
+        the main process, which has the model to run, only reads: sorting row ids by shard
+        and a tail batch's index arithmetic (with its allocations, copy-on-write faults after
+        a fork) then cost it nothing (see ``docs/DESIGN.md``, reading rows)."""
         if plan.gather is None:
             if plan.kind == 'fresh':
                 plan.gather = self.reader.plan_rows(plan.rows)

@@ -113,7 +113,7 @@ class _MainSideLoader:
                 yield from batches
                 continue
             if target is not None and isinstance(item, dict):
-                # numpy, not Tensor.to: torch's uint16 casts are not vectorized (~400x slower).
+                # numpy, not Tensor.to: torch's uint16 casts are not vectorized.
                 item = {k: torch.from_numpy(v.numpy().astype(target))
                         if isinstance(v, torch.Tensor) and v.numpy().dtype != target else v
                         for k, v in item.items()}
@@ -173,7 +173,7 @@ def make_dataloader(dataset: 'SLWDataset',
     buffer of shared memory that forking does not turn copy-on-write. Workers may be started
     with ``multiprocessing_context='forkserver'`` (the batches are the same); they then take
     longer to start (each imports torch), the script needs an ``if __name__ == '__main__':``
-    guard, and it measured no faster here.
+    guard, and it gathers no faster (``benchmarks/bench_dataset.py``).
 
     Example::
 
