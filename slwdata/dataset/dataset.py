@@ -1,6 +1,11 @@
-"""``SLWDataset``: a StreamingDataset that yields whole batches and re-serves truncated tails.
+"""``SLWDataset``: what a rank sees, a StreamingDataset that yields whole batches and re-serves
+truncated tails.
 
-See ``docs/DESIGN.md`` for the contract with the pacing module and the Composer algorithm.
+The class wires the parts together: the epochs it plans (:mod:`~slwdata.dataset.epochs`), the
+rows it reads (:mod:`~slwdata.dataset.reader`) through streaming's cache
+(:mod:`~slwdata.dataset.streaming_compat`), its checkpoint state, and what its DataLoader
+workers send (:mod:`~slwdata.dataset.transport`). See ``docs/DESIGN.md`` for the contract with
+the pacing module and the Composer algorithm.
 """
 
 from __future__ import annotations
@@ -21,14 +26,14 @@ import torch
 from numpy.typing import NDArray
 from streaming import StreamingDataset
 
+from slwdata.dataset import streaming_compat as compat
 from slwdata.dataset.accounting import EpochAccount
 from slwdata.dataset.cache import check_cache_limit
-from slwdata.dataset.integrity import ShardVerifier
 from slwdata.dataset.epochs import RankEpochs
+from slwdata.dataset.integrity import ShardVerifier
 from slwdata.dataset.plan import BatchPlan, EpochPlanner
-from slwdata.dataset.remote import DEFAULT_REMOTE_TIMEOUT, bound_streams, bounded_s3_downloads
 from slwdata.dataset.reader import ShardFormatError, ShardTokenReader
-from slwdata.dataset import streaming_compat as compat
+from slwdata.dataset.remote import DEFAULT_REMOTE_TIMEOUT, bound_streams, bounded_s3_downloads
 from slwdata.dataset.shm import clean_dead_owners, register_owner, release_owner
 from slwdata.dataset.transport import BatchAddress
 
