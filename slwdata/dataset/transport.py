@@ -29,7 +29,6 @@ __all__ = [
 
 TRANSFER_MODES = ('addresses', 'compact', 'full')
 
-
 _I32_MAX = int(np.iinfo(np.int32).max)
 
 
@@ -38,27 +37,29 @@ def _narrow(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
     id fits (else unchanged)."""
     if a is None or len(a) == 0:
         return a
-    rows = a["row"] if a.dtype.names else a
+    rows = a['row'] if a.dtype.names else a
     if int(rows.max()) > _I32_MAX:
         return a
     if not a.dtype.names:
         return a.astype(np.int32)
     out = np.empty((len(a), 3), np.int32)
-    out[:, 0], out[:, 1], out[:, 2] = rows, a["start"], a["length"]
+    out[:, 0], out[:, 1], out[:, 2] = rows, a['start'], a['length']
     return out
 
 
-def _rebuild_plan(step: int, index: int, kind: str, seq_len: int, row_len: int, rows_per_batch: int,
-                  fresh_index: Optional[int], rows: Optional[np.ndarray],
+def _rebuild_plan(step: int, index: int, kind: str, seq_len: int, row_len: int,
+                  rows_per_batch: int, fresh_index: Optional[int], rows: Optional[np.ndarray],
                   taken: Optional[np.ndarray], gather: Any = None) -> BatchPlan:
+    """A plan from its wire form (:func:`reduce_plan`)."""
     if rows is not None:
         rows = rows.astype(np.int64, copy=False)
     if taken is not None and not taken.dtype.names:
         seg = np.empty(len(taken), SEGMENT_DTYPE)
-        seg["row"], seg["start"], seg["length"] = taken[:, 0], taken[:, 1], taken[:, 2]
+        seg['row'], seg['start'], seg['length'] = taken[:, 0], taken[:, 1], taken[:, 2]
         taken = seg
     return BatchPlan(step, index, kind, seq_len, row_len, rows_per_batch, fresh_index=fresh_index,
                      rows=rows, taken=taken, gather=gather)
+
 
 def reduce_plan(plan: BatchPlan) -> tuple:
     """``BatchPlan``'s pickled form (registered with :mod:`copyreg`).
