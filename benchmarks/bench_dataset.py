@@ -304,7 +304,7 @@ def tail_batches_per_epoch(local: str, batch_size: int, pacing: Any,
     ds = SLWDataset(local=local, batch_size=batch_size, reuse='deferred', shuffle=True,
                     epoch_size=epoch_size)
     ds.bind_pacing(pacing, rows_per_step=batch_size)
-    n = sum(plan.kind == 'tail' for plan in ds._planner(0, 0, None)[0])
+    n = sum(plan.kind == 'tail' for plan in ds.epochs.planner(0, 0, None)[0])
     ds.close()
     return n
 
@@ -601,9 +601,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out['ledger_peak_bytes'] = acc.ledger_peak_bytes
     # One tail (row, start, length) is one ledger segment, whatever its length.
     out['ledger_bytes_per_tail'] = acc.ledger_peak_bytes / max(1, acc.ledger_peak_segments)
-    out['tail_tokens_recorded'] = acc.extra['tokens_recorded']
+    out['tail_tokens_recorded'] = acc.tokens_recorded
     out['epoch_account'] = acc.as_dict()
-    print(f'  {steps} fresh steps, warmup {steps // 3}, tail batches {acc.extra["tail_batches"]}; '
+    print(f'  {steps} fresh steps, warmup {steps // 3}, tail batches {acc.tail_batches}; '
           f'gather per fresh row {out["fresh_row_us"]:.2f} us, per tail row '
           f'{out["tail_row_us"]:.2f} us; ledger peak {acc.ledger_peak_segments:,} tails = '
           f'{acc.ledger_peak_bytes:,} B ({out["ledger_bytes_per_tail"]:.0f} B/tail)')

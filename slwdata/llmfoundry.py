@@ -21,7 +21,8 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from slwdata.dataset import SLWDataset, make_dataloader
-from slwdata.dataset.dataset import REUSE_POLICIES, TRANSFER_MODES
+from slwdata.dataset.dataset import REUSE_POLICIES
+from slwdata.dataset.transport import TRANSFER_MODES
 
 __all__ = ["build_slw_dataloader", "DATASET_KEYS", "LOADER_KEYS", "TEXT_KEYS_REFUSED"]
 

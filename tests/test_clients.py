@@ -64,7 +64,7 @@ def test_plain_slw_binds_the_dataset_once(tmp_path):
     slw = PlainSLW(sched, dataset=ds)  # the only place the schedule is given
     assert ds.pacing is not None and ds.rows_per_step == 4
     lengths = [slw(b)["input_ids"].shape[1] for b in torch.utils.data.DataLoader(ds, batch_size=None)]
-    assert lengths[:7] == [8, 8, 8, 16, 16, 24, 32] or lengths[:6] == ds._lengths[:6]
+    assert lengths[:7] == [8, 8, 8, 16, 16, 24, 32] or lengths[:6] == ds.epochs.lengths[:6]
     assert lengths == [ds.seq_len_at(i) for i in range(len(lengths))]
     assert len(lengths) == len(ds) > 64 // 4  # the tail batches are served too
 

@@ -146,7 +146,7 @@ def test_partial_last_batch_is_counted_not_silently_dropped(tmp_path, caplog):
         got = torch.cat([b['input_ids'] for b in ds]).numpy()
     np.testing.assert_array_equal(got, tokens[:16].astype(np.int64))
     acc = ds.last_account
-    assert acc.extra['leftover_rows'] == 5 and acc.tokens_dropped == 5 * SEQ
+    assert acc.leftover_rows == 5 and acc.tokens_dropped == 5 * SEQ
     assert '"tokens_dropped": 160' in caplog.text
     assert ds.accounts[0]['fresh_rows'] == 21  # 16 served + 5 counted as dropped
     assert acc.fresh_rows * SEQ == acc.tokens_trained + acc.tokens_dropped
@@ -221,7 +221,7 @@ def test_addresses_survive_cache_eviction(tmp_path):
 
     # Deterministically: a shard evicted after a worker addressed it.
     from slwdata.dataset import BatchAddress
-    plan = next(iter(ds._planner(0, 0, None)[0]))
+    plan = next(iter(ds.epochs.planner(0, 0, None)[0]))
     for shard_id in np.unique(ds.reader.shard_of(plan.rows)):
         ds.evict_shard(int(shard_id))
     ds.reader.close()

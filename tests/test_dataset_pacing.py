@@ -55,7 +55,7 @@ def train(batches, sched=None, step0=0, tokens0=0):
 
 
 def carried_tokens(ds, epoch):
-    _, ledger = ds._epoch_start(epoch + 1)
+    _, ledger = ds.epochs.start(epoch + 1)
     if ledger is None or ledger.tokens == 0:
         return np.empty(0, np.int64)
     seg = ledger.segments()
@@ -134,7 +134,7 @@ def test_a_plan_sent_by_a_worker_reads_the_same_batch(shards):
     import pickle
     root, _ = shards
     ds = make(root)
-    plans = list(ds._planner(0, 0, None)[0])
+    plans = list(ds.epochs.planner(0, 0, None)[0])
     assert any(p.kind == 'tail' for p in plans)
     for p in plans:
         ref = ds._materialize(p)  # from the segment list
@@ -155,7 +155,7 @@ def test_second_epoch_continues_steps_and_carry(shards):
     sched = schedule().with_end(SEQ)
     e1, _, _ = train(ds, sched, step0=acc0.steps, tokens0=acc0.tokens_trained)
     acc1 = ds.last_account
-    assert acc1.extra['first_step'] == acc0.steps
+    assert acc1.first_step == acc0.steps
     assert acc1.tokens_carried_in == acc0.tokens_carried_out
     # Over two epochs every token is trained twice, minus what is still carried.
     counts = np.bincount(np.concatenate([e0, e1, carried_tokens(ds, 1)]).astype(np.int64),
@@ -223,7 +223,7 @@ def test_partial_batch_rows_are_carried_as_whole_rows(tmp_path):
     ds.bind_pacing(schedule(), rows_per_step=BS)
     trained, _, _ = train(ds)
     acc = ds.last_account
-    assert acc.extra['leftover_rows'] == 4 and acc.fresh_rows == 20
+    assert acc.leftover_rows == 4 and acc.fresh_rows == 20
     assert_exactly_once(trained, carried_tokens(ds, 0), tokens)
 
 
@@ -274,4 +274,4 @@ def test_schedule_without_warmup_serves_full_length(shards):
     batches = list(ds)
     assert all(int(b['slw_seq_len'][0]) == SEQ and not int(b['slw_tail_rows'][0])
                for b in batches)
-    assert ds._lengths == [] and len(batches) == ROWS // BS
+    assert ds.epochs.lengths == [] and len(batches) == ROWS // BS

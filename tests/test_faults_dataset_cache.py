@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from slwdata.dataset import SLWDataset, make_dataloader
-from slwdata.dataset.dataset import SLWStreamingDataLoader
+from slwdata.dataset.transport import SLWStreamingDataLoader
 from slwdata.dataset.testing import write_token_shards
 
 pytestmark = pytest.mark.slow

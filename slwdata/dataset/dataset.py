@@ -1,44 +1,44 @@
-"""``SLWDataset``: a StreamingDataset that yields whole batches and re-serves truncated tails.
+"""``SLWDataset``: what a rank sees, a StreamingDataset that yields whole batches and re-serves
+truncated tails.
 
-See ``docs/DESIGN.md`` for the contract with the pacing module and the Composer algorithm.
+The class wires the parts together: the epochs it plans (:mod:`~slwdata.dataset.epochs`), the
+rows it reads (:mod:`~slwdata.dataset.reader`) through streaming's cache
+(:mod:`~slwdata.dataset.streaming_compat`), its checkpoint state, and what its DataLoader
+workers send (:mod:`~slwdata.dataset.transport`). See ``docs/DESIGN.md`` for the contract with
+the pacing module and the Composer algorithm.
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import logging
 import math
 import os
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from itertools import groupby
-from time import time_ns
 from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from streaming import StreamingDataLoader, StreamingDataset
-from streaming.base.batching import generate_work
-from streaming.base.constant import RESUME
-from streaming.base.shared import SharedMemory, _get_path
-from streaming.base.world import World
+from streaming import StreamingDataset
 
+from slwdata.dataset import streaming_compat as compat
+from slwdata.dataset.accounting import EpochAccount
 from slwdata.dataset.cache import check_cache_limit
+from slwdata.dataset.epochs import RankEpochs
 from slwdata.dataset.integrity import ShardVerifier
-from slwdata.dataset.ledger import TailLedger
-from slwdata.dataset.plan import BatchPlan, EpochPlanner, count_epoch_batches, plan_epoch
-from slwdata.dataset.remote import DEFAULT_REMOTE_TIMEOUT, bound_streams, bounded_s3_downloads
+from slwdata.dataset.plan import BatchPlan, EpochPlanner
 from slwdata.dataset.reader import ShardFormatError, ShardTokenReader
+from slwdata.dataset.remote import DEFAULT_REMOTE_TIMEOUT, bound_streams, bounded_s3_downloads
 from slwdata.dataset.shm import clean_dead_owners, register_owner, release_owner
+from slwdata.dataset.transport import BatchAddress
 from slwdata.shards import META_NAME, read_meta_file
 
-__all__ = [
-    'SLWDataset', 'RankEpochAccount', 'REUSE_POLICIES', 'ResumeMismatchError', 'make_dataloader',
-    'SLWDataLoader', 'SLWStreamingDataLoader', 'BatchAddress', 'TRANSFER_MODES'
-]
+__all__ = ['SLWDataset', 'REUSE_POLICIES', 'ResumeMismatchError']
 
 logger = logging.getLogger(__name__)
 
@@ -60,51 +60,10 @@ class ResumeMismatchError(RuntimeError):
     """A checkpoint was written under a different world size / batch size / pacing."""
 
 
-@dataclass
-class RankEpochAccount:
-    """Per-rank account of one epoch: every token is trained, dropped (counted) or carried.
-
-    What ``SLWDataset.epoch_account`` returns and logs; it adds the epoch, the rank and the
-    rank's final partial batch to the planner's :class:`slwdata.dataset.plan.EpochAccount`.
-
-    ``fresh_rows * L + tokens_carried_in == tokens_trained + tokens_dropped +
-    tokens_carried_out`` (``fresh_rows`` includes the rank's final partial batch, whose rows
-    are carried or, with reuse ``off`` / no pacing, dropped).
-    """
-    epoch: int
-    rank: int
-    steps: int = 0
-    fresh_rows: int = 0
-    tail_rows: int = 0
-    tokens_trained: int = 0
-    tokens_dropped: int = 0
-    tokens_carried_in: int = 0
-    tokens_carried_out: int = 0
-    ledger_peak_segments: int = 0
-    ledger_peak_bytes: int = 0
-    extra: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k != 'extra'}
-        out.update(self.extra)
-        return out
-
-
 _TORCH_DTYPES = {
     'int64': torch.int64, 'int32': torch.int32, 'int16': torch.int16, 'uint8': torch.uint8,
     'uint16': torch.uint16, 'uint32': torch.uint32, 'float32': torch.float32
 }
-
-
-def _read_resume_shm(shm_prefix_int: int) -> Optional[dict[str, Any]]:
-    """The JSON that ``load_state_dict`` left in shared memory, or ``None``."""
-    try:
-        shm = SharedMemory(name=_get_path(shm_prefix_int, RESUME), create=False)
-    except FileNotFoundError:
-        return None
-    buf = bytes(shm.buf)
-    end = buf.find(b'\0')
-    return json.loads((buf[:end] if end != -1 else buf).decode('utf-8'))
 
 
 class SLWDataset(StreamingDataset):
@@ -212,16 +171,16 @@ class SLWDataset(StreamingDataset):
         with bounded_s3_downloads(remote_timeout):
             super().__init__(batch_size=batch_size, **kwargs)
         bound_streams(self.streams, remote_timeout)
-        self.verifier = ShardVerifier(self.shards, self._shm_prefix_int) if verify_hashes \
+        self.verifier = ShardVerifier(self.shards, compat.shm_prefix(self)) if verify_hashes \
             else None
-        if self._unique_rank_world.is_local_leader:
-            register_owner(self._shm_prefix_int)
+        if compat.is_local_leader(self):
+            register_owner(compat.shm_prefix(self))
         self.reuse = reuse
         self.column = column
         self.output_dtype = None if output_dtype is None else np.dtype(output_dtype)
         self.emit_labels = labels
         self.prefetch_batches = max(0, int(prefetch_batches))
-        # How batches leave DataLoader workers; set by make_dataloader (see TRANSFER_MODES).
+        # How batches leave DataLoader workers; set by configure_transfer (see TRANSFER_MODES).
         self.transfer = 'full'
         self.addresses_per_item = 8
         self.meta = self._load_meta()
@@ -229,21 +188,16 @@ class SLWDataset(StreamingDataset):
                                        self.sample_offset_per_shard,
                                        column=column,
                                        ensure=self._ensure_shard,
-                                       touch=self._touch_shard,
+                                       touch=functools.partial(compat.touch_shards, self),
                                        fallback_get=self.get_item,
                                        bytes_dtype=bytes_dtype,
                                        verify=self.verifier.verify if self.verifier else None)
         self.seq_len = self._resolve_seq_len()
         self.eos_id = self.meta.get('eos_id') if self.meta else None
-        # Pacing (bound later by the algorithm or the user).
-        self.pacing = None
-        self.rows_per_step: Optional[int] = None
-        self.run_total: Any = None
-        self._lengths: Optional[list[int]] = None
-        # Plan caches: epoch -> (global step at epoch start, ledger carried in).
-        self._epoch_starts: dict[int, tuple[int, Any]] = {}
+        # Pacing (bound later by the algorithm or the user) and the epochs planned with it.
+        self.epochs = RankEpochs(self.rank_batches, batch_size, self.seq_len, reuse, self._rank)
         self._resume_slw: Optional[dict[str, Any]] = None
-        self.last_account: Optional[RankEpochAccount] = None
+        self.last_account: Optional[EpochAccount] = None
         self.accounts: dict[int, dict[str, Any]] = {}
         # Every shard local and no cache_limit to evict one: a batch needs no readiness check.
         self._all_local = False
@@ -254,10 +208,9 @@ class SLWDataset(StreamingDataset):
         metas = []
         for stream in self.streams:
             path = os.path.join(stream.local, stream.split or '', META_BASENAME)
-            if not os.path.isfile(path) and stream.remote and \
-                    self._unique_rank_world.is_local_leader:
+            if not os.path.isfile(path) and stream.remote and compat.is_local_leader(self):
                 try:
-                    stream._download_file(META_BASENAME)
+                    compat.download_stream_file(stream, META_BASENAME)
                 except Exception as err:  # noqa: BLE001 - sorted below: absent, or a real failure
                     # Plain MDS shards have no metadata file; only "not found" may mean that. Any other
                     # failure (403, 500, a timeout) must not silently drop the shards' own settings.
@@ -305,7 +258,7 @@ class SLWDataset(StreamingDataset):
             try:
                 self.prepare_shard(shard_id, blocking=True)
             except Exception as err:
-                self._release_failed_shard(shard_id)
+                compat.release_failed_shard(self, shard_id)
                 remote = self.streams[self.stream_per_shard[shard_id]].remote
                 raise RuntimeError(f'Could not prepare shard {name}'
                                    f'{f" from {remote}" if remote else ""}: {err}') from err
@@ -314,15 +267,6 @@ class SLWDataset(StreamingDataset):
         raise RuntimeError(f'Shard {name} keeps disappearing after download; the cache_limit '
                            f'is probably too small for the shards in use.')
 
-    def _release_failed_shard(self, shard_id: int) -> None:
-        """A failed download leaves the shard PREPARING; put it back so nobody waits forever."""
-        from streaming.base.dataset import _ShardState
-        try:
-            if self._shard_states[shard_id] == _ShardState.PREPARING:
-                self._shard_states[shard_id] = _ShardState.REMOTE
-        except Exception:  # noqa: BLE001 - best effort on an error path.
-            pass
-
     def _evict_shard(self, shard_id: int) -> None:
         """streaming's eviction, and the shard's hash record: its next copy is checked again
         where it is made local (a worker), not later in the main process."""
@@ -330,9 +274,6 @@ class SLWDataset(StreamingDataset):
         verifier = getattr(self, 'verifier', None)  # None while streaming's __init__ runs
         if verifier is not None:
             verifier.forget(shard_id)
-
-    def _touch_shard(self, shard_ids: NDArray[np.int64]) -> None:
-        self._shard_access_times[shard_ids] = time_ns()
 
     # ------------------------------------------------------------------ pacing
     def bind_pacing(self, schedule: Any, rows_per_step: int, run_total: Any = None) -> None:
@@ -353,11 +294,22 @@ class SLWDataset(StreamingDataset):
                              f'{self.seq_len} tokens.')
         if schedule is not None and (not isinstance(rows_per_step, int) or rows_per_step < 1):
             raise ValueError(f'rows_per_step must be a positive int, got {rows_per_step!r}.')
-        self.pacing = schedule
-        self.rows_per_step = rows_per_step if schedule is not None else None
-        self.run_total = run_total
-        self._lengths = None
-        self._epoch_starts = {}
+        self.epochs.bind(schedule, rows_per_step, run_total)
+
+    @property
+    def pacing(self) -> Any:
+        """The bound :class:`slwdata.pacing.PacingSchedule` (``None``: no pacing)."""
+        return self.epochs.pacing
+
+    @property
+    def rows_per_step(self) -> Optional[int]:
+        """Global rows per optimizer step the pacing was bound with."""
+        return self.epochs.rows_per_step
+
+    @property
+    def run_total(self) -> Any:
+        """The run length the pacing resolves fractions of the run against."""
+        return self.epochs.run_total
 
     def pacing_config(self) -> Optional[dict[str, Any]]:
         """The bound pacing as plain data (part of the checkpoint)."""
@@ -373,118 +325,30 @@ class SLWDataset(StreamingDataset):
 
     def seq_len_at(self, global_step: int) -> int:
         """The planned length of a global step (``L`` without pacing)."""
-        if self.pacing is None:
-            return self.seq_len
-        if self._lengths is None:
-            warm = self.pacing.warmup_steps(self.rows_per_step, total=self.run_total)
-            self._lengths = self.pacing.plan(warm, self.rows_per_step, total=self.run_total)
-        if global_step < len(self._lengths):
-            return self._lengths[global_step]
-        return self.seq_len
+        return self.epochs.seq_len_at(global_step)
 
     # ------------------------------------------------------------------ partition
-    def _rank_world(self) -> World:
-        """This rank's place, with one worker per rank: a rank's batch order does not depend
-        on the number of DataLoader workers (streaming only pads the tail of a rank)."""
-        w = self._parallel_rank_world
-        return World(num_nodes=w.num_nodes, ranks_per_node=w.ranks_per_node, workers_per_rank=1,
-                     worker=w.rank)
-
-    def _ensure_resume_params(self) -> None:
-        """Fill ``num_canonical_nodes`` / ``shuffle_block_size`` as streaming's ``_resume`` does."""
-        if self.num_canonical_nodes is None or self.shuffle_block_size is None:
-            world = self._parallel_rank_world
-            self._resume(world, self.next_epoch)
-
     def rank_batches(self, epoch: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """This rank's full fresh batches of ``epoch`` in delivery order, ``[n, batch_size]``,
         and the real ids of its final partial batch (usually empty)."""
-        self._ensure_resume_params()
-        world = self._rank_world()
-        work = generate_work(self.batching_method, self, world, epoch, 0)
-        ids = work[world.node, world.rank_of_node].reshape(-1)
+        compat.ensure_resume_params(self)
+        # One worker per rank: a rank's batch order does not depend on the number of
+        # DataLoader workers (streaming only pads the tail of a rank).
+        ids = compat.rank_sample_ids(self, compat.one_worker_per_rank(self), epoch)
         ids = ids[ids != -1]
         full = len(ids) // self.batch_size * self.batch_size
         return ids[:full].reshape(-1, self.batch_size), ids[full:]
+
+    def _rank(self) -> int:
+        return compat.rank_world(self).rank
 
     # ------------------------------------------------------------------ planning
     @property
     def policy(self) -> str:
         """The effective tail policy: ``off`` while no pacing is bound (nothing is truncated)."""
-        return self.reuse if self.pacing is not None else 'off'
+        return self.epochs.policy
 
-    def _warmup_end(self) -> int:
-        if self.pacing is None:
-            return 0
-        self.seq_len_at(0)  # fills self._lengths, which stops at the warmup's end
-        return len(self._lengths)
-
-    def _planner(self, epoch: int, step0: int,
-                 carried: Optional[TailLedger]) -> tuple[EpochPlanner, NDArray[np.int64]]:
-        fresh, leftover = self.rank_batches(epoch)
-        planner = plan_epoch(len(fresh), self.batch_size, self.seq_len, self.seq_len_at,
-                             first_step=step0, policy=self.policy,
-                             warmup_end_step=self._warmup_end(), ledger=carried,
-                             fresh_rows=fresh)
-        return planner, leftover
-
-    def _close_epoch(self, epoch: int, planner: EpochPlanner,
-                     leftover: NDArray[np.int64]) -> tuple[TailLedger, RankEpochAccount]:
-        """The ledger to carry into the next epoch and this epoch's account.
-
-        The rows of the final partial batch join the carried ledger as whole rows (or are
-        dropped and counted when nothing is re-served)."""
-        acct = planner.account
-        acct.check()
-        carried = planner.ledger.copy()
-        leftover_tokens = len(leftover) * self.seq_len
-        dropped = acct.tokens_dropped
-        if len(leftover) and self.policy != 'off':
-            carried._push_trusted(leftover, 0, self.seq_len, leftover_tokens)
-        else:
-            dropped += leftover_tokens
-        account = RankEpochAccount(
-            epoch=epoch,
-            rank=self._parallel_rank_world.rank,
-            steps=acct.steps,
-            fresh_rows=acct.fresh_rows + len(leftover),
-            tail_rows=acct.tail_rows,
-            tokens_trained=acct.tokens_trained,
-            tokens_dropped=dropped,
-            tokens_carried_in=acct.carried_in_tokens,
-            tokens_carried_out=carried.tokens,
-            ledger_peak_segments=max(acct.ledger_peak_entries, carried.entries),
-            ledger_peak_bytes=max(acct.ledger_peak_bytes, carried.nbytes),
-            extra={
-                'policy': self.policy,
-                'first_step': acct.first_step,
-                'fresh_batches': acct.fresh_batches,
-                'tail_batches': acct.tail_batches,
-                'tokens_recorded': acct.tokens_recorded,
-                'leftover_rows': int(len(leftover)),
-                'ledger_carried_bytes': carried.nbytes,
-            })
-        return carried, account
-
-    def _epoch_start(self, epoch: int) -> tuple[int, Optional[TailLedger]]:
-        """(global step at the start of ``epoch``, ledger carried into it), by replaying the
-        plans of the previous epochs from token counts (no token is read)."""
-        if epoch in self._epoch_starts:
-            return self._epoch_starts[epoch]
-        known = [e for e in self._epoch_starts if e < epoch]
-        e = max(known) if known else 0
-        step0, carried = self._epoch_starts.get(e, (0, None))
-        while e < epoch:
-            planner, leftover = self._planner(e, step0, carried)
-            planner.run()
-            carried, account = self._close_epoch(e, planner, leftover)
-            step0 += account.steps
-            e += 1
-            self._epoch_starts[e] = (step0, carried)
-        self._epoch_starts[epoch] = (step0, carried)
-        return step0, carried
-
-    def epoch_account(self, epoch: int = 0) -> RankEpochAccount:
+    def epoch_account(self, epoch: int = 0) -> EpochAccount:
         """Plan ``epoch`` for this rank without reading any token and return its account.
 
         Works in the main process too (DataLoader workers keep their own copies).
@@ -494,21 +358,11 @@ class SLWDataset(StreamingDataset):
             ds.bind_pacing(schedule, rows_per_step=8)
             ds.epoch_account(0).tokens_carried_out
         """
-        step0, carried = self._epoch_start(epoch)
-        planner, leftover = self._planner(epoch, step0, carried)
-        planner.run()
-        return self._close_epoch(epoch, planner, leftover)[1]
+        return self.epochs.account(epoch)
 
     def num_batches(self, epoch: int = 0) -> int:
         """Batches this rank yields in ``epoch`` (fresh plus tail batches)."""
-        fresh, _ = self.rank_batches(epoch)
-        if self.pacing is None:
-            return len(fresh)
-        step0, carried = self._epoch_start(epoch)
-        return count_epoch_batches(len(fresh), self.batch_size, self.seq_len, self.seq_len_at,
-                                   first_step=step0, policy=self.policy,
-                                   warmup_end_step=self._warmup_end(),
-                                   carried_tokens=0 if carried is None else carried.tokens)
+        return self.epochs.num_batches(epoch)
 
     def __len__(self) -> int:
         """Batches this rank yields in the current epoch (the DataLoader length with
@@ -520,8 +374,8 @@ class SLWDataset(StreamingDataset):
             return math.ceil(self.length / self.batch_size)
 
     # ------------------------------------------------------------------ checkpointing
-    def _resume(self, world: World, epoch: int) -> tuple[int, int]:
-        obj = _read_resume_shm(self._shm_prefix_int)
+    def _resume(self, world: compat.World, epoch: int) -> tuple[int, int]:
+        obj = compat.read_resume_state(compat.shm_prefix(self))
         out = super()._resume(world, epoch)
         self._resume_slw = obj.get('slw') if obj and obj.get('epoch', -1) >= epoch else None
         return out
@@ -537,9 +391,9 @@ class SLWDataset(StreamingDataset):
         global step and ledger size at the epoch's start are stored to check the replay.
         """
         obj = super().state_dict(num_samples, from_beginning)
-        world = self._parallel_rank_world
+        world = compat.rank_world(self)
         rows_per_global_step = self.batch_size * world.num_ranks
-        step0, carried = self._epoch_start(max(0, obj['epoch']))
+        step0, carried = self.epochs.start(max(0, obj['epoch']))
         obj['slw'] = {
             'epoch_first_step': step0,
             'epoch_carried_tokens': 0 if carried is None else carried.tokens,
@@ -554,7 +408,7 @@ class SLWDataset(StreamingDataset):
         return obj
 
     def _check_resume(self, slw: dict[str, Any]) -> None:
-        world = self._parallel_rank_world
+        world = compat.rank_world(self)
         problems = []
         if slw.get('version') != STATE_VERSION:
             problems.append(f'state version {slw.get("version")} (expected {STATE_VERSION})')
@@ -591,16 +445,12 @@ class SLWDataset(StreamingDataset):
             ds.close()
         """
         self.reader.close()
-        if hasattr(self, '_locals_shm'):
-            try:  # what streaming's __del__ does: give back this process's local-dir slot
-                self._locals_shm.buf[:4] = np.int32(0).tobytes()
-            except (TypeError, ValueError):
-                pass
-        for shm in _streaming_shms(self):
+        compat.release_local_dir(self)
+        for shm in compat.streaming_shms(self):
             atexit.unregister(shm.cleanup)
             shm.cleanup()
-        if self._unique_rank_world.is_local_leader:
-            release_owner(self._shm_prefix_int)
+        if compat.is_local_leader(self):
+            release_owner(compat.shm_prefix(self))
         self._closed = True
 
     def _materialize(self, plan: BatchPlan) -> dict[str, Any]:
@@ -627,7 +477,7 @@ class SLWDataset(StreamingDataset):
         if dtype.name not in _TORCH_DTYPES:
             dtype = np.dtype(np.int64)
         # numpy's allocator, not torch.empty: a fresh multi-MB torch CPU buffer is page-faulted
-        # in on every batch (~1 ms for 2 MB here) while numpy's reuses hot (huge) pages.
+        # in on every batch, while numpy's reuses hot (huge) pages.
         arr = np.empty(n_tok + (2 * B if meta_fits else 0), dtype)
         buf = torch.from_numpy(arr)
         ids = arr[:B * L].reshape(B, L)
@@ -686,13 +536,7 @@ class SLWDataset(StreamingDataset):
         if getattr(self, '_closed', False):
             raise RuntimeError('This SLWDataset was closed (close() released its shared memory): '
                                'build a new one to iterate again.')
-        # streaming's barrier makes its file lock on first use; one made by an in-process
-        # epoch (0 workers) must not reach forked workers (filelock refuses an inherited lock).
-        self._shared_barrier.__dict__.pop('lock', None)
-        self._unique_worker_world = self._unique_rank_world.detect_workers()
-        self._parallel_worker_world = self._parallel_rank_world.detect_workers()
-        epoch, sample_in_epoch = self._resume_incr_epoch()
-        world = self._parallel_worker_world
+        epoch, sample_in_epoch, world = compat.start_worker_epoch(self)
         steps_done = 0
         if sample_in_epoch:
             slw = self._resume_slw
@@ -703,7 +547,7 @@ class SLWDataset(StreamingDataset):
             steps_done = int(slw['steps_in_epoch'])
         self.reader.close()  # a forked worker must not reuse the parent's memory maps
         self._all_local = False
-        step0, carried = self._epoch_start(epoch)
+        step0, carried = self.epochs.start(epoch)
         if sample_in_epoch:
             # Ranks run in lockstep, so rank 0's numbers hold on every rank.
             replayed = (step0, 0 if carried is None else carried.tokens)
@@ -713,7 +557,7 @@ class SLWDataset(StreamingDataset):
                     f'Replaying the plans before epoch {epoch} gives first step {replayed[0]} and '
                     f'{replayed[1]} carried tail tokens, the checkpoint says {stored[0]} and '
                     f'{stored[1]}: the shards or the shuffle differ from the checkpointed run.')
-        planner, leftover = self._planner(epoch, step0, carried)
+        planner, leftover = self.epochs.planner(epoch, step0, carried)
         if steps_done:
             planner.skip(steps_done)
         num_workers = world.workers_per_rank
@@ -741,9 +585,7 @@ class SLWDataset(StreamingDataset):
         if addresses:
             batches = (BatchAddress(list(plans)) for _, plans in groupby(batches, key=block))
         yield from batches
-        carried, account = self._close_epoch(epoch, planner, leftover)
-        account.extra['resumed_at_step'] = steps_done
-        self._epoch_starts[epoch + 1] = (step0 + account.steps, carried)
+        account = self.epochs.finish(epoch, planner, leftover, resumed_at_step=steps_done)
         self.last_account = account
         self.accounts[epoch] = account.as_dict()
         if worker == 0:
@@ -764,6 +606,14 @@ class SLWDataset(StreamingDataset):
             else:
                 planner.skip_next()
 
+    def configure_transfer(self, transfer: str, addresses_per_item: int, num_workers: int,
+                           prefetch_factor: Optional[int]) -> None:
+        """How batches leave DataLoader workers (:func:`~slwdata.dataset.transport.make_dataloader`
+        calls it); a ``cache_limit`` too small for the batches in flight is refused here."""
+        self.transfer = transfer
+        self.addresses_per_item = addresses_per_item
+        check_cache_limit(self, num_workers, prefetch_factor, addresses_per_item)
+
     def _sends_addresses(self) -> bool:
         """In a DataLoader worker with ``transfer == 'addresses'`` over fixed-layout shards."""
         return self.transfer == 'addresses' and self.reader.all_fixed and \
@@ -778,11 +628,9 @@ class SLWDataset(StreamingDataset):
     def _address(self, plan: BatchPlan) -> BatchPlan:
         """A plan as a worker sends it: with its reads worked out
         (:meth:`ShardTokenReader.plan_rows` / :meth:`~ShardTokenReader.plan_segments`), so
-        the main process, which has the model to run, only reads. Measured side by side with
-        2 workers, fresh batches cost the main process 18-22 % less CPU per row than when it
-        sorted the row ids by shard itself. With forked workers a tail batch had cost it
-        1.3-1.7x a fresh one: that index arithmetic, and copy-on-write faults on the heap
-        pages its allocations landed on."""
+        the main process, which has the model to run, only reads: sorting row ids by shard
+        and a tail batch's index arithmetic (with its allocations, copy-on-write faults after
+        a fork) then cost it nothing (see ``docs/DESIGN.md``, reading rows)."""
         if plan.gather is None:
             if plan.kind == 'fresh':
                 plan.gather = self.reader.plan_rows(plan.rows)
@@ -813,26 +661,22 @@ class SLWDataset(StreamingDataset):
         try:
             return self._materialize(plan)
         finally:
-            # prepare_shard (an evicted shard) creates a FileLock here; it holds a threading
-            # lock, which must not be pickled into spawned workers.
-            self.__dict__.pop('_cache_filelock', None)
+            compat.drop_cache_filelock(self)  # prepare_shard made one for an evicted shard
 
     def _missing_shards(self, plan: BatchPlan) -> list[int]:
         """Shards of ``plan`` that are not local yet (one vectorized look at the states)."""
         if self._all_local:
             return []
-        from streaming.base.dataset import _ShardState
         if plan.gather is not None:
             shards = plan.gather.shards.astype(np.int64)
         elif plan.kind == 'fresh':
             shards = np.unique(self.reader.shard_of(plan.rows))
         else:
             shards = np.unique(self.reader.shard_of(plan.taken['row']))
-        all_states = self._shard_states.numpy()
-        missing = shards[all_states[shards] != _ShardState.LOCAL.value].tolist()
+        missing = compat.missing_shards(self, shards)
         if not missing and not self.cache_limit:
             # Only cache_limit evicts (or a user calling evict_shard: checked again each epoch).
-            self._all_local = bool((all_states == _ShardState.LOCAL.value).all())
+            self._all_local = compat.all_shards_local(self)
         return missing
 
     def _iter_prefetched(self, plans: Iterator[BatchPlan]) -> Iterator[dict[str, Any]]:
@@ -869,139 +713,3 @@ class SLWDataset(StreamingDataset):
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _streaming_shms(dataset: Any) -> list[SharedMemory]:
-    """The streaming ``SharedMemory`` objects a dataset holds: its own attributes, and those
-    of its shared arrays, scalars and barrier (``.shm``, ``.arr.shm``, ``._arr.shm``), each
-    once."""
-    found: dict[int, SharedMemory] = {}
-    for value in list(vars(dataset).values()):
-        holders = (value, getattr(value, 'arr', None), getattr(value, '_arr', None))
-        for obj in holders + tuple(getattr(h, 'shm', None) for h in holders):
-            if isinstance(obj, SharedMemory):
-                found[id(obj)] = obj
-    return list(found.values())
-
-
-TRANSFER_MODES = ('addresses', 'compact', 'full')
-
-
-@dataclass
-class BatchAddress:
-    """What a DataLoader worker yields in ``transfer='addresses'`` mode: the plans of a block
-    of consecutive batches (row ids or tail segments, a few KB each, pickled inline), not their
-    tokens; the loader gathers the rows in the main process. One DataLoader item per block,
-    because the DataLoader's per-item cost (queues, pickling, a feeder thread) is about as much
-    as gathering a batch. ``len()`` is the block's row count."""
-
-    plans: list[BatchPlan]
-
-    def __len__(self) -> int:
-        return sum(p.rows_per_batch for p in self.plans)
-
-
-class _MainSideLoader:
-    """Mixin: turns what workers send into batches in the main process.
-
-    ``BatchAddress`` -> its batches, gathered from the local shards
-    (``SLWDataset.materialize_in_main``); compact token dtypes -> widened to the dataset's
-    ``output_dtype``. Subclasses iterate :meth:`_batches`."""
-
-    def _batches(self) -> Iterator[Any]:
-        target = getattr(self.dataset, 'output_dtype', None)
-        pin = self.pin_memory and torch.cuda.is_available()
-        for item in torch.utils.data.DataLoader.__iter__(self):
-            if isinstance(item, BatchAddress):
-                batches = self.dataset.materialize_in_main(item)
-                if pin:
-                    batches = ({k: v.pin_memory() for k, v in b.items()} for b in batches)
-                # `yield from`, not a loop variable: once the caller drops a batch, the next
-                # one reuses its memory (already faulted in) instead of fresh pages.
-                yield from batches
-                continue
-            if target is not None and isinstance(item, dict):
-                # numpy, not Tensor.to: torch's uint16 casts are not vectorized (~400x slower).
-                item = {k: torch.from_numpy(v.numpy().astype(target))
-                        if isinstance(v, torch.Tensor) and v.numpy().dtype != target else v
-                        for k, v in item.items()}
-            yield item
-
-
-class SLWDataLoader(_MainSideLoader, torch.utils.data.DataLoader):
-    """DataLoader for SLWDataset (see :func:`make_dataloader`)."""
-
-    def __iter__(self) -> Iterator[Any]:
-        return self._batches()
-
-
-class SLWStreamingDataLoader(_MainSideLoader, StreamingDataLoader):
-    """StreamingDataLoader for SLWDataset (see :func:`make_dataloader`).
-
-    Counts samples as batches are handed to the caller (a worker's item may hold several
-    batches), so ``state_dict()`` is exact between any two batches."""
-
-    def __iter__(self) -> Iterator[Any]:
-        self.num_samples_yielded = 0
-        for batch in self._batches():
-            self.num_samples_yielded += self._get_batch_size(batch)
-            yield batch
-
-
-def make_dataloader(dataset: SLWDataset,
-                    num_workers: int = 0,
-                    streaming_loader: bool = True,
-                    transfer: str = 'addresses',
-                    addresses_per_item: int = 8,
-                    **kwargs: Any) -> torch.utils.data.DataLoader:
-    """A DataLoader that passes SLWDataset's whole batches through (``batch_size=None``).
-
-    ``streaming_loader=True`` returns a ``StreamingDataLoader`` (tracks samples for
-    ``state_dict()`` / ``load_state_dict()`` resumption).
-
-    ``transfer`` says how batches leave the workers (``num_workers > 0``):
-
-    - ``"addresses"`` (default): workers plan each batch and make its shards local (download,
-      decompress, cache eviction), then send the plan; the main process gathers the rows from
-      its own memory maps of the same local files. Shipping a token tensor costs a fresh
-      shared-memory segment per batch, written and then page-faulted in by the main process,
-      which is several times the cost of the gather itself (see ``benchmarks/bench_dataset.py``).
-      Shards without a fixed row layout fall back to ``"compact"``. Each DataLoader item holds
-      the plans of ``addresses_per_item`` consecutive batches (a worker prepares their shards
-      first, so with remote shards the first batch waits for that many batches' downloads).
-    - ``"compact"``: workers gather rows in the shards' dtype (uint16: 4x less shared memory
-      than int64); the main process widens them to ``output_dtype``.
-    - ``"full"``: workers ship ``output_dtype`` batches (what a plain DataLoader does).
-
-    A ``cache_limit`` too small for the shards of the batches in flight is refused here, with
-    the minimum that works (:mod:`slwdata.dataset.cache`).
-
-    Other keyword arguments go to the DataLoader. With ``transfer="addresses"`` the workers
-    also work out each batch's reads, so the main process only gathers, into one scratch
-    buffer of shared memory that forking does not turn copy-on-write. Workers may be started
-    with ``multiprocessing_context='forkserver'`` (the batches are the same); they then take
-    longer to start (each imports torch), the script needs an ``if __name__ == '__main__':``
-    guard, and it measured no faster here.
-
-    Example::
-
-        loader = make_dataloader(ds, num_workers=2)
-        for batch in loader:
-            ...
-    """
-    if 'batch_size' in kwargs and kwargs['batch_size'] is not None:
-        raise ValueError('SLWDataset yields whole batches: leave batch_size unset (None).')
-    if transfer not in TRANSFER_MODES:
-        raise ValueError(f'transfer={transfer!r}; choose one of {", ".join(TRANSFER_MODES)}.')
-    kwargs['batch_size'] = None
-    if num_workers > 0:
-        kwargs.setdefault('prefetch_factor', 2)
-        kwargs.setdefault('persistent_workers', False)
-    if not isinstance(addresses_per_item, int) or addresses_per_item < 1:
-        raise ValueError(f'addresses_per_item must be a positive int, got {addresses_per_item!r}.')
-    if isinstance(dataset, SLWDataset):
-        dataset.transfer = transfer if num_workers > 0 else 'full'
-        dataset.addresses_per_item = addresses_per_item
-        check_cache_limit(dataset, num_workers, kwargs.get('prefetch_factor'), addresses_per_item)
-    cls = SLWStreamingDataLoader if streaming_loader else SLWDataLoader
-    return cls(dataset, num_workers=num_workers, **kwargs)

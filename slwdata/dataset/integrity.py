@@ -11,7 +11,7 @@ is a new file with a new fingerprint and is checked again. See ``docs/DESIGN.md`
 
 Example::
 
-    verifier = ShardVerifier(dataset.shards, prefix_int=dataset._shm_prefix_int)
+    verifier = ShardVerifier(dataset.shards, prefix_int=streaming_compat.shm_prefix(dataset))
     reader = ShardTokenReader(..., verify=verifier.verify)
 """
 
@@ -25,10 +25,9 @@ from contextlib import contextmanager
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
-from streaming.base.hashing import _hashes
-from streaming.base.shared import SharedArray, _get_path
 
 from slwdata.dataset.reader import ShardFormatError
+from slwdata.dataset.streaming_compat import HASHES, SharedArray, shm_path
 
 __all__ = ['ShardHashError', 'ShardVerifier', 'VERIFIED_SHM', 'pick_hash']
 
@@ -46,7 +45,7 @@ class ShardHashError(ShardFormatError):
 
 def pick_hash(hashes: dict) -> Optional[str]:
     """The fastest algorithm among those an index lists that this streaming can compute."""
-    known = [a for a in hashes if a in _hashes]
+    known = [a for a in hashes if a in HASHES]
     for algo in _PREFERRED:
         if algo in known:
             return algo
@@ -79,8 +78,8 @@ class ShardVerifier:
             self._local = np.zeros(n, np.int64)
             self.arr = None
         else:
-            self.arr = SharedArray(n, np.int64, _get_path(prefix_int, VERIFIED_SHM))
-            path = os.path.join('/dev/shm', _get_path(prefix_int, VERIFIED_SHM))
+            self.arr = SharedArray(n, np.int64, shm_path(prefix_int, VERIFIED_SHM))
+            path = os.path.join('/dev/shm', shm_path(prefix_int, VERIFIED_SHM))
             self._lock_path = path if os.path.exists(path) else None
         if not any(self.expected):
             logger.info('index.json records no shard hashes: shards are read unverified.')
@@ -127,7 +126,7 @@ class ShardVerifier:
         with self._claim(shard_id):
             if record[shard_id] == mark:  # checked by another process while this one waited
                 return
-            found = _hashes[algo](buf).hexdigest()
+            found = HASHES[algo](buf).hexdigest()
             if found == expected:
                 record[shard_id] = mark
                 return

@@ -17,7 +17,7 @@ Policies (see ``docs/tail_reuse.md``):
 * ``"interleave"``: serve a tail batch whenever the ledger holds ``B * e`` tokens (bounded ledger).
 
 Whatever is less than one whole tail batch at the end of the epoch stays in the ledger and is
-carried into the next epoch (``EpochAccount.carried_tokens``).
+carried into the next epoch (``EpochAccount.tokens_carried_out``).
 
 Pure numpy: no torch, no streaming.
 
@@ -26,7 +26,7 @@ Example:
     ...                      length_at=[8, 8, 16, 16, 16], policy="deferred")
     >>> [(p.step, p.kind, p.seq_len) for p in planner]
     [(0, 'fresh', 8), (1, 'fresh', 8), (2, 'fresh', 16), (3, 'tail', 16), (4, 'fresh', 16)]
-    >>> planner.account.tokens_trained == 4 * 2 * 16 and planner.account.carried_tokens == 0
+    >>> planner.account.tokens_trained == 4 * 2 * 16 and planner.account.tokens_carried_out == 0
     True
 """
 
@@ -37,12 +37,12 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from slwdata.dataset.ledger import SEGMENT_DTYPE, TailLedger, _split_rows, format_bytes, split_into_rows
+from slwdata.dataset.accounting import EpochAccount
+from slwdata.dataset.ledger import TailLedger, _split_rows, split_into_rows
 
 __all__ = [
     "POLICIES",
     "BatchPlan",
-    "EpochAccount",
     "EpochPlanner",
     "plan_epoch",
     "count_epoch_batches",
@@ -114,21 +114,9 @@ class BatchPlan:
     _pieces: Optional[np.ndarray] = field(default=None, repr=False)
     _offsets: Optional[np.ndarray] = field(default=None, repr=False)
     # How the reader reads this batch (``ShardTokenReader.plan_rows`` / ``plan_segments``),
-    # when a DataLoader worker worked it out for the main process; opaque here. Pickled in
-    # place of ``rows`` / ``taken``.
+    # when a DataLoader worker worked it out for the main process; opaque here. The wire form
+    # of a plan lives in ``slwdata.dataset.transport``.
     gather: Any = field(default=None, repr=False)
-
-    def __reduce__(self) -> tuple:
-        # Plans travel from DataLoader workers to the main process (transfer='addresses').
-        # Row ids go as int32 where they fit and the row cut is recomputed on arrival: a
-        # worker's items in flight must fit the 64 KiB pipe, or the main process waits for the
-        # worker's feeder thread at every DataLoader item it receives. A plan with its reads
-        # worked out (`gather`) goes without `rows` / `taken`: the receiver only reads it.
-        return (_rebuild_plan, (self.step, self.index, self.kind, self.seq_len, self.row_len,
-                                self.rows_per_batch, self.fresh_index,
-                                _narrow(self.rows) if self.gather is None else None,
-                                _narrow(self.taken) if self.gather is None else None,
-                                self.gather))
 
     def _cut(self) -> None:
         if self._pieces is None and self.taken is not None:
@@ -200,91 +188,6 @@ class BatchPlan:
         src_r = np.repeat(inv.reshape(-1), lens)
         src_c = np.repeat(seg["start"].astype(np.int64) - out_begin, lens) + np.arange(b * e)
         return data[src_r, src_c].reshape(b, e)
-
-
-_I32_MAX = int(np.iinfo(np.int32).max)
-
-
-def _narrow(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
-    """For the wire: row ids as int32, segments as an int32 ``[n, 3]`` array, when every row
-    id fits (else unchanged)."""
-    if a is None or len(a) == 0:
-        return a
-    rows = a["row"] if a.dtype.names else a
-    if int(rows.max()) > _I32_MAX:
-        return a
-    if not a.dtype.names:
-        return a.astype(np.int32)
-    out = np.empty((len(a), 3), np.int32)
-    out[:, 0], out[:, 1], out[:, 2] = rows, a["start"], a["length"]
-    return out
-
-
-def _rebuild_plan(step: int, index: int, kind: str, seq_len: int, row_len: int, rows_per_batch: int,
-                  fresh_index: Optional[int], rows: Optional[np.ndarray],
-                  taken: Optional[np.ndarray], gather: Any = None) -> BatchPlan:
-    if rows is not None:
-        rows = rows.astype(np.int64, copy=False)
-    if taken is not None and not taken.dtype.names:
-        seg = np.empty(len(taken), SEGMENT_DTYPE)
-        seg["row"], seg["start"], seg["length"] = taken[:, 0], taken[:, 1], taken[:, 2]
-        taken = seg
-    return BatchPlan(step, index, kind, seq_len, row_len, rows_per_batch, fresh_index=fresh_index,
-                     rows=rows, taken=taken, gather=gather)
-
-
-@dataclass
-class EpochAccount:
-    """Token accounting of one rank's epoch (so far, or final once the planner is exhausted).
-
-    Conservation, checked by :meth:`check`:
-    ``fresh_rows * row_len + carried_in_tokens == tokens_trained + tokens_dropped + carried_tokens``.
-    ``tokens_dropped`` is non-zero only with policy ``"off"``; with reuse on, a dropped tail is
-    recorded in the ledger (``tokens_recorded``, of which ``tokens_rerecorded`` came from tail
-    rows truncated again) and trained later or carried.
-    """
-
-    policy: str
-    row_len: int
-    rows_per_batch: int
-    first_step: int
-    steps: int = 0
-    fresh_batches: int = 0
-    tail_batches: int = 0
-    tokens_trained: int = 0
-    tokens_dropped: int = 0
-    tokens_recorded: int = 0
-    tokens_rerecorded: int = 0
-    carried_in_tokens: int = 0
-    carried_tokens: int = 0
-    carried_entries: int = 0
-    ledger_peak_entries: int = 0
-    ledger_peak_bytes: int = 0
-    ledger_peak_tokens: int = 0
-
-    @property
-    def fresh_rows(self) -> int:
-        return self.fresh_batches * self.rows_per_batch
-
-    @property
-    def tail_rows(self) -> int:
-        return self.tail_batches * self.rows_per_batch
-
-    def check(self) -> None:
-        """Raise ``AssertionError`` if a token was created or lost."""
-        lhs = self.fresh_rows * self.row_len + self.carried_in_tokens
-        rhs = self.tokens_trained + self.tokens_dropped + self.carried_tokens
-        if lhs != rhs:
-            raise AssertionError(f"tail accounting broken: {lhs} tokens in, {rhs} out ({self})")
-
-    def summary(self) -> str:
-        """One line for logs."""
-        return (
-            f"policy={self.policy} steps={self.steps:,} fresh_rows={self.fresh_rows:,} "
-            f"tail_rows={self.tail_rows:,} trained={self.tokens_trained:,} dropped={self.tokens_dropped:,} "
-            f"recorded={self.tokens_recorded:,} carried={self.carried_tokens:,} "
-            f"ledger_peak={self.ledger_peak_entries:,} segments / {format_bytes(self.ledger_peak_bytes)}"
-        )
 
 
 class _Decider:
@@ -364,12 +267,13 @@ class EpochPlanner:
             ``[num_fresh_batches, B]``; default ``fresh_index * B + arange(B)``.
 
     Attributes: ``ledger`` (the live ledger; after exhaustion, the one to carry into the next
-    epoch), ``account`` (:class:`EpochAccount`), ``position`` (batches planned so far),
+    epoch), ``account`` (:class:`~slwdata.dataset.accounting.EpochAccount`), ``position``
+    (batches planned so far),
     ``step`` (global step of the next batch), ``done``.
 
     Example:
         >>> pl = plan_epoch(6, 2, 16, [8, 8, 8, 16], policy="interleave")
-        >>> [p.kind[0] for p in pl], pl.account.carried_tokens
+        >>> [p.kind[0] for p in pl], pl.account.tokens_carried_out
         (['f', 'f', 't', 'f', 'f', 'f', 'f'], 16)
         >>> pl = plan_epoch(3, 2, 16, [8, 16, 16, 16], policy="interleave")
         >>> pl.skip(1); next(pl).kind, pl.position, pl.step
@@ -441,7 +345,7 @@ class EpochPlanner:
             row_len=e,
             rows_per_batch=B,
             first_step=self.first_step,
-            carried_in_tokens=self.ledger.tokens,
+            tokens_carried_in=self.ledger.tokens,
         )
         self._finish_account()
 
@@ -571,9 +475,10 @@ class EpochPlanner:
 
     def _finish_account(self) -> None:
         acct, led = self._account, self.ledger
-        acct.carried_tokens = led.tokens
-        acct.carried_entries = led.entries
-        acct.ledger_peak_entries = led.peak_entries
+        acct.tokens_carried_out = led.tokens
+        acct.carried_segments = led.entries
+        acct.ledger_carried_bytes = led.nbytes
+        acct.ledger_peak_segments = led.peak_entries
         acct.ledger_peak_bytes = led.peak_bytes
         acct.ledger_peak_tokens = led.peak_tokens
 

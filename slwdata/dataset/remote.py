@@ -26,8 +26,8 @@ import urllib.parse
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
-from streaming.base.storage import download as _download
-from streaming.base.storage.download import S3Downloader
+from slwdata.dataset.streaming_compat import (S3Downloader, downloader_mappings,
+                                              set_stream_downloader, stream_downloader)
 
 __all__ = ['BoundedS3Downloader', 'RemoteTimeoutError', 'bounded_s3_downloads', 'bound_streams',
            'DEFAULT_REMOTE_TIMEOUT']
@@ -153,12 +153,12 @@ class BoundedS3Downloader(S3Downloader):
 def bounded_s3_downloads(remote_timeout: float) -> Iterator[None]:
     """While active, streams created in this process (and the ``index.json`` they fetch) use
     :class:`BoundedS3Downloader`."""
-    saved = _download.DOWNLOADER_MAPPINGS.get('s3')
-    _download.DOWNLOADER_MAPPINGS['s3'] = functools.partial(BoundedS3Downloader, remote_timeout)
+    saved = downloader_mappings().get('s3')
+    downloader_mappings()['s3'] = functools.partial(BoundedS3Downloader, remote_timeout)
     try:
         yield
     finally:
-        _download.DOWNLOADER_MAPPINGS['s3'] = saved
+        downloader_mappings()['s3'] = saved
 
 
 def bound_streams(streams: Sequence, remote_timeout: float) -> None:
@@ -166,11 +166,11 @@ def bound_streams(streams: Sequence, remote_timeout: float) -> None:
     by the user were built outside :func:`bounded_s3_downloads`), which retries by itself:
     streaming's ``download_retry`` loop around it is set to one attempt."""
     for stream in streams:
-        downloader = getattr(stream, '_downloader', None)
+        downloader = stream_downloader(stream)
         if isinstance(downloader, BoundedS3Downloader):
             downloader.remote_timeout = float(remote_timeout)
         elif isinstance(downloader, S3Downloader):
-            stream._downloader = BoundedS3Downloader(remote_timeout)
+            set_stream_downloader(stream, BoundedS3Downloader(remote_timeout))
         else:
             continue
         stream.download_retry = 1

@@ -30,7 +30,8 @@ import os
 from tempfile import gettempdir
 from typing import Optional
 
-from streaming.base.constant import BARRIER_FILELOCK, CACHE_FILELOCK, SHM_TO_CLEAN
+from slwdata.dataset.streaming_compat import (BARRIER_FILELOCK, CACHE_FILELOCK, SHM_TO_CLEAN,
+                                              shm_path)
 
 __all__ = ['register_owner', 'release_owner', 'clean_dead_owners', 'owner_path']
 
@@ -86,7 +87,7 @@ def _inode(name: str) -> Optional[int]:
 def register_owner(prefix_int: int) -> None:
     """Record this process as the owner of ``prefix_int`` (called by the local leader, after
     its segments exist); the record is removed by :func:`release_owner` or at exit."""
-    segments = {n: _inode(f'{prefix_int:06}_{n}') for n in _SEGMENTS}
+    segments = {n: _inode(shm_path(prefix_int, n)) for n in _SEGMENTS}
     record = {'pid': os.getpid(), 'start': _start_time(os.getpid()),
               'segments': {n: i for n, i in segments.items() if i is not None}}
     tmp = owner_path(prefix_int) + f'.{os.getpid()}.tmp'
@@ -121,7 +122,7 @@ def _release_all() -> None:
 def _mapped_by_live_process(prefix_int: int) -> Optional[int]:
     """Another process that has a segment of ``prefix_int`` mapped, or None. Processes of other users
     cannot be read, but cannot map this user's segments either (streaming creates them 0600)."""
-    needle = f'/dev/shm/{prefix_int:06}_'
+    needle = '/dev/shm/' + shm_path(prefix_int, '')
     for entry in os.listdir('/proc') if os.path.isdir('/proc') else []:
         # This process may map them only because streaming's prefix search looked at them (a
         # dataset that failed to start); a job of its own on the prefix made new inodes.
@@ -186,7 +187,7 @@ def clean_dead_owners() -> list[int]:
         # data) have no recorded inode, and the live-mapping check covers them.
         recorded = record.get('segments') or {}
         foreign = [n for n, i in recorded.items()
-                   if _inode(f'{prefix_int:06}_{n}') not in (None, i)]
+                   if _inode(shm_path(prefix_int, n)) not in (None, i)]
         if user is not None or foreign:
             logger.warning('Shared-memory prefix %06d of dead process %s is now %s: left '
                            'alone, stale owner record %s removed.', prefix_int, record.get('pid'),
@@ -197,11 +198,11 @@ def clean_dead_owners() -> list[int]:
         # File locks first: a prefix with shared memory but no lock is still skipped by
         # streaming's prefix search, so no new run can grab it half-cleaned.
         for lock in (BARRIER_FILELOCK, CACHE_FILELOCK):
-            _unlink_quiet(os.path.join(gettempdir(), f'{prefix_int:06}_{lock}'))
-        leaked = [name for name in _SEGMENTS if _unlink_shm(f'{prefix_int:06}_{name}')]
+            _unlink_quiet(os.path.join(gettempdir(), shm_path(prefix_int, lock)))
+        leaked = [name for name in _SEGMENTS if _unlink_shm(shm_path(prefix_int, name))]
         _unlink_quiet(path)
         if leaked:
             logger.warning('Removed shared memory %s left by dead process %s.',
-                           ', '.join(f'{prefix_int:06}_{n}' for n in leaked), record.get('pid'))
+                           ', '.join(shm_path(prefix_int, n) for n in leaked), record.get('pid'))
         cleaned.append(prefix_int)
     return cleaned

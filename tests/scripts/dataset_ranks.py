@@ -45,7 +45,7 @@ def run_epoch(args, world, workers=0, stop_after=None, state_in=None):
         if stop_after is not None and i + 1 == stop_after:
             break
     state = loader.state_dict()
-    _, ledger = ds._epoch_start(1)
+    _, ledger = ds.epochs.start(1)
     carried = np.empty(0, np.int64)
     if ledger is not None and ledger.tokens:
         seg = ledger.segments()
