@@ -484,13 +484,18 @@ def _reach_str(reach: Sequence[Any]) -> str:
 def format_summary(summary: dict[str, Any]) -> str:
     """Markdown tables: the LR sweep and the levers, each count beside its noise floor."""
     fl = summary["floor"]
+    if summary["floor_lr"] is None:
+        floor_line = "Noise floor: not measured (no floor run finished); counts below have no reference."
+    else:
+        floor_line = (
+            f"Noise floor (baseline at the safe LR {summary['floor_lr']:g}, held at length {summary['floor_len']} "
+            f"with {summary['floor_rows']} rows per step, as many steps as an SLW run, per seed): "
+            f"steps > 1.5: {_counts(fl['1.5'])}; steps > 1.2: {_counts(fl['1.2'])}; max ratio "
+            f"{_mean_sd(summary['floor_max'])} over {_counts(summary['floor_steps'])} steps.")
     lines = [
-        f"Noise floor (baseline at the safe LR {summary['floor_lr']:g}, held at length {summary['floor_len']} with "
-        f"{summary['floor_rows']} rows per step, as many steps as an SLW run, per seed): "
-        f"steps > 1.5: {_counts(fl['1.5'])}; steps > 1.2: {_counts(fl['1.2'])}; max ratio "
-        f"{_mean_sd(summary['floor_max'])} over {_counts(summary['floor_steps'])} steps.",
+        floor_line,
         "",
-        "Counts are per seed (seed 0/1/2); 'reach' is tokens and wall time to the same seed's baseline "
+        "Counts are per seed, in seed order (a/b/c); 'reach' is tokens and wall time to the same seed's baseline "
         "final validation loss, as a fraction of the baseline's (mean over the seeds that reach it).",
         "",
     ]
