@@ -135,9 +135,20 @@ def test_plots_written(tiny):
 
 
 def test_gpu_preset_setup_path_at_tiny_size(tmp_path):
-    # The GPU preset's cells and token budgets, listed without a GPU.
-    got = bs.main(["--preset", "gpu", "--dry-run", "--out", str(tmp_path)])
-    cells = got["cells"]
-    assert {c.model for c in cells} == {"gpt2-124m"} and {c.seq_len for c in cells} == {1024}
-    assert cells[0].method == "floor" and cells[0].rows * cells[0].start >= 2048
-    assert len({c.total_tokens for c in cells}) == 1
+    # The GPU preset's real setup (GPT-2 tokenizer file, conversion, its grid and bf16 autocast),
+    # shrunk to a toy model on the CPU; it has not been run on a GPU.
+    tok = bs.SHARED / "tokenizers" / "gpt2.tiktoken"
+    if not tok.exists():
+        pytest.skip(f"{tok} not here")
+    listed = bs.main(["--preset", "gpu", "--dry-run", "--out", str(tmp_path / "dry")])["cells"]
+    assert {c.model for c in listed} == {"gpt2-124m"} and {c.seq_len for c in listed} == {1024}
+    assert listed[0].method == "floor" and listed[0].rows * listed[0].start >= 2048
+    assert len({c.total_tokens for c in listed}) == 1
+    corpus = _corpus(tmp_path / "corpus", docs=12)
+    got = bs.main(["--preset", "gpu", "--device", "cpu", "--model", "tiny", "--base-steps", "2", "--rows", "2",
+                   "--seq-len", "64", "--start", "16", "--slw-steps", "2", "--lr-warmup", "1", "--seeds", "0",
+                   "--lrs", "6e-4", "--corpus", str(corpus), "--out", str(tmp_path / "run")])
+    assert [r["cell"]["method"] for r in got["results"]] == ["floor", "baseline", "slw", "shortformer"]
+    meta = json.loads(next((tmp_path / "run" / "shards").glob("*/train/slwdata.json")).read_text())
+    assert meta["tokenizer"]["vocab_size"] == 50257
+    assert all(r["final_val_loss"] is not None for r in got["results"])
