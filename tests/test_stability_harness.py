@@ -147,8 +147,18 @@ def test_gpu_preset_setup_path_at_tiny_size(tmp_path):
     corpus = _corpus(tmp_path / "corpus", docs=12)
     got = bs.main(["--preset", "gpu", "--device", "cpu", "--model", "tiny", "--base-steps", "2", "--rows", "2",
                    "--seq-len", "64", "--start", "16", "--slw-steps", "2", "--lr-warmup", "1", "--seeds", "0",
-                   "--lrs", "6e-4", "--corpus", str(corpus), "--out", str(tmp_path / "run")])
+                   "--lrs", "6e-4", "--no-levers", "--corpus", str(corpus), "--out", str(tmp_path / "run")])
     assert [r["cell"]["method"] for r in got["results"]] == ["floor", "baseline", "slw", "shortformer"]
     meta = json.loads(next((tmp_path / "run" / "shards").glob("*/train/slwdata.json")).read_text())
     assert meta["tokenizer"]["vocab_size"] == 50257
     assert all(r["final_val_loss"] is not None for r in got["results"])
+
+
+def test_a_run_longer_than_the_corpus_starts_a_new_epoch():
+    import numpy as np
+
+    rows = np.random.default_rng(0).integers(0, 257, size=(10, 32))
+    cell = bs.Cell(method="baseline", lr=1e-3, seed=0, base_steps=6, rows=4, seq_len=32, start=8,
+                   slw_steps=2, lr_warmup=1)
+    got = bs.run_cell(cell, rows, rows[:4], vocab=257, eval_points=2)
+    assert got["trained_tokens"] == 6 * 4 * 32 and got["epochs_started"] == 3  # 24 rows from 10
