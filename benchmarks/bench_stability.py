@@ -242,11 +242,12 @@ def run_cell(cell: Cell, train_rows, val_rows, vocab: int, device: str = "cpu",
         if not math.isfinite(value):
             break  # diverged: nothing after a NaN loss means anything
         if step_limit is None and slw.trained_tokens >= min(next_eval, budget) and slw.trained_tokens < budget:
-            evals.append({"tokens": slw.trained_tokens, "wall_s": time.time() - t0, "val_loss": evaluate()})
+            evals.append({"tokens": slw.trained_tokens, "wall_s": time.time() - t0,
+                          "cpu_s": time.process_time() - c0, "val_loss": evaluate()})
             next_eval += budget / eval_points
     wall, cpu = time.time() - t0, time.process_time() - c0
     final_val = evaluate()
-    evals.append({"tokens": slw.trained_tokens, "wall_s": wall, "val_loss": final_val})
+    evals.append({"tokens": slw.trained_tokens, "wall_s": wall, "cpu_s": cpu, "val_loss": final_val})
     early = budget // 3 if step_limit is None else hist["tokens"][-1]
     finite = all(math.isfinite(v) for v in hist["loss"])
     return {
@@ -303,6 +304,7 @@ PRESETS: dict[str, Preset] = {
             "beta2 0.95": (dict(beta2=0.95), (0.3,), ("baseline", "slw")),
             "no LR warmup": (dict(lr_warmup=0), (0.3,), ("baseline", "slw")),
             "T = 2x LR warmup": (dict(slw_steps=10), (0.3,), ("slw",)),
+            "LR warmup 10, T = 80": (dict(lr_warmup=10, slw_steps=80), (0.3,), ("baseline", "slw")),
         },
         val_rows=128, eval_points=8,
     ),
@@ -460,8 +462,10 @@ def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
             if b is None or b["final_val_loss"] is None:
                 continue
             hit = tokens_to_reach(r["evals"], b["final_val_loss"])
+            # CPU time, not wall: on a shared machine wall time measures the neighbours.
+            cpu = hit.get("cpu_s") if hit else None
             reach.append(None if hit is None else {"tokens": hit["tokens"] / b["trained_tokens"],
-                                                   "wall": hit["wall_s"] / b["wall_s"]})
+                                                   "cpu": None if cpu is None else cpu / b["cpu_s"]})
         row["reach"] = reach
         row.pop("runs")
     floor = {f"{th}": [f[f"spikes_{th}"] for f in floors] for th in THRESHOLDS}
@@ -482,8 +486,9 @@ def _reach_str(reach: Sequence[Any]) -> str:
     if not hits:
         return f"never (0/{len(reach)})"
     tok = statistics.mean(h["tokens"] for h in hits)
-    wall = statistics.mean(h["wall"] for h in hits)
-    return f"{tok:.2f}x tok, {wall:.2f}x time ({len(hits)}/{len(reach)})"
+    cpus = [h["cpu"] for h in hits if h.get("cpu") is not None]
+    cpu = f", {statistics.mean(cpus):.2f}x CPU time" if cpus else ""
+    return f"{tok:.2f}x tokens{cpu} ({len(hits)}/{len(reach)} seeds)"
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -500,8 +505,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [
         floor_line,
         "",
-        "Counts are per seed, in seed order (a/b/c); 'reach' is tokens and wall time to the same seed's baseline "
-        "final validation loss, as a fraction of the baseline's (mean over the seeds that reach it).",
+        "Counts are per seed, in seed order (a/b/c); 'reach baseline' is the tokens and CPU time a run needs "
+        "to reach the same seed's baseline final validation loss (first of the evaluation points at or below "
+        "it), as a fraction of the baseline's, mean over the seeds that reach it.",
         "",
     ]
     header = ("| group | method | peak LR | steps | early > 1.5 | early > 1.2 | run > 1.5 | run > 1.2 | "
@@ -515,7 +521,33 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"{_counts(row['whole_1.2'])} | {floor_txt} | {_mean_sd(row['max_ratio'])} | "
             f"{_mean_sd(row['final_val'])} | {row['diverged']}/{len(row['seeds'])} | "
             f"{_mean_sd(row['adam_var_max'])} | {_reach_str(row['reach']) if row['method'] != 'baseline' else '-'} |")
+    lines += ["", *readings(summary)]
     return "\n".join(lines)
+
+
+def readings(summary: dict[str, Any]) -> list[str]:
+    """One generated line per (group, LR): SLW's and Shortformer's counts against the same seeds'
+    baseline, how many seeds moved which way, and whether the difference clears the floor."""
+    by = {(r["group"], r["method"], r["lr"]): r for r in summary["rows"]}
+    floor_max = max(summary["floor"]["1.5"], default=None)
+    out = []
+    for (group, method, lr), row in by.items():
+        base = by.get((group, "baseline", lr))
+        if method == "baseline" or base is None:
+            continue
+        pairs = list(zip(base["whole_1.5"], row["whole_1.5"]))
+        fewer = sum(m < b for b, m in pairs)
+        more = sum(m > b for b, m in pairs)
+        vb = [v for v in base["final_val"] if v is not None]
+        vm = [v for v in row["final_val"] if v is not None]
+        better = sum(m < b for b, m in zip(base["final_val"], row["final_val"]) if b is not None and m is not None)
+        out.append(
+            f"- {group}, LR {lr:g}: steps > 1.5 baseline {_mean_sd(base['whole_1.5'])} vs {method} "
+            f"{_mean_sd(row['whole_1.5'])} ({method} fewer in {fewer}, more in {more} of {len(pairs)} seeds; "
+            f"noise floor <= {floor_max if floor_max is not None else '-'}); final val loss "
+            f"{_mean_sd(vb)} vs {_mean_sd(vm)} ({method} lower in {better} of {len(pairs)}); "
+            f"diverged {base['diverged']} vs {row['diverged']}.")
+    return out
 
 
 def plot(results: Sequence[dict[str, Any]], summary: dict[str, Any], out: Path) -> list[str]:
@@ -539,7 +571,8 @@ def plot(results: Sequence[dict[str, Any]], summary: dict[str, Any], out: Path) 
             ax.set_title(f"peak LR {lr:g}")
             ax.set_xlabel("trained tokens")
             ax.grid(alpha=0.3)
-        axes[0][0].set_ylabel("training loss")
+        axes[0][0].set_ylabel("training loss (log scale)")
+        axes[0][0].set_yscale("log")
         axes[0][0].legend()
         fig.tight_layout()
         paths.append(str(out / "stability_loss_curves.png"))
