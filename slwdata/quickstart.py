@@ -428,13 +428,20 @@ def quiet_threshold(floor: dict[str, Any], thresholds: tuple[float, ...] = (1.2,
 
 
 def tail_account(slw: dict[str, Any], rows_per_batch: int, seq_len: int) -> dict[str, Any]:
-    """Cut tail tokens (the algorithm's count) against re-served (trained from tail rows, the
-    algorithm's count) and carried out of epoch 0 (the dataset's own plan)."""
+    """Cut tail tokens against re-served ones (both the algorithm's counts) and what the dataset's
+    own plan of epoch 0 carries out of it.
+
+    ``carried`` = cut - re-served: the tail tokens still in the ledger when the run ended. The
+    independent check (``consistent``) is that every cut token the dataset did *not* plan to
+    carry out of epoch 0 was re-served: ``cut - carried_out(epoch 0) <= re-served <= cut``. A
+    run that goes on into epoch 1 may re-serve some of the carried tokens too.
+    """
     cut, reserved = int(slw.get("dropped_tokens") or 0), int(slw.get("reserved_tokens") or 0)
-    carried = (slw.get("epoch0_account") or {}).get("tokens_carried_out")
-    return {"cut": cut, "reserved": reserved, "carried": carried,
-            "balanced": carried is not None and cut == reserved + carried,
-            "carried_below_batch": carried is not None and carried < rows_per_batch * seq_len}
+    planned = (slw.get("epoch0_account") or {}).get("tokens_carried_out")
+    carried = cut - reserved
+    return {"cut": cut, "reserved": reserved, "carried": carried, "epoch0_carried_out": planned,
+            "consistent": planned is not None and cut - planned <= reserved <= cut,
+            "carried_below_batch": 0 <= carried < rows_per_batch * seq_len}
 
 
 def reach(run: dict[str, Any], base: dict[str, Any]) -> dict[str, Any] | None:
@@ -492,18 +499,19 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
         from slwdata.stability import loss_ratio_stats
 
         b, s_ = (loss_ratio_stats(r["history"]["loss"], threshold=quiet)["steps_above_threshold"] for r in (base, slw))
-        lines.append(f"steps with loss ratio > {quiet:g}: baseline {b}, SLW {s_} (floor 0); one seed, one LR: "
-                     "see benchmarks/RESULTS.md for the seeds and the LR sweep.")
-    if tails["carried"] is not None:
-        if tails["balanced"]:
-            lines.append(f"tails: cut {tails['cut']:,} = re-served {tails['reserved']:,} + carried {tails['carried']:,} "
-                         f"(balanced; carried {'<' if tails['carried_below_batch'] else '>='} one batch of "
-                         f"{cfg.batch_size * cfg.seq_len:,})")
-        else:
-            waiting = tails["cut"] - tails["reserved"] - tails["carried"]
-            lines.append(f"tails: cut {tails['cut']:,}, re-served {tails['reserved']:,} within the run, carried "
-                         f"{tails['carried']:,}; {waiting:,} were still waiting in the ledger when the token budget "
-                         "ran out (--steps 0 trains one pass, which re-serves them)")
+        verdict = ("fewer with SLW in this run" if s_ < b else
+                   "no stability gain from SLW in this run")
+        lines.append(f"steps with loss ratio > {quiet:g}: baseline {b}, SLW {s_} (floor 0): {verdict}; one seed, "
+                     "one LR: benchmarks/RESULTS.md has the seeds and the LR sweep.")
+    batch_tokens = cfg.batch_size * cfg.seq_len
+    if tails["consistent"] and tails["carried_below_batch"]:
+        lines.append(f"tails: cut {tails['cut']:,} = re-served {tails['reserved']:,} + carried {tails['carried']:,} "
+                     f"(< one batch of {batch_tokens:,}; the dataset planned to carry "
+                     f"{tails['epoch0_carried_out']:,} out of epoch 0)")
+    else:
+        lines.append(f"tails: cut {tails['cut']:,}, re-served {tails['reserved']:,} within the run; "
+                     f"{tails['carried']:,} were still waiting in the ledger when the token budget ran out "
+                     "(--steps 0 trains one pass, which re-serves them)")
     if hit:
         lines.append(f"efficiency: SLW reached the baseline's final val loss {hit['target']:.3f} at "
                      f"{hit['tokens']:,} tokens ({hit['tokens_x']:.2f}x the baseline's) and "
