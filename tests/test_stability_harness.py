@@ -120,9 +120,11 @@ def test_results_section_replaced_in_place(tmp_path):
     md = tmp_path / "RESULTS.md"
     md.write_text("# Results\n\n## Other\nkeep me\n")
     bs.write_results_section("## Stability\nfirst", md)
+    bs.write_results_section("## Stability GPU\ngpu", md, preset="gpu")
     bs.write_results_section("## Stability\nsecond", md)
     text = md.read_text()
-    assert text.count(bs.BEGIN) == 1 and "second" in text and "first" not in text
+    assert text.count(bs.markers("cpu")[0]) == 1 and "second" in text and "first" not in text
+    assert text.count(bs.markers("gpu")[0]) == 1 and "gpu" in text  # one section per preset
     assert text.startswith("# Results\n\n## Other\nkeep me\n")
 
 
