@@ -452,6 +452,8 @@ def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for key, row in rows.items():
         runs = sorted(row["runs"], key=lambda r: r["cell"]["seed"])
         row["seeds"] = [r["cell"]["seed"] for r in runs]
+        row["by_seed"] = {r["cell"]["seed"]: {"spikes_1.5": r["spikes_1.5"], "final_val": r["final_val_loss"]}
+                          for r in runs}
         for th in THRESHOLDS:
             row[f"early_{th}"] = [r[f"early_spikes_{th}"] for r in runs]
             row[f"whole_{th}"] = [r[f"spikes_{th}"] for r in runs]
@@ -465,8 +467,8 @@ def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         reach = []
         for r in runs:  # tokens and time to reach the matching baseline's final val loss
             b = base_of.get((r["cell"]["group"], r["cell"]["lr"], r["cell"]["seed"]))
-            if b is None or b["final_val_loss"] is None:
-                continue
+            if b is None or b["final_val_loss"] is None or b["diverged"]:
+                continue  # a diverged baseline's loss is no target
             hit = tokens_to_reach(r["evals"], b["final_val_loss"])
             # CPU time, not wall: on a shared machine wall time measures the neighbours.
             cpu = hit.get("cpu_s") if hit else None
@@ -541,15 +543,17 @@ def readings(summary: dict[str, Any]) -> list[str]:
         base = by.get((group, "baseline", lr))
         if method == "baseline" or base is None:
             continue
-        pairs = list(zip(base["whole_1.5"], row["whole_1.5"]))
+        seeds = sorted(set(base["by_seed"]) & set(row["by_seed"]))  # paired by seed
+        pairs = [(base["by_seed"][k]["spikes_1.5"], row["by_seed"][k]["spikes_1.5"]) for k in seeds]
         fewer = sum(m < b for b, m in pairs)
         more = sum(m > b for b, m in pairs)
-        vb = [v for v in base["final_val"] if v is not None]
-        vm = [v for v in row["final_val"] if v is not None]
-        better = sum(m < b for b, m in zip(base["final_val"], row["final_val"]) if b is not None and m is not None)
+        vals = [(base["by_seed"][k]["final_val"], row["by_seed"][k]["final_val"]) for k in seeds]
+        vb = [b for b, _ in vals if b is not None]
+        vm = [m for _, m in vals if m is not None]
+        better = sum(m < b for b, m in vals if b is not None and m is not None)
         out.append(
-            f"- {group}, LR {lr:g}: steps > 1.5 baseline {_mean_sd(base['whole_1.5'])} vs {method} "
-            f"{_mean_sd(row['whole_1.5'])} ({method} fewer in {fewer}, more in {more} of {len(pairs)} seeds; "
+            f"- {group}, LR {lr:g}: steps > 1.5 baseline {_mean_sd([p[0] for p in pairs])} vs {method} "
+            f"{_mean_sd([p[1] for p in pairs])} ({method} fewer in {fewer}, more in {more} of {len(pairs)} seeds; "
             f"noise floor <= {floor_max if floor_max is not None else '-'}); final val loss "
             f"{_mean_sd(vb)} vs {_mean_sd(vm)} ({method} lower in {better} of {len(pairs)}); "
             f"diverged {base['diverged']} vs {row['diverged']}.")
