@@ -466,7 +466,8 @@ def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         row["trained_tokens"] = [r["trained_tokens"] for r in runs]
         reach = []
         for r in runs:  # tokens and time to reach the matching baseline's final val loss
-            b = base_of.get((r["cell"]["group"], r["cell"]["lr"], r["cell"]["seed"]))
+            b = (base_of.get((r["cell"]["group"], r["cell"]["lr"], r["cell"]["seed"]))
+                 or base_of.get(("grid", r["cell"]["lr"], r["cell"]["seed"])))
             if b is None or b["final_val_loss"] is None or b["diverged"]:
                 continue  # a diverged baseline's loss is no target
             hit = tokens_to_reach(r["evals"], b["final_val_loss"])
@@ -540,7 +541,8 @@ def readings(summary: dict[str, Any]) -> list[str]:
     floor_max = max(summary["floor"]["1.5"], default=None)
     out = []
     for (group, method, lr), row in by.items():
-        base = by.get((group, "baseline", lr))
+        # A lever that only changes SLW (its T) is compared with the grid's baseline.
+        base = by.get((group, "baseline", lr)) or by.get(("grid", "baseline", lr))
         if method == "baseline" or base is None:
             continue
         seeds = sorted(set(base["by_seed"]) & set(row["by_seed"]))  # paired by seed
