@@ -18,8 +18,8 @@ from helpers_composer import Recorder, TinyLM, logged  # noqa: E402
 
 def test_slw_dataset_end_to_end(tmp_path):
     from slwdata.dataset import SLWDataset
-    from slwdata.dataset.transport import make_dataloader
     from slwdata.dataset.testing import random_tokens, write_token_shards
+    from slwdata.dataset.transport import make_dataloader
 
     write_token_shards(str(tmp_path / "shards"), tokens=random_tokens(96, 64, vocab=64), rows_per_shard=16)
     ds = SLWDataset(local=str(tmp_path / "shards"), batch_size=4, reuse="interleave", shuffle=False)
@@ -45,8 +45,8 @@ def test_epoch_duration_trains_the_deferred_tail_batches(tmp_path):
     """max_duration in epochs: Composer must not cut the epoch at the fresh-only length, or the
     deferred tail batches served at the end of the epoch would never be trained."""
     from slwdata.dataset import SLWDataset
-    from slwdata.dataset.transport import make_dataloader
     from slwdata.dataset.testing import random_tokens, write_token_shards
+    from slwdata.dataset.transport import make_dataloader
 
     write_token_shards(str(tmp_path / "shards"), tokens=random_tokens(96, 64, vocab=64), rows_per_shard=16)
     ds = SLWDataset(local=str(tmp_path / "shards"), batch_size=4, reuse="deferred", shuffle=False)

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from slwdata.dataset import SLWDataset, make_dataloader
-from slwdata.dataset.transport import SLWStreamingDataLoader
 from slwdata.dataset.testing import write_token_shards
+from slwdata.dataset.transport import SLWStreamingDataLoader
 
 pytestmark = pytest.mark.slow
 

@@ -18,8 +18,13 @@ from slwdata.dataset.ledger import SEGMENT_DTYPE, TailLedger  # noqa: F401
 from slwdata.dataset.plan import BatchPlan, plan_epoch  # noqa: F401
 from slwdata.dataset.reader import ShardFormatError, ShardTokenReader  # noqa: F401
 from slwdata.dataset.remote import RemoteTimeoutError
-from slwdata.dataset.transport import (TRANSFER_MODES, BatchAddress, SLWDataLoader,  # noqa: F401
-                                       SLWStreamingDataLoader, make_dataloader)
+from slwdata.dataset.transport import (  # noqa: F401
+                                       TRANSFER_MODES,
+                                       BatchAddress,
+                                       SLWDataLoader,
+                                       SLWStreamingDataLoader,
+                                       make_dataloader,
+)
 
 # The per-rank account's name before the planner's and the dataset's accounts became one type.
 RankEpochAccount = EpochAccount

@@ -26,8 +26,7 @@ import urllib.parse
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
-from slwdata.dataset.streaming_compat import (S3Downloader, downloader_mappings,
-                                              set_stream_downloader, stream_downloader)
+from slwdata.dataset.streaming_compat import S3Downloader, downloader_mappings, set_stream_downloader, stream_downloader
 
 __all__ = ['BoundedS3Downloader', 'RemoteTimeoutError', 'bounded_s3_downloads', 'bound_streams',
            'DEFAULT_REMOTE_TIMEOUT']
@@ -49,8 +48,8 @@ class RemoteTimeoutError(TimeoutError):
 
 def _retryable(err: BaseException) -> bool:
     """Timeouts, dropped connections and server-side errors; not a 403 or a 404."""
-    from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError
-    from botocore.exceptions import HTTPClientError
+    from botocore.exceptions import ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
     if isinstance(err, ClientError):
         code = str(err.response.get('Error', {}).get('Code', ''))
         status = int(err.response.get('ResponseMetadata', {}).get('HTTPStatusCode', 0) or 0)

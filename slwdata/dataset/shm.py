@@ -30,8 +30,7 @@ import os
 from tempfile import gettempdir
 from typing import Optional
 
-from slwdata.dataset.streaming_compat import (BARRIER_FILELOCK, CACHE_FILELOCK, SHM_TO_CLEAN,
-                                              shm_path)
+from slwdata.dataset.streaming_compat import BARRIER_FILELOCK, CACHE_FILELOCK, SHM_TO_CLEAN, shm_path
 
 __all__ = ['register_owner', 'release_owner', 'clean_dead_owners', 'owner_path']
 
