@@ -66,8 +66,11 @@ def time_algorithm(rows: int, full: int, steps: int) -> float:
     slw = SequenceLengthWarmup(start=8, duration=f"{steps * rows * full // 4}tok")
     state = SimpleNamespace(timestamp=Timestamp(), previous_timestamp=None)
     logger = Logger(state=state, destinations=[_ListDestination()])  # type: ignore[arg-type]
-    batch = {"input_ids": torch.randint(0, 512, (rows, full)), "labels": torch.randint(0, 512, (rows, full)),
-             "attention_mask": torch.ones(rows, full, dtype=torch.long)}
+    batch = {
+        "input_ids": torch.randint(0, 512, (rows, full)),
+        "labels": torch.randint(0, 512, (rows, full)),
+        "attention_mask": torch.ones(rows, full, dtype=torch.long),
+    }
     elapsed = 0.0
     for _ in range(steps):
         t0 = time.perf_counter()
@@ -104,8 +107,11 @@ def compare_cut_copy(rows: int, full: int, length: int, steps: int, rounds: int 
     round by round; median and range over ``rounds``."""
     from slwdata.truncate import truncate_batch
 
-    batch = {"input_ids": torch.randint(0, 512, (rows, full)), "labels": torch.randint(0, 512, (rows, full)),
-             "attention_mask": torch.ones(rows, full, dtype=torch.long)}
+    batch = {
+        "input_ids": torch.randint(0, 512, (rows, full)),
+        "labels": torch.randint(0, 512, (rows, full)),
+        "attention_mask": torch.ones(rows, full, dtype=torch.long),
+    }
 
     def views() -> Any:
         return {k: v[:, :length] for k, v in batch.items()}
@@ -116,7 +122,7 @@ def compare_cut_copy(rows: int, full: int, length: int, steps: int, rounds: int 
     times: dict[str, list[float]] = {"view": [], "contiguous": []}
     for r in range(rounds):
         order = (("view", views), ("contiguous", contiguous))
-        for name, fn in (order if r % 2 == 0 else order[::-1]):
+        for name, fn in order if r % 2 == 0 else order[::-1]:
             t0 = time.perf_counter()
             for _ in range(steps):
                 fn()
@@ -152,21 +158,34 @@ def compare_token_accounting(batches: int = 40, rows: int = 4, full: int = 64) -
     rows_data = torch.randint(0, 64, (rows * batches, full))
     data = [{"input_ids": r, "attention_mask": torch.ones_like(r), "labels": r.clone()} for r in rows_data]
     out: dict[str, Any] = {}
-    for name, algo in (("composer_SeqLengthWarmup", SeqLengthWarmup(duration=0.5, min_seq_length=8,
-                                                                   max_seq_length=full, step_size=8)),
-                       ("slwdata_SequenceLengthWarmup", SequenceLengthWarmup(start=8, duration="0.5dur"))):
+    for name, algo in (
+        ("composer_SeqLengthWarmup", SeqLengthWarmup(duration=0.5, min_seq_length=8, max_seq_length=full, step_size=8)),
+        ("slwdata_SequenceLengthWarmup", SequenceLengthWarmup(start=8, duration="0.5dur")),
+    ):
         torch.manual_seed(0)
         cfg = transformers.GPT2Config(vocab_size=64, n_positions=full, n_embd=16, n_layer=1, n_head=2)
         model = HuggingFaceModel(transformers.GPT2LMHeadModel(cfg), use_logits=True)
         counter = Count()
-        trainer = Trainer(model=model, train_dataloader=DataLoader(data, batch_size=rows), max_duration=f"{batches}ba",
-                          algorithms=[algo], callbacks=[counter], device="cpu", progress_bar=False)
+        trainer = Trainer(
+            model=model,
+            train_dataloader=DataLoader(data, batch_size=rows),
+            max_duration=f"{batches}ba",
+            algorithms=[algo],
+            callbacks=[counter],
+            device="cpu",
+            progress_bar=False,
+        )
         trainer.fit()
         counted = int(trainer.state.timestamp.token)
-        out[name] = {"counted_tokens": counted, "trained_tokens": counter.trained,
-                     "overcount_pct": 100 * (counted - counter.trained) / counter.trained}
-        print(f"{name:<30} timestamp.token {counted:7d}  trained {counter.trained:7d}  "
-              f"overcount {out[name]['overcount_pct']:+.1f}%")
+        out[name] = {
+            "counted_tokens": counted,
+            "trained_tokens": counter.trained,
+            "overcount_pct": 100 * (counted - counter.trained) / counter.trained,
+        }
+        print(
+            f"{name:<30} timestamp.token {counted:7d}  trained {counter.trained:7d}  "
+            f"overcount {out[name]['overcount_pct']:+.1f}%"
+        )
     return out
 
 
@@ -200,10 +219,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 length = int(key[5:])
                 view, cont = cut["view_ms"], cut["contiguous_ms"]
                 ref = entry.get(f"emb_linear_L{full // 4}_step_ms") if length == full // 4 else None
-                share = f"   copy = {100 * (cont['median'] - view['median']) / ref:.2f}% of an emb_linear step at " \
-                        f"L{length}" if ref else ""
-                print(f"  cut to L{length:<5} view {view['median']:.4f} ms [{view['min']:.4f}-{view['max']:.4f}]   "
-                      f"contiguous {cont['median']:.4f} ms [{cont['min']:.4f}-{cont['max']:.4f}]{share}")
+                share = (
+                    f"   copy = {100 * (cont['median'] - view['median']) / ref:.2f}% of an emb_linear step at L{length}"
+                    if ref
+                    else ""
+                )
+                print(
+                    f"  cut to L{length:<5} view {view['median']:.4f} ms [{view['min']:.4f}-{view['max']:.4f}]   "
+                    f"contiguous {cont['median']:.4f} ms [{cont['min']:.4f}-{cont['max']:.4f}]{share}"
+                )
         for key, value in entry.items():
             if key.endswith("step_ms"):
                 pct = entry[key.replace("step_ms", "overhead_pct")]

@@ -64,15 +64,15 @@ def _vm_hwm_mb() -> float:
 
 def _memory_module() -> Any:
     """``bench_convert_memory`` (its /proc sampler), loaded by path: benchmarks/ is no package."""
-    spec = importlib.util.spec_from_file_location("bench_convert_memory", Path(__file__).with_name(
-        "bench_convert_memory.py"))
+    spec = importlib.util.spec_from_file_location(
+        "bench_convert_memory", Path(__file__).with_name("bench_convert_memory.py")
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
-def _concat_tokens_rows(corpus: Path, out: str, encode: Callable[[str], list[int]], eos_id: int,
-                        seq_len: int) -> int:
+def _concat_tokens_rows(corpus: Path, out: str, encode: Callable[[str], list[int]], eos_id: int, seq_len: int) -> int:
     """llm-foundry ConcatTokens, minimal: one process, one document at a time, rows to MDSWriter."""
     import numpy as np
     from streaming import MDSWriter
@@ -81,8 +81,9 @@ def _concat_tokens_rows(corpus: Path, out: str, encode: Callable[[str], list[int
 
     buf: list[int] = []
     rows = 0
-    with MDSWriter(out=out, columns={"tokens": f"ndarray:uint16:{seq_len}"}, compression="zstd:3",
-                   hashes=["xxh64"]) as w:
+    with MDSWriter(
+        out=out, columns={"tokens": f"ndarray:uint16:{seq_len}"}, compression="zstd:3", hashes=["xxh64"]
+    ) as w:
         for f in sorted(corpus.glob("*.jsonl*")):
             with open_decompressed(f) as s:
                 for line in s:
@@ -105,6 +106,7 @@ def baseline_concat_tokens(corpus: Path, out: str, tok: Any, seq_len: int) -> in
 def baseline_concat_tokens_hf(corpus: Path, out: str, hf_tok: Any, seq_len: int) -> int:
     """ConcatTokens -> MDSWriter with a Hugging Face fast tokenizer called per document, as
     llm-foundry's ``ConcatTokensDataset`` does (``truncation=False, padding=False``, then EOS)."""
+
     def encode(text: str) -> list[int]:
         return hf_tok(text, truncation=False, padding=False)["input_ids"]
 
@@ -118,16 +120,19 @@ def _derive_merges(ranks: dict[bytes, int]) -> list[tuple[bytes, bytes]]:
     for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
         if len(token) == 1:
             continue
-        splits = [(token[:i], token[i:]) for i in range(1, len(token))
-                  if ranks.get(token[:i], rank) < rank and ranks.get(token[i:], rank) < rank]
+        splits = [
+            (token[:i], token[i:])
+            for i in range(1, len(token))
+            if ranks.get(token[:i], rank) < rank and ranks.get(token[i:], rank) < rank
+        ]
         if len(splits) != 1:  # ambiguous (or none): replay BPE on the token's bytes
-            parts = [token[i:i + 1] for i in range(len(token))]
+            parts = [token[i : i + 1] for i in range(len(token))]
             while len(parts) > 2:
                 cand = [(ranks.get(parts[i] + parts[i + 1], rank), i) for i in range(len(parts) - 1)]
                 best, i = min(cand)
                 if best >= rank:
                     break
-                parts[i:i + 2] = [parts[i] + parts[i + 1]]
+                parts[i : i + 2] = [parts[i] + parts[i + 1]]
             if len(parts) != 2:
                 raise ValueError(f"cannot derive a merge for token rank {rank} ({token!r}): BPE gives {parts}")
             splits = [(parts[0], parts[1])]
@@ -165,11 +170,17 @@ def build_hf_gpt2(rank_file: Path) -> Any:
     tk.decoder = decoders.ByteLevel()
     tk.post_processor = processors.ByteLevel(trim_offsets=False)
     tk.add_special_tokens([AddedToken("<|endoftext|>", special=True, normalized=False)])
-    hf = GPT2TokenizerFast(tokenizer_object=tk, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-                           unk_token="<|endoftext|>", model_max_length=1024)
-    checks = {"Hello world": [15496, 995],
-              "The quick brown fox jumps over the lazy dog.": [464, 2068, 7586, 21831, 18045, 625, 262, 16931,
-                                                               3290, 13]}
+    hf = GPT2TokenizerFast(
+        tokenizer_object=tk,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        model_max_length=1024,
+    )
+    checks = {
+        "Hello world": [15496, 995],
+        "The quick brown fox jumps over the lazy dog.": [464, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290, 13],
+    }
     for text, want in checks.items():
         got = hf(text, truncation=False, padding=False)["input_ids"]
         if got != want:
@@ -190,9 +201,13 @@ def _compare_hf_tiktoken(hf_tok: Any, docs: list[str], tt_ids: list[list[int]]) 
             diff_docs += 1
             sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
             diff_tokens += max(len(a), len(b)) - sum(m.size for m in sm.get_matching_blocks())
-    return {"documents_compared": len(docs), "documents_differing": diff_docs,
-            "tokens_differing": diff_tokens, "tiktoken_tokens": sum(map(len, tt_ids)),
-            "hf_tokens": sum(map(len, hf_ids))}
+    return {
+        "documents_compared": len(docs),
+        "documents_differing": diff_docs,
+        "tokens_differing": diff_tokens,
+        "tiktoken_tokens": sum(map(len, tt_ids)),
+        "hf_tokens": sum(map(len, hf_ids)),
+    }
 
 
 _CHILD = r"""
@@ -215,16 +230,22 @@ def _run_ours_isolated(corpus: Path, out: Path, seq_len: int, workers: int) -> d
     this process are not in its memory and its timing is not disturbed."""
     import subprocess
 
-    res = subprocess.run([sys.executable, "-c", _CHILD, str(corpus), str(out), str(seq_len), str(workers)],
-                         cwd=REPO, capture_output=True, text=True, check=True)
+    res = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(corpus), str(out), str(seq_len), str(workers)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def _ours_memory(corpus: Path, out: Path, seq_len: int, workers: int) -> dict[str, float]:
     """Peak memory of ours: a second, untimed run in a fresh process, sampled from /proc."""
     mem = _memory_module()
-    stdout, fig = mem.run_sampled([sys.executable, "-c", _CHILD, str(corpus), str(out), str(seq_len), str(workers)],
-                                  REPO)
+    stdout, fig = mem.run_sampled(
+        [sys.executable, "-c", _CHILD, str(corpus), str(out), str(seq_len), str(workers)], REPO
+    )
     fig["writer_hwm_mb"] = json.loads(stdout.strip().splitlines()[-1])["vm_hwm_kb"] / 1024
     return fig
 
@@ -235,10 +256,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--corpus", default=str(PILE), help="directory of .jsonl[.zst] files (default pile-mini)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for ours/ceiling threads")
     ap.add_argument("--seq-len", type=int, default=1024, help="row length (default 1024)")
-    ap.add_argument("--repeat", type=int, default=3,
-                    help="ours/ceiling pairs to run, alternating (default 3; the median ratio is reported)")
-    ap.add_argument("--gpt2-ranks", default=str(GPT2_RANKS),
-                    help="GPT-2 .tiktoken rank file the HF baseline tokenizer is built from")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="ours/ceiling pairs to run, alternating (default 3; the median ratio is reported)",
+    )
+    ap.add_argument(
+        "--gpt2-ranks",
+        default=str(GPT2_RANKS),
+        help="GPT-2 .tiktoken rank file the HF baseline tokenizer is built from",
+    )
     args = ap.parse_args(argv)
     corpus = Path(args.corpus)
 
@@ -298,10 +326,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         shutil.rmtree(tmp, ignore_errors=True)
 
     fig = {
-        "corpus": str(corpus), "documents": len(docs), "tokens": n_tokens, "workers": args.workers,
+        "corpus": str(corpus),
+        "documents": len(docs),
+        "tokens": n_tokens,
+        "workers": args.workers,
         "cpu_count": os.cpu_count(),
-        "ceiling_tok_s": n_tokens / ceiling_s, "ours_tok_s": n_tokens / ours_s, "baseline_tok_s": n_tokens / base_s,
-        "ceiling_s": ceiling_s, "ours_s": ours_s, "baseline_s": base_s,
+        "ceiling_tok_s": n_tokens / ceiling_s,
+        "ours_tok_s": n_tokens / ours_s,
+        "baseline_tok_s": n_tokens / base_s,
+        "ceiling_s": ceiling_s,
+        "ours_s": ours_s,
+        "baseline_s": base_s,
     }
     fig["pairs"] = [{"ours_s": o, "ceiling_s": c, "ours_vs_ceiling": c / o} for o, c in pairs]
     fig["ours_vs_ceiling"] = statistics.median(c / o for o, c in pairs)
@@ -315,47 +350,70 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     fig["ours_vs_baseline_hf"] = None if hf_s is None else fig["ours_tok_s"] / fig["baseline_hf_tok_s"]
     fig["baseline_hf_error"] = hf_error
     fig["hf_vs_tiktoken"] = hf_match
-    fig["peak_rss_mb"] = {"ours_writer": ours_mem["writer_hwm_mb"],
-                          "ours_writer_anon": ours_mem["writer_rss_anon_mb"],
-                          "ours_largest_worker_uss": ours_mem["worker_uss_mb"],
-                          "ours_tree_pss": ours_mem["tree_pss_mb"], "bench_process": _vm_hwm_mb()}
+    fig["peak_rss_mb"] = {
+        "ours_writer": ours_mem["writer_hwm_mb"],
+        "ours_writer_anon": ours_mem["writer_rss_anon_mb"],
+        "ours_largest_worker_uss": ours_mem["worker_uss_mb"],
+        "ours_tree_pss": ours_mem["tree_pss_mb"],
+        "bench_process": _vm_hwm_mb(),
+    }
 
     def goal(x: float, g: float) -> str:
         return "met" if x >= g else "MISSED"
 
-    print(f"corpus {corpus.name}: {len(docs)} docs, {n_tokens:,} GPT-2 tokens (incl. one EOS/doc); "
-          f"{args.workers} workers on {os.cpu_count()} CPUs")
-    print(f"  tokenizer-only ceiling                  : {fig['ceiling_tok_s'] / 1e6:7.2f} M tok/s ({ceiling_s:.2f} s"
-          + (f", median of {len(pairs)})" if len(pairs) > 1 else ")"))
-    print(f"  ours (end to end)                       : {fig['ours_tok_s'] / 1e6:7.2f} M tok/s ({ours_s:.2f} s"
-          + (f", median of {len(pairs)})" if len(pairs) > 1 else ")"))
+    print(
+        f"corpus {corpus.name}: {len(docs)} docs, {n_tokens:,} GPT-2 tokens (incl. one EOS/doc); "
+        f"{args.workers} workers on {os.cpu_count()} CPUs"
+    )
+    print(
+        f"  tokenizer-only ceiling                  : {fig['ceiling_tok_s'] / 1e6:7.2f} M tok/s ({ceiling_s:.2f} s"
+        + (f", median of {len(pairs)})" if len(pairs) > 1 else ")")
+    )
+    print(
+        f"  ours (end to end)                       : {fig['ours_tok_s'] / 1e6:7.2f} M tok/s ({ours_s:.2f} s"
+        + (f", median of {len(pairs)})" if len(pairs) > 1 else ")")
+    )
     if len(pairs) > 1:
-        print("  paired runs (ours s / ceiling s = ratio): "
-              + ", ".join(f"{o:.2f}/{c:.2f} = {c / o:.2f}x" for o, c in pairs))
+        print(
+            "  paired runs (ours s / ceiling s = ratio): "
+            + ", ".join(f"{o:.2f}/{c:.2f} = {c / o:.2f}x" for o, c in pairs)
+        )
     print(f"  ConcatTokens baseline, tiktoken         : {fig['baseline_tok_s'] / 1e6:7.2f} M tok/s ({base_s:.2f} s)")
     if hf_s is not None:
-        print(f"  ConcatTokens baseline, HF GPT2TokenizerFast (llm-foundry): "
-              f"{fig['baseline_hf_tok_s'] / 1e6:7.2f} M tok/s ({hf_s:.2f} s)")
+        print(
+            f"  ConcatTokens baseline, HF GPT2TokenizerFast (llm-foundry): "
+            f"{fig['baseline_hf_tok_s'] / 1e6:7.2f} M tok/s ({hf_s:.2f} s)"
+        )
     else:
         print(f"  ConcatTokens baseline, HF GPT2TokenizerFast (llm-foundry): not run ({hf_error})")
-    print(f"  ours / ceiling                = {fig['ours_vs_ceiling']:.2f}x{' (median pair)' if len(pairs) > 1 else ''} (goal >= 0.8x: "
-          f"{goal(fig['ours_vs_ceiling'], 0.8)})")
-    print(f"  ours / baseline (tiktoken)    = {fig['ours_vs_baseline']:.2f}x (goal >= 1.5x: "
-          f"{goal(fig['ours_vs_baseline'], 1.5)})")
+    print(
+        f"  ours / ceiling                = {fig['ours_vs_ceiling']:.2f}x{' (median pair)' if len(pairs) > 1 else ''} (goal >= 0.8x: "
+        f"{goal(fig['ours_vs_ceiling'], 0.8)})"
+    )
+    print(
+        f"  ours / baseline (tiktoken)    = {fig['ours_vs_baseline']:.2f}x (goal >= 1.5x: "
+        f"{goal(fig['ours_vs_baseline'], 1.5)})"
+    )
     if hf_s is not None:
-        print(f"  ours / baseline (HF, llm-foundry) = {fig['ours_vs_baseline_hf']:.2f}x (goal >= 1.5x: "
-              f"{goal(fig['ours_vs_baseline_hf'], 1.5)})")
+        print(
+            f"  ours / baseline (HF, llm-foundry) = {fig['ours_vs_baseline_hf']:.2f}x (goal >= 1.5x: "
+            f"{goal(fig['ours_vs_baseline_hf'], 1.5)})"
+        )
     if hf_match is not None:
         m = hf_match
-        print(f"  HF vs tiktoken ids on all {m['documents_compared']} docs: {m['documents_differing']} docs differ, "
-              f"{m['tokens_differing']} tokens differ (HF {m['hf_tokens']:,} vs tiktoken {m['tiktoken_tokens']:,} "
-              f"tokens, EOS excluded)" + ("" if hf_rows is None else f"; HF baseline wrote {hf_rows} rows"))
+        print(
+            f"  HF vs tiktoken ids on all {m['documents_compared']} docs: {m['documents_differing']} docs differ, "
+            f"{m['tokens_differing']} tokens differ (HF {m['hf_tokens']:,} vs tiktoken {m['tiktoken_tokens']:,} "
+            f"tokens, EOS excluded)" + ("" if hf_rows is None else f"; HF baseline wrote {hf_rows} rows")
+        )
     r = fig["peak_rss_mb"]
-    print(f"  peak RSS (ours, separate untimed run): writer process {r['ours_writer']:.0f} MB (VmHWM; "
-          f"{r['ours_writer_anon']:.0f} MB anonymous; ~700 MB is torch, imported by streaming), largest tokenizer "
-          f"worker {r['ours_largest_worker_uss']:.0f} MB of its own (USS), whole conversion {r['ours_tree_pss']:.0f} MB "
-          f"(summed PSS); this bench process, holding all docs for the ceiling/baseline: "
-          f"{r['bench_process']:.0f} MB")
+    print(
+        f"  peak RSS (ours, separate untimed run): writer process {r['ours_writer']:.0f} MB (VmHWM; "
+        f"{r['ours_writer_anon']:.0f} MB anonymous; ~700 MB is torch, imported by streaming), largest tokenizer "
+        f"worker {r['ours_largest_worker_uss']:.0f} MB of its own (USS), whole conversion {r['ours_tree_pss']:.0f} MB "
+        f"(summed PSS); this bench process, holding all docs for the ceiling/baseline: "
+        f"{r['bench_process']:.0f} MB"
+    )
     return fig
 
 

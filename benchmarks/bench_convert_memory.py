@@ -89,7 +89,7 @@ def _descendants(root: int) -> list[int]:
         try:
             with open(f"/proc/{name}/stat") as f:
                 stat = f.read()
-            parent[int(name)] = int(stat[stat.rindex(")") + 2:].split()[1])
+            parent[int(name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
         except (OSError, ValueError, IndexError):
             continue
     found, frontier = [], [root]
@@ -122,9 +122,13 @@ class TreeSampler(threading.Thread):
             ro = _kb_fields(f"/proc/{pid}/smaps_rollup", self.ROLLUP)
             if not st or not ro:
                 continue  # exited between the scan and the read
-            now = {"rss_anon": st.get("RssAnon", 0) / 1024, "rss_file": st.get("RssFile", 0) / 1024,
-                   "rss": st.get("VmRSS", 0) / 1024, "pss": ro["Pss"] / 1024,
-                   "uss": (ro["Private_Clean"] + ro["Private_Dirty"]) / 1024}
+            now = {
+                "rss_anon": st.get("RssAnon", 0) / 1024,
+                "rss_file": st.get("RssFile", 0) / 1024,
+                "rss": st.get("VmRSS", 0) / 1024,
+                "pss": ro["Pss"] / 1024,
+                "uss": (ro["Private_Clean"] + ro["Private_Dirty"]) / 1024,
+            }
             peak = self.peaks.setdefault(pid, dict.fromkeys(now, 0.0))
             for k, v in now.items():
                 peak[k] = max(peak[k], v)
@@ -146,10 +150,16 @@ class TreeSampler(threading.Thread):
         writer = self.peaks.get(self.root, {})
         workers = [p for pid, p in self.peaks.items() if pid != self.root]
         big = lambda k: max((p[k] for p in workers), default=0.0)  # noqa: E731
-        return {"writer_rss_anon_mb": writer.get("rss_anon", 0.0), "writer_rss_file_mb": writer.get("rss_file", 0.0),
-                "writer_uss_mb": writer.get("uss", 0.0), "worker_uss_mb": big("uss"),
-                "worker_rss_anon_mb": big("rss_anon"), "workers_seen": len(workers),
-                "tree_pss_mb": self.tree_pss_mb, "samples": self.samples}
+        return {
+            "writer_rss_anon_mb": writer.get("rss_anon", 0.0),
+            "writer_rss_file_mb": writer.get("rss_file", 0.0),
+            "writer_uss_mb": writer.get("uss", 0.0),
+            "worker_uss_mb": big("uss"),
+            "worker_rss_anon_mb": big("rss_anon"),
+            "workers_seen": len(workers),
+            "tree_pss_mb": self.tree_pss_mb,
+            "samples": self.samples,
+        }
 
 
 def run_sampled(cmd: list[str], cwd: Path, interval: float = 0.05) -> tuple[str, dict[str, float]]:
@@ -171,29 +181,40 @@ def run_sampled(cmd: list[str], cwd: Path, interval: float = 0.05) -> tuple[str,
 
 
 def _convert(corpus: Path, out: Path, workers: int, size_limit: str, interval: float) -> dict[str, Any]:
-    stdout, fig = run_sampled([sys.executable, "-c", _CHILD, str(corpus), str(out), str(workers), size_limit],
-                              REPO, interval)
+    stdout, fig = run_sampled(
+        [sys.executable, "-c", _CHILD, str(corpus), str(out), str(workers), size_limit], REPO, interval
+    )
     res = json.loads(stdout.strip().splitlines()[-1])
     return {"tokens": res["tokens"], "writer_hwm_mb": res["vm_hwm_kb"] / 1024, **fig}
 
 
-ROWS = [("writer_hwm_mb", "writer VmHWM (exact peak RSS, incl. file pages)"),
-        ("writer_rss_anon_mb", "writer RssAnon peak (heap)"),
-        ("writer_rss_file_mb", "writer RssFile peak (mapped files, libs)"),
-        ("worker_uss_mb", "largest worker USS peak (its own pages)"),
-        ("worker_rss_anon_mb", "largest worker RssAnon peak (incl. COW-shared)"),
-        ("tree_pss_mb", "whole tree summed PSS peak")]
+ROWS = [
+    ("writer_hwm_mb", "writer VmHWM (exact peak RSS, incl. file pages)"),
+    ("writer_rss_anon_mb", "writer RssAnon peak (heap)"),
+    ("writer_rss_file_mb", "writer RssFile peak (mapped files, libs)"),
+    ("worker_uss_mb", "largest worker USS peak (its own pages)"),
+    ("worker_rss_anon_mb", "largest worker RssAnon peak (incl. COW-shared)"),
+    ("tree_pss_mb", "whole tree summed PSS peak"),
+]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Measure memory for 1x and each ``--copies`` x pile-mini; returns the figures (also printed)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     # 16x: pile-mini fills the 64 MB shard buffer from ~6x on, so 8x -> 16x shows the plateau.
-    ap.add_argument("--copies", type=int, nargs="+", default=[4, 8, 16],
-                    help="how many times the corpus is repeated, one run each (default 4 8 16)")
+    ap.add_argument(
+        "--copies",
+        type=int,
+        nargs="+",
+        default=[4, 8, 16],
+        help="how many times the corpus is repeated, one run each (default 4 8 16)",
+    )
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="tokenizer processes")
-    ap.add_argument("--size-limit", default="64mb",
-                    help="shard size limit passed to convert (default 64mb, the converter's default)")
+    ap.add_argument(
+        "--size-limit",
+        default="64mb",
+        help="shard size limit passed to convert (default 64mb, the converter's default)",
+    )
     ap.add_argument("--interval", type=float, default=0.05, help="seconds between /proc samples")
     ap.add_argument("--corpus", default=str(PILE), help="directory of .jsonl.zst files (default pile-mini)")
     args = ap.parse_args(argv)
@@ -221,19 +242,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for k, _ in ROWS:
             fig[f"{k}_ratio_{n}x"] = runs[n][k] / runs[1][k] if runs[1][k] else None
 
-    print(f"converter memory, {args.workers} workers, --size-limit {args.size_limit}; tokens: "
-          + ", ".join(f"{n}x {runs[n]['tokens']:,}" for n in sizes))
+    print(
+        f"converter memory, {args.workers} workers, --size-limit {args.size_limit}; tokens: "
+        + ", ".join(f"{n}x {runs[n]['tokens']:,}" for n in sizes)
+    )
     head = "".join(f"{str(n) + 'x':>9}" for n in sizes) + "".join(f"{f'{n}x/1x':>8}" for n in args.copies)
     print(f"  {'MB':<50}{head}")
     for k, label in ROWS:
         vals = "".join(f"{runs[n][k]:9.0f}" for n in sizes)
         ratios = "".join(f"{runs[n][k] / runs[1][k]:8.2f}" if runs[1][k] else f"{'-':>8}" for n in args.copies)
         print(f"  {label:<50}{vals}{ratios}")
-    print("  rows written (uncompressed): " + ", ".join(f"{n}x {runs[n]['tokens'] * 2 / 2**20:.0f} MB" for n in sizes)
-          + f"; the writer buffers up to one shard (--size-limit {args.size_limit}) of them, then joins and "
-          "compresses it, so its peak grows until the corpus fills a shard and is flat after")
-    print("  (VmHWM read by the converter itself; the rest sampled from /proc every "
-          f"{args.interval:g} s: {', '.join(str(runs[n]['samples']) for n in sizes)} samples)")
+    print(
+        "  rows written (uncompressed): "
+        + ", ".join(f"{n}x {runs[n]['tokens'] * 2 / 2**20:.0f} MB" for n in sizes)
+        + f"; the writer buffers up to one shard (--size-limit {args.size_limit}) of them, then joins and "
+        "compresses it, so its peak grows until the corpus fills a shard and is flat after"
+    )
+    print(
+        "  (VmHWM read by the converter itself; the rest sampled from /proc every "
+        f"{args.interval:g} s: {', '.join(str(runs[n]['samples']) for n in sizes)} samples)"
+    )
     return fig
 
 

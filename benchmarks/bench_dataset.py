@@ -51,8 +51,8 @@ def build_shards(out: Path, seq_len: int = 1024, size_limit: str = '1mb') -> Pat
     corpus = SHARED / 'data' / 'corpora' / 'pile-mini'
     try:
         from converters import convert
-        convert([str(corpus)], str(out), seq_len=seq_len, progress=False, log=lambda m: None,
-                size_limit=size_limit)
+
+        convert([str(corpus)], str(out), seq_len=seq_len, progress=False, log=lambda m: None, size_limit=size_limit)
         return out
     except ImportError:
         pass
@@ -62,12 +62,22 @@ def build_shards(out: Path, seq_len: int = 1024, size_limit: str = '1mb') -> Pat
     import zstandard
     from streaming import MDSWriter
     from tiktoken.load import load_tiktoken_bpe
+
     ranks = load_tiktoken_bpe(str(SHARED / 'data' / 'tokenizers' / 'gpt2.tiktoken'))
-    enc = tiktoken.Encoding('gpt2', pat_str=r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
-                            mergeable_ranks=ranks, special_tokens={'<|endoftext|>': 50256})
+    enc = tiktoken.Encoding(
+        'gpt2',
+        pat_str=r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
+        mergeable_ranks=ranks,
+        special_tokens={'<|endoftext|>': 50256},
+    )
     buf: list[int] = []
-    with MDSWriter(out=str(out), columns={'tokens': f'ndarray:uint16:{seq_len}'},
-                   compression='zstd', hashes=['xxh64'], size_limit=size_limit) as w:
+    with MDSWriter(
+        out=str(out),
+        columns={'tokens': f'ndarray:uint16:{seq_len}'},
+        compression='zstd',
+        hashes=['xxh64'],
+        size_limit=size_limit,
+    ) as w:
         for path in sorted(corpus.glob('*.jsonl.zst')):
             with open(path, 'rb') as f:
                 text = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(f))
@@ -113,10 +123,8 @@ class _PlainTokens:
         from streaming import StreamingDataset
 
         class Plain(StreamingDataset):
-
             def __getitem__(self, idx):
-                return {'input_ids': torch.from_numpy(
-                    super().__getitem__(idx)['tokens'].astype(np.int64))}
+                return {'input_ids': torch.from_numpy(super().__getitem__(idx)['tokens'].astype(np.int64))}
 
         return Plain(local=local, batch_size=batch_size)
 
@@ -124,23 +132,33 @@ class _PlainTokens:
 def bench_plain(local: str, batch_size: int, workers: int, max_rows: int) -> tuple[float, float]:
     """(rows/s, main-process CPU s/row) of plain StreamingDataset + DataLoader(batch_size=B)."""
     from torch.utils.data import DataLoader
+
     ds = _PlainTokens.make(local, batch_size)
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers)
     rate, _, cpu = _rows_per_s_cpu(loader, max_rows)
     return rate, cpu
 
 
-def bench_slw(local: str, batch_size: int, workers: int, epochs: int, reuse: str = 'deferred',
-              pacing: Any = None, transfer: str = 'addresses') -> tuple[float, Any, float]:
+def bench_slw(
+    local: str,
+    batch_size: int,
+    workers: int,
+    epochs: int,
+    reuse: str = 'deferred',
+    pacing: Any = None,
+    transfer: str = 'addresses',
+) -> tuple[float, Any, float]:
     """(rows/s, dataset, main-process CPU s/row) of SLWDataset over ``epochs`` epochs."""
     from slwdata.dataset import SLWDataset, make_dataloader
+
     ds = SLWDataset(local=local, batch_size=batch_size, reuse=reuse, shuffle=True)
     if pacing is not None:
         ds.bind_pacing(pacing, rows_per_step=batch_size)
     # Persistent workers: an epoch here is a few dozen batches, so re-spawning workers every
     # epoch would measure process start-up, not reading.
-    loader = make_dataloader(ds, num_workers=workers, streaming_loader=False,
-                             persistent_workers=workers > 0, transfer=transfer)
+    loader = make_dataloader(
+        ds, num_workers=workers, streaming_loader=False, persistent_workers=workers > 0, transfer=transfer
+    )
     total_rows, total_t, total_cpu = 0, 0.0, 0.0
     for _ in range(epochs):
         rate, rows, cpu = _rows_per_s_cpu(loader)
@@ -165,11 +183,18 @@ def _send_row_ids(ds: Any, plan: Any) -> Any:
     return plan if plan.kind == 'fresh' else type(ds)._address(ds, plan)
 
 
-def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: int,
-                            policies: tuple[str, ...] = ('off', 'deferred'),
-                            workers: int = 0, settle_s: float = 0.0,
-                            pin: bool = False, context: str | None = None,
-                            epoch_size: int | None = None) -> dict[str, Any]:
+def bench_paced_interleaved(
+    local: str,
+    batch_size: int,
+    pacing: Any,
+    rounds: int,
+    policies: tuple[str, ...] = ('off', 'deferred'),
+    workers: int = 0,
+    settle_s: float = 0.0,
+    pin: bool = False,
+    context: str | None = None,
+    epoch_size: int | None = None,
+) -> dict[str, Any]:
     """In-process rows/s of each reuse policy, their batches drawn interleaved.
 
     Each round builds one dataset per policy and pulls batches from them in turn, timing each
@@ -204,6 +229,7 @@ def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: in
     the time between two forks of the workers, longer. Also returns the main thread's CPU
     seconds per row (receiving, gathering, casting)."""
     from slwdata.dataset import SLWDataset, make_dataloader
+
     secs = {p: 0.0 for p in policies}
     cpu = {p: 0.0 for p in policies}
     rows = {p: 0 for p in policies}
@@ -221,9 +247,14 @@ def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: in
                 size = epoch_size
                 if more:  # 'off+768': an epoch 768 rows longer (the corpus repeated)
                     size = (epoch_size or _corpus_rows(local)) + int(more)
-                ds = SLWDataset(local=local, batch_size=batch_size, reuse=base,
-                                shuffle=True, shuffle_seed=1000 * (policies.index(p) + 1) + r,
-                                epoch_size=size)
+                ds = SLWDataset(
+                    local=local,
+                    batch_size=batch_size,
+                    reuse=base,
+                    shuffle=True,
+                    shuffle_seed=1000 * (policies.index(p) + 1) + r,
+                    epoch_size=size,
+                )
                 made.append(ds)
                 if p.endswith('@ids'):
                     ds._address = functools.partial(_send_row_ids, ds)
@@ -285,10 +316,12 @@ def bench_paced_interleaved(local: str, batch_size: int, pacing: Any, rounds: in
     finally:
         if pin:
             os.sched_setaffinity(0, old_affinity)
-    return {'rows_per_s': {p: rows[p] / secs[p] for p in policies}, 'per_round': per_round,
-            'main_cpu_us_per_row': {p: cpu[p] / rows[p] * 1e6 for p in policies},
-            'epoch_end_ms_interleaved': {p: float(np.median(v)) * 1e3
-                                         for p, v in end_secs.items()}}
+    return {
+        'rows_per_s': {p: rows[p] / secs[p] for p in policies},
+        'per_round': per_round,
+        'main_cpu_us_per_row': {p: cpu[p] / rows[p] * 1e6 for p in policies},
+        'epoch_end_ms_interleaved': {p: float(np.median(v)) * 1e3 for p, v in end_secs.items()},
+    }
 
 
 @functools.lru_cache(maxsize=None)
@@ -297,28 +330,28 @@ def _corpus_rows(local: str) -> int:
         return sum(int(shard['samples']) for shard in json.load(f)['shards'])
 
 
-def tail_batches_per_epoch(local: str, batch_size: int, pacing: Any,
-                           epoch_size: int | None = None) -> int:
+def tail_batches_per_epoch(local: str, batch_size: int, pacing: Any, epoch_size: int | None = None) -> int:
     """Tail batches in epoch 0 of a ``deferred`` dataset (from its plan; no token is read)."""
     from slwdata.dataset import SLWDataset
-    ds = SLWDataset(local=local, batch_size=batch_size, reuse='deferred', shuffle=True,
-                    epoch_size=epoch_size)
+
+    ds = SLWDataset(local=local, batch_size=batch_size, reuse='deferred', shuffle=True, epoch_size=epoch_size)
     ds.bind_pacing(pacing, rows_per_step=batch_size)
     n = sum(plan.kind == 'tail' for plan in ds.epochs.planner(0, 0, None)[0])
     ds.close()
     return n
 
 
-def bench_epoch_end(local: str, batch_size: int, pacing: Any, rounds: int,
-                    policies: tuple[str, ...] = ('off', 'deferred')) -> dict[str, float]:
+def bench_epoch_end(
+    local: str, batch_size: int, pacing: Any, rounds: int, policies: tuple[str, ...] = ('off', 'deferred')
+) -> dict[str, float]:
     """Median ms of the call that ends an epoch, one loader at a time (closing the epoch's
     account, carrying the ledger, freeing the epoch's memory)."""
     from slwdata.dataset import SLWDataset, make_dataloader
+
     ends: dict[str, list[float]] = {p: [] for p in policies}
     for r in range(rounds):
         for p in policies:
-            ds = SLWDataset(local=local, batch_size=batch_size, reuse=p, shuffle=True,
-                            shuffle_seed=r)
+            ds = SLWDataset(local=local, batch_size=batch_size, reuse=p, shuffle=True, shuffle_seed=r)
             ds.bind_pacing(pacing, rows_per_step=batch_size)
             it = iter(make_dataloader(ds, num_workers=0, streaming_loader=False))
             while True:
@@ -339,7 +372,6 @@ def bench_transfer_ceiling(batch_size: int, seq_len: int, workers: int, batches:
     from torch.utils.data import DataLoader, IterableDataset
 
     class Null(IterableDataset):
-
         def __iter__(self):
             info = torch.utils.data.get_worker_info()
             n = batches // (info.num_workers if info else 1)
@@ -356,6 +388,7 @@ def bench_model_step(seq_len: int, batch_size: int, repeats: int = 2) -> float:
     import torch
 
     from slwdata.models.gpt import GPT, get_config, lm_loss
+
     torch.manual_seed(0)
     model = GPT(get_config('tiny'))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -375,17 +408,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--batch-size', type=int, default=256)
     p.add_argument('--quick', action='store_true', help='fewer rows and epochs')
-    p.add_argument('--shard-size', default='1mb',
-                   help='uncompressed bytes per shard (default 1mb: 12 shards of pile-mini)')
-    p.add_argument('--dir', default=None, help='where the shards are written and reused '
-                   '(default $SLW_BENCH_DIR or a temp dir named after the shard size)')
+    p.add_argument(
+        '--shard-size', default='1mb', help='uncompressed bytes per shard (default 1mb: 12 shards of pile-mini)'
+    )
+    p.add_argument(
+        '--dir',
+        default=None,
+        help='where the shards are written and reused '
+        '(default $SLW_BENCH_DIR or a temp dir named after the shard size)',
+    )
     args = p.parse_args(argv)
     import torch
+
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
 
     if args.dir is None:
         args.dir = os.environ.get('SLW_BENCH_DIR') or os.path.join(
-            tempfile.gettempdir(), f'slwdata-bench-pile-1024-{args.shard_size}')
+            tempfile.gettempdir(), f'slwdata-bench-pile-1024-{args.shard_size}'
+        )
     local = str(build_shards(Path(args.dir), size_limit=args.shard_size))
     bs = args.batch_size
     # One whole epoch (~2 s at 0 workers), also with --quick: a plain StreamingDataset left
@@ -398,6 +438,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         out['num_shards'] = len(json.load(f)['shards'])
 
     from slwdata.dataset import SLWDataset
+
     probe = SLWDataset(local=local, batch_size=bs)
     out['rows'] = int(probe.num_samples)
     out['seq_len'] = probe.seq_len
@@ -419,32 +460,35 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 rate, ds, cpu = bench_slw(local, bs, workers, epochs, transfer=mode)
                 ds.close()
                 runs[mode].append((rate, cpu))
-        med = {k: (float(np.median([r for r, _ in v])), float(np.median([c for _, c in v])))
-               for k, v in runs.items()}
+        med = {k: (float(np.median([r for r, _ in v])), float(np.median([c for _, c in v]))) for k, v in runs.items()}
         (plain, plain_cpu), (slw, slw_cpu) = med['plain'], med['addresses']
         out[f'plain_rows_per_s_w{workers}'] = plain
         out[f'slw_rows_per_s_w{workers}'] = slw
         out[f'speedup_w{workers}'] = slw / plain
-        out[f'speedup_w{workers}_per_round'] = [a[0] / p[0] for a, p in
-                                                zip(runs['addresses'], runs['plain'])]
+        out[f'speedup_w{workers}_per_round'] = [a[0] / p[0] for a, p in zip(runs['addresses'], runs['plain'])]
         out[f'plain_main_cpu_us_per_row_w{workers}'] = plain_cpu * 1e6
         out[f'slw_main_cpu_us_per_row_w{workers}'] = slw_cpu * 1e6
-        print(f'workers={workers}: plain StreamingDataset {plain:,.0f} rows/s, SLWDataset '
-              f'{slw:,.0f} rows/s  -> {slw / plain:.1f}x (per round: '
-              f'{", ".join(f"{x:.1f}x" for x in out[f"speedup_w{workers}_per_round"])})   '
-              f'(main-process CPU/row: plain {plain_cpu * 1e6:.1f} us, SLWDataset '
-              f'{slw_cpu * 1e6:.1f} us; DataLoader transfer ceiling for a ready tensor '
-              f'{ceiling:,.0f} rows/s)')
+        print(
+            f'workers={workers}: plain StreamingDataset {plain:,.0f} rows/s, SLWDataset '
+            f'{slw:,.0f} rows/s  -> {slw / plain:.1f}x (per round: '
+            f'{", ".join(f"{x:.1f}x" for x in out[f"speedup_w{workers}_per_round"])})   '
+            f'(main-process CPU/row: plain {plain_cpu * 1e6:.1f} us, SLWDataset '
+            f'{slw_cpu * 1e6:.1f} us; DataLoader transfer ceiling for a ready tensor '
+            f'{ceiling:,.0f} rows/s)'
+        )
         # How batches leave the workers (make_dataloader's transfer=): the default sends plans
         # and gathers in the main process; the others ship token tensors.
         for mode in modes[1:]:
             rate, cpu = med[mode]
             out[f'slw_rows_per_s_w{workers}_{mode}'] = rate
             out[f'slw_main_cpu_us_per_row_w{workers}_{mode}'] = cpu * 1e6
-            print(f'    transfer={mode:8s}: {rate:,.0f} rows/s ({rate / plain:.1f}x plain), '
-                  f'main-process CPU/row {cpu * 1e6:.1f} us')
+            print(
+                f'    transfer={mode:8s}: {rate:,.0f} rows/s ({rate / plain:.1f}x plain), '
+                f'main-process CPU/row {cpu * 1e6:.1f} us'
+            )
 
     from slwdata.pacing import PacingSchedule
+
     steps = out['rows'] // bs
     sched = PacingSchedule(start=8, duration=f'{max(1, steps // 3)}ba', multiple=8)
     # Alternate the two policies round by round and take medians: on a shared 2-core machine
@@ -456,11 +500,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         paced_rounds = 2 if args.quick else (25 if workers == 0 else 5)
         out[f'paced_rounds_w{workers}'] = paced_rounds
         for i in range(paced_rounds):
-            for reuse in (list(rates) if i % 2 else list(rates)[::-1]):
+            for reuse in list(rates) if i % 2 else list(rates)[::-1]:
                 gc.collect()  # not inside a timed run: the previous run's datasets
                 # With workers, an epoch (25 batches) lasts ~0.1 s: time 3 per run.
-                rate, ds, cpu = bench_slw(local, bs, workers, 3 if workers else 1, reuse=reuse,
-                                          pacing=sched)
+                rate, ds, cpu = bench_slw(local, bs, workers, 3 if workers else 1, reuse=reuse, pacing=sched)
                 rates[reuse].append(rate)
                 cpus[reuse].append(cpu)
                 if reuse == 'deferred':
@@ -476,17 +519,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # ('off' alone spans 230k-390k rows/s within a minute): the ratio within each round
         # (two runs back to back) cancels them, and so does comparing each policy's best run.
         out[f'deferred_cost_ratio_w{workers}_paired_median'] = float(
-            np.median(np.array(rates['off']) / np.array(rates['deferred'])))
+            np.median(np.array(rates['off']) / np.array(rates['deferred']))
+        )
         out[f'deferred_cost_ratio_w{workers}_best'] = max(rates['off']) / max(rates['deferred'])
         # What the training process itself pays per row (with workers: receiving and
         # gathering; the planning happens in the workers).
-        out[f'main_cpu_us_per_row_w{workers}'] = {p: float(np.median(v)) * 1e6
-                                                  for p, v in cpus.items()}
-        print(f'paced epoch, {workers} workers: off {off_rate:,.0f} rows/s, deferred '
-              f'{def_rate:,.0f} rows/s -> deferred costs {off_rate / def_rate:.2f}x per row '
-              f'(median of per-round ratios '
-              f'{out[f"deferred_cost_ratio_w{workers}_paired_median"]:.2f}x, best run vs '
-              f'best run {out[f"deferred_cost_ratio_w{workers}_best"]:.2f}x)')
+        out[f'main_cpu_us_per_row_w{workers}'] = {p: float(np.median(v)) * 1e6 for p, v in cpus.items()}
+        print(
+            f'paced epoch, {workers} workers: off {off_rate:,.0f} rows/s, deferred '
+            f'{def_rate:,.0f} rows/s -> deferred costs {off_rate / def_rate:.2f}x per row '
+            f'(median of per-round ratios '
+            f'{out[f"deferred_cost_ratio_w{workers}_paired_median"]:.2f}x, best run vs '
+            f'best run {out[f"deferred_cost_ratio_w{workers}_best"]:.2f}x)'
+        )
     # The figure that holds still on this machine: both policies' batches drawn interleaved in
     # one process (an off-vs-off run of the same harness gives 1.00). With 2 workers per loader,
     # 4 worker processes and 2 loaders share this machine's 2 cores; each round's epoch is ~25
@@ -512,7 +557,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     scheds = {None: sched}
     for k in multiples:
         scheds[k * out['rows']] = PacingSchedule(
-            start=8, duration=f'{max(1, k * out["rows"] // bs // 3)}ba', multiple=8)
+            start=8, duration=f'{max(1, k * out["rows"] // bs // 3)}ba', multiple=8
+        )
     x4, x16 = (k * out['rows'] for k in multiples)
     # The geometry controls: off vs an off whose epoch is longer by deferred's tail batches.
     tails = {size: tail_batches_per_epoch(local, bs, scheds[size], size) for size in (None, x16)}
@@ -533,12 +579,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ('w2_settled_readplan', 2, rounds, 1.0, False, None, ('off', 'off@ids'), None),
     ]
     if len(os.sched_getaffinity(0)) >= 2:
-        configs.append(('w2_settled_pinned', 2, rounds, 1.0, True, None, ('off', 'deferred'),
-                        None))
+        configs.append(('w2_settled_pinned', 2, rounds, 1.0, True, None, ('off', 'deferred'), None))
     for name, workers, inter_rounds, settle, pin, context, pols, esize in configs:
-        inter = bench_paced_interleaved(local, bs, scheds[esize], inter_rounds,
-                                        policies=pols, workers=workers, settle_s=settle,
-                                        pin=pin, context=context, epoch_size=esize)
+        inter = bench_paced_interleaved(
+            local,
+            bs,
+            scheds[esize],
+            inter_rounds,
+            policies=pols,
+            workers=workers,
+            settle_s=settle,
+            pin=pin,
+            context=context,
+            epoch_size=esize,
+        )
         a, b = pols
         per_round = [r[a] / r[b] for r in inter['per_round']]
         ratio = inter['rows_per_s'][a] / inter['rows_per_s'][b]
@@ -548,21 +602,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # rows/s of a over b: deferred's cost, the A/A noise, or the speedup of reads worked
         # out in the workers.
         kind = {'off#2': 'aa_cost', 'off@ids': 'readplan_speedup'}.get(
-            b, 'geom_aa_cost' if b.startswith('off+') else 'deferred_cost')
+            b, 'geom_aa_cost' if b.startswith('off+') else 'deferred_cost'
+        )
         out[f'{kind}_ratio_{name}_interleaved'] = ratio
         out[f'{kind}_ratio_{name}_interleaved_per_round'] = per_round
         out[f'{kind}_ratio_{name}_interleaved_per_round_median'] = float(np.median(per_round))
-        what = (f'{workers} workers' + (', settled' if settle else ', cold start') * bool(workers)
-                + (', pinned' if pin else '') + (f', {context}' if context else '')
-                + (f', epoch x{esize // out["rows"]}' if esize else ''))
-        print(f'paced epoch, {what}, interleaved ({inter_rounds} rounds): {a} '
-              f'{inter["rows_per_s"][a]:,.0f} rows/s, {b} {inter["rows_per_s"][b]:,.0f} rows/s '
-              f'-> {a} / {b} = {ratio:.3f}x rows/s (median round {np.median(per_round):.3f}x, '
-              f'rounds {min(per_round):.2f}-{max(per_round):.2f}x); main-thread CPU/row '
-              f'{cpu[a]:.2f} vs {cpu[b]:.2f} us')
+        what = (
+            f'{workers} workers'
+            + (', settled' if settle else ', cold start') * bool(workers)
+            + (', pinned' if pin else '')
+            + (f', {context}' if context else '')
+            + (f', epoch x{esize // out["rows"]}' if esize else '')
+        )
+        print(
+            f'paced epoch, {what}, interleaved ({inter_rounds} rounds): {a} '
+            f'{inter["rows_per_s"][a]:,.0f} rows/s, {b} {inter["rows_per_s"][b]:,.0f} rows/s '
+            f'-> {a} / {b} = {ratio:.3f}x rows/s (median round {np.median(per_round):.3f}x, '
+            f'rounds {min(per_round):.2f}-{max(per_round):.2f}x); main-thread CPU/row '
+            f'{cpu[a]:.2f} vs {cpu[b]:.2f} us'
+        )
     # What a worker does besides: plan every step of the rank's epoch (the ledger's pushes and
     # takes included) and build the plans of its own steps.
     from slwdata.dataset import SLWDataset
+
     plan_ms = {}
     for reuse in ('off', 'deferred'):
         probe = SLWDataset(local=local, batch_size=bs, shuffle=True, reuse=reuse)
@@ -576,17 +638,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             times.append(time.perf_counter() - t0)
         plan_ms[reuse] = float(np.median(times)) * 1e3
     out['plan_epoch_ms'] = plan_ms
-    print(f'planning one epoch ({steps} fresh batches), what each worker does: off '
-          f'{plan_ms["off"]:.3f} ms, deferred {plan_ms["deferred"]:.3f} ms')
+    print(
+        f'planning one epoch ({steps} fresh batches), what each worker does: off '
+        f'{plan_ms["off"]:.3f} ms, deferred {plan_ms["deferred"]:.3f} ms'
+    )
     ends = bench_epoch_end(local, bs, sched, 3 if args.quick else 9)
     out['epoch_end_ms_w0'] = ends
-    print(f'the call that ends an epoch (0 workers): off {ends["off"]:.2f} ms, deferred '
-          f'{ends["deferred"]:.2f} ms')
+    print(f'the call that ends an epoch (0 workers): off {ends["off"]:.2f} ms, deferred {ends["deferred"]:.2f} ms')
     acc = deferred_ds.epoch_account(0)
     # Where a per-row cost comes from: a tail batch reads each recorded step's tails (one run
     # of equal segments) shard by shard, plus a few single segments; a fresh batch gathers
     # whole rows.
     from slwdata.dataset import SLWDataset
+
     probe = SLWDataset(local=local, batch_size=bs, shuffle=True, reuse='deferred')
     probe.bind_pacing(sched, rows_per_step=bs)
     plans = list(probe._planner(0, 0, None)[0])
@@ -603,10 +667,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out['ledger_bytes_per_tail'] = acc.ledger_peak_bytes / max(1, acc.ledger_peak_segments)
     out['tail_tokens_recorded'] = acc.tokens_recorded
     out['epoch_account'] = acc.as_dict()
-    print(f'  {steps} fresh steps, warmup {steps // 3}, tail batches {acc.tail_batches}; '
-          f'gather per fresh row {out["fresh_row_us"]:.2f} us, per tail row '
-          f'{out["tail_row_us"]:.2f} us; ledger peak {acc.ledger_peak_segments:,} tails = '
-          f'{acc.ledger_peak_bytes:,} B ({out["ledger_bytes_per_tail"]:.0f} B/tail)')
+    print(
+        f'  {steps} fresh steps, warmup {steps // 3}, tail batches {acc.tail_batches}; '
+        f'gather per fresh row {out["fresh_row_us"]:.2f} us, per tail row '
+        f'{out["tail_row_us"]:.2f} us; ledger peak {acc.ledger_peak_segments:,} tails = '
+        f'{acc.ledger_peak_bytes:,} B ({out["ledger_bytes_per_tail"]:.0f} B/tail)'
+    )
 
     # Can the loader keep ahead of a tiny model at short paced lengths? The loader always reads
     # full rows, so its time per batch does not shrink with the paced length.
@@ -618,13 +684,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         out[f'model_step_s_L{L}'] = step
         out[f'loader_batch_s_L{L}'] = per_batch_loader
         out[f'loader_ahead_L{L}'] = per_batch_loader < step
-        print(f'L={L:5d}: tiny GPT step ({model_rows} rows) {step * 1e3:8.2f} ms, loader '
-              f'{per_batch_loader * 1e3:6.3f} ms/batch (0 workers) -> loader/step = {per_batch_loader / step:.2f} '
-              f'({"keeps ahead" if per_batch_loader < step else "BEHIND"})')
+        print(
+            f'L={L:5d}: tiny GPT step ({model_rows} rows) {step * 1e3:8.2f} ms, loader '
+            f'{per_batch_loader * 1e3:6.3f} ms/batch (0 workers) -> loader/step = {per_batch_loader / step:.2f} '
+            f'({"keeps ahead" if per_batch_loader < step else "BEHIND"})'
+        )
     return out
 
 
 if __name__ == '__main__':
     result = main()
-    print(json.dumps({k: v for k, v in result.items() if k != 'epoch_account'}, indent=1,
-                     default=str))
+    print(json.dumps({k: v for k, v in result.items() if k != 'epoch_account'}, indent=1, default=str))

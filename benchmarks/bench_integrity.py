@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def _epoch_s(local: str, batch_size: int, workers: int, verify: bool) -> float:
     """Wall seconds of one epoch of a fresh dataset (its first: every shard is checked)."""
     from slwdata.dataset import SLWDataset, make_dataloader
+
     ds = SLWDataset(local=local, batch_size=batch_size, verify_hashes=verify)
     try:
         loader = make_dataloader(ds, num_workers=workers)
@@ -46,14 +47,17 @@ def _epoch_s(local: str, batch_size: int, workers: int, verify: bool) -> float:
 def _synthetic(out: Path, mb: int, seq_len: int = 1024) -> str:
     if not (out / 'index.json').exists():
         from slwdata.dataset.testing import write_token_shards
+
         rows = mb * 2**20 // (2 * seq_len)
-        write_token_shards(str(out), num_rows=rows, seq_len=seq_len,
-                           rows_per_shard=16 * 2**20 // (2 * seq_len), compression=None)
+        write_token_shards(
+            str(out), num_rows=rows, seq_len=seq_len, rows_per_shard=16 * 2**20 // (2 * seq_len), compression=None
+        )
     return str(out)
 
 
 def _hash_mb_per_s(local: str) -> float:
     from streaming.base.hashing import get_hash
+
     files = sorted(Path(local).glob('*.mds'))
     data = [f.read_bytes() for f in files]
     t0 = time.perf_counter()
@@ -69,6 +73,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument('--mb', type=int, default=128, help='size of the synthetic set')
     args = p.parse_args(argv)
     import torch
+
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
     from bench_dataset import build_shards
 
@@ -76,13 +81,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     tmp = Path(os.environ.get('SLW_BENCH_DIR') or tempfile.gettempdir())
     mb = 32 if args.quick else args.mb
-    sets = {'pile-mini (12 x 1 MB)': str(build_shards(tmp / 'slwdata-bench-pile-1024-1mb')),
-            f'random ({mb} MB, 16 MB shards)': _synthetic(tmp / f'slwdata-bench-random-{mb}mb', mb)}
+    sets = {
+        'pile-mini (12 x 1 MB)': str(build_shards(tmp / 'slwdata-bench-pile-1024-1mb')),
+        f'random ({mb} MB, 16 MB shards)': _synthetic(tmp / f'slwdata-bench-random-{mb}mb', mb),
+    }
     rounds = 2 if args.quick else 11
     out: dict[str, Any] = {'batch_size': args.batch_size, 'rounds': rounds}
-    lines = ['| data | xxh64 MB/s | workers | epoch s, check off (median) | check on (median) | '
-             'on - off s per round: median [min, max] | on / off per round: median [min, max] |',
-             '|---|---|---|---|---|---|---|']
+    lines = [
+        '| data | xxh64 MB/s | workers | epoch s, check off (median) | check on (median) | '
+        'on - off s per round: median [min, max] | on / off per round: median [min, max] |',
+        '|---|---|---|---|---|---|---|',
+    ]
     for name, local in sets.items():
         warm = SLWDataset(local=local, batch_size=args.batch_size, verify_hashes=False)
         list(warm)  # decompress once, and bring every shard into the page cache
@@ -91,20 +100,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for workers in (0, 2):
             times: dict[bool, list[float]] = {False: [], True: []}
             for r in range(rounds):
-                for verify in ((False, True) if r % 2 == 0 else (True, False)):
+                for verify in (False, True) if r % 2 == 0 else (True, False):
                     times[verify].append(_epoch_s(local, args.batch_size, workers, verify))
             ratios = [on / off for on, off in zip(times[True], times[False])]
             extra = [on - off for on, off in zip(times[True], times[False])]
             key = f'{name}, {workers} workers'
-            out[key] = {'off_s': [round(t, 3) for t in times[False]],
-                        'on_s': [round(t, 3) for t in times[True]],
-                        'ratio_median': round(statistics.median(ratios), 3),
-                        'ratio_min': round(min(ratios), 3), 'ratio_max': round(max(ratios), 3)}
-            lines.append(f'| {name} | {speed} | {workers} | {statistics.median(times[False]):.3f} | '
-                         f'{statistics.median(times[True]):.3f} | '
-                         f'{statistics.median(extra):+.3f} [{min(extra):+.3f}, {max(extra):+.3f}] | '
-                         f'{statistics.median(ratios):.3f} [{min(ratios):.3f}, '
-                         f'{max(ratios):.3f}] |')
+            out[key] = {
+                'off_s': [round(t, 3) for t in times[False]],
+                'on_s': [round(t, 3) for t in times[True]],
+                'ratio_median': round(statistics.median(ratios), 3),
+                'ratio_min': round(min(ratios), 3),
+                'ratio_max': round(max(ratios), 3),
+            }
+            lines.append(
+                f'| {name} | {speed} | {workers} | {statistics.median(times[False]):.3f} | '
+                f'{statistics.median(times[True]):.3f} | '
+                f'{statistics.median(extra):+.3f} [{min(extra):+.3f}, {max(extra):+.3f}] | '
+                f'{statistics.median(ratios):.3f} [{min(ratios):.3f}, '
+                f'{max(ratios):.3f}] |'
+            )
             print(lines[-1], flush=True)
     out['table'] = '\n'.join(lines)
     print(out['table'])

@@ -46,8 +46,12 @@ class _Tee(io.TextIOBase):
 
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-                            "cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine()}
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+    }
     try:
         info["cpus_usable"] = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -91,9 +95,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--results", default=str(HERE / "RESULTS.md"))
     args = ap.parse_args(argv)
 
-    paths = [p for p in discover() if not args.only or p.stem[len("bench_"):] in args.only]
+    paths = [p for p in discover() if not args.only or p.stem[len("bench_") :] in args.only]
     if args.only and len(paths) != len(args.only):
-        known = [p.stem[len("bench_"):] for p in discover()]
+        known = [p.stem[len("bench_") :] for p in discover()]
         raise SystemExit(f"unknown benchmark in {args.only}; known: {known}")
     started = dt.datetime.now(dt.timezone.utc)
     sections = []
@@ -115,8 +119,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             fig, status = None, "failed:\n```\n" + traceback.format_exc()[-3000:] + "```"
         wall = time.time() - t0
         results[name] = {"status": status, "wall_s": round(wall, 1), "figures": fig}
-        body = [f"## {name}", "", f"Command: `{cmd}` — {status.splitlines()[0]}, {wall:.0f}s, "
-                f"measured {started:%Y-%m-%d %H:%M} UTC", ""]
+        body = [
+            f"## {name}",
+            "",
+            f"Command: `{cmd}` — {status.splitlines()[0]}, {wall:.0f}s, measured {started:%Y-%m-%d %H:%M} UTC",
+            "",
+        ]
         if status != "ok":
             body.append(status)
         elif isinstance(fig, dict) and isinstance(fig.get("table"), str):

@@ -53,11 +53,15 @@ def _raw_shard(directory: Path, shard: dict[str, Any]) -> bytes:
         data = path.read_bytes()
         raw = decompress(shard["compression"], data) if zinfo else data
     except Exception as exc:  # noqa: BLE001 - zstd and the other codecs raise their own types
-        raise ConvertError(f"{path}: cannot read this shard ({type(exc).__name__}: {exc}) — run 'slwdata verify "
-                           f"{directory}' to list the damaged shards, then reconvert or re-download") from None
+        raise ConvertError(
+            f"{path}: cannot read this shard ({type(exc).__name__}: {exc}) — run 'slwdata verify "
+            f"{directory}' to list the damaged shards, then reconvert or re-download"
+        ) from None
     if len(raw) < 4 or len(raw) < 4 + 4 * (int(np.frombuffer(raw, "<u4", 1)[0]) + 1):
-        raise ConvertError(f"{path}: shard is truncated ({len(raw)} bytes) — run 'slwdata verify {directory}' "
-                           "to list the damaged shards, then reconvert or re-download")
+        raise ConvertError(
+            f"{path}: shard is truncated ({len(raw)} bytes) — run 'slwdata verify {directory}' "
+            "to list the damaged shards, then reconvert or re-download"
+        )
     return raw
 
 
@@ -70,13 +74,15 @@ def iter_shard_rows(directory: str | Path) -> Iterator[np.ndarray]:
         n = int(np.frombuffer(raw, "<u4", 1)[0])
         offsets = np.frombuffer(raw, "<u4", n + 1, 4)
         # Fixed-size single column: samples are contiguous, so the body is one matrix.
-        body = raw[int(offsets[0]):int(offsets[-1])]
+        body = raw[int(offsets[0]) : int(offsets[-1])]
         try:
             rows = np.frombuffer(body, dtype).reshape(n, L)
         except ValueError as exc:
             name = (shard.get("zip_data") or shard["raw_data"])["basename"]
-            raise ConvertError(f"{directory / name}: shard does not hold {n} rows of {L} tokens ({exc}) — run "
-                               f"'slwdata verify {directory}', then reconvert or re-download") from None
+            raise ConvertError(
+                f"{directory / name}: shard does not hold {n} rows of {L} tokens ({exc}) — run "
+                f"'slwdata verify {directory}', then reconvert or re-download"
+            ) from None
         yield rows
 
 
@@ -148,8 +154,9 @@ def verify(directory: str | Path) -> list[str]:
         except ConvertError as exc:
             problems.append(f"{name}: {exc}")
     if meta is None:
-        problems.append(f"no {META_NAME}: the conversion did not finish (rerun it to resume) or these are not "
-                        "slwdata shards")
+        problems.append(
+            f"no {META_NAME}: the conversion did not finish (rerun it to resume) or these are not slwdata shards"
+        )
     else:
         c = meta.counts
         if total_rows != c.get("rows"):
@@ -162,8 +169,10 @@ def verify(directory: str | Path) -> list[str]:
             except ConvertError:
                 continue
             if (str(dtype), L) != (meta.dtype, meta.seq_len):
-                problems.append(f"{shard['raw_data']['basename']}: column is {dtype}[{L}] but "
-                                f"{META_NAME} says {meta.dtype}[{meta.seq_len}]")
+                problems.append(
+                    f"{shard['raw_data']['basename']}: column is {dtype}[{L}] but "
+                    f"{META_NAME} says {meta.dtype}[{meta.seq_len}]"
+                )
                 break
     if not hashed and index["shards"]:
         problems.append("index.json records no hashes: only sizes and counts were checked")
@@ -180,26 +189,40 @@ def inspect_summary(directory: str | Path, sample_tokens: int = 64) -> str:
     rows = sum(s["samples"] for s in shards)
     zbytes = sum((s.get("zip_data") or s["raw_data"])["bytes"] for s in shards)
     rbytes = sum(s["raw_data"]["bytes"] for s in shards)
-    lines.append(f"shards: {len(shards)}  rows: {rows:,}  size: {zbytes / 1e6:.2f} MB on disk "
-                 f"({rbytes / 1e6:.2f} MB raw)  compression: {shards[0]['compression'] if shards else '-'}")
+    lines.append(
+        f"shards: {len(shards)}  rows: {rows:,}  size: {zbytes / 1e6:.2f} MB on disk "
+        f"({rbytes / 1e6:.2f} MB raw)  compression: {shards[0]['compression'] if shards else '-'}"
+    )
     if shards:
         col, dtype, L = _column(shards[0])
-        lines.append(f"column: {col}  dtype: {dtype}  seq_len: {L}  hashes: {', '.join(shards[0].get('hashes') or []) or 'none'}")
+        lines.append(
+            f"column: {col}  dtype: {dtype}  seq_len: {L}  hashes: {', '.join(shards[0].get('hashes') or []) or 'none'}"
+        )
     if meta is None:
         lines.append(f"no {META_NAME}: plain MDS shards (counts unknown)")
     else:
         c = meta.counts
         tok = meta.tokenizer
-        lines.append(f"tokenizer: {tok.get('name')} ({tok.get('kind')}, vocab {tok.get('vocab_size')})  eos_id: {meta.eos_id}")
-        lines.append(f"documents: {c.get('documents', 0):,}  tokens: {c.get('tokens', 0):,}  "
-                     f"rows: {c.get('rows', 0):,}  leftover tokens: {c.get('leftover_tokens', 0):,}")
+        lines.append(
+            f"tokenizer: {tok.get('name')} ({tok.get('kind')}, vocab {tok.get('vocab_size')})  eos_id: {meta.eos_id}"
+        )
+        lines.append(
+            f"documents: {c.get('documents', 0):,}  tokens: {c.get('tokens', 0):,}  "
+            f"rows: {c.get('rows', 0):,}  leftover tokens: {c.get('leftover_tokens', 0):,}"
+        )
         skipped = c.get("skipped") or {}
-        lines.append("skipped: " + (", ".join(f"{k}={v:,}" for k, v in skipped.items()) if skipped else "none")
-                     + (f"  filtered: {c['filtered']:,}" if c.get("filtered") else ""))
+        lines.append(
+            "skipped: "
+            + (", ".join(f"{k}={v:,}" for k, v in skipped.items()) if skipped else "none")
+            + (f"  filtered: {c['filtered']:,}" if c.get("filtered") else "")
+        )
         for ex in c.get("skip_examples", [])[:5]:
             lines.append(f"  e.g. {ex}")
-        lines.append("sources: " + ", ".join(f"{s['name']} ({s['size']:,} B)" for s in meta.sources[:8])
-                     + (f", ... ({len(meta.sources)} in all)" if len(meta.sources) > 8 else ""))
+        lines.append(
+            "sources: "
+            + ", ".join(f"{s['name']} ({s['size']:,} B)" for s in meta.sources[:8])
+            + (f", ... ({len(meta.sources)} in all)" if len(meta.sources) > 8 else "")
+        )
     if rows:
         first = next(iter_shard_rows(directory))[0][:sample_tokens]
         lines.append(f"row 0, first {len(first)} ids: {first.tolist()}")

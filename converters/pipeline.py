@@ -88,8 +88,9 @@ def _parse_compression(compression: str | None) -> str | None:
     codec, _, level = str(compression).partition(":")
     ok = codec in _CODEC_LEVELS and (not level or (level.isdigit() and int(level) in _CODEC_LEVELS[codec]))
     if not ok:
-        raise ConvertError(f"unknown --compression {compression!r}; e.g. zstd:3 (levels 1-22), gz:6, br:5, "
-                           "bz2:9, snappy, or 'none'")
+        raise ConvertError(
+            f"unknown --compression {compression!r}; e.g. zstd:3 (levels 1-22), gz:6, br:5, bz2:9, snappy, or 'none'"
+        )
     return compression
 
 
@@ -120,12 +121,20 @@ def _make_writer() -> type:
         def encode_sample(self, sample: dict[str, Any]) -> bytes:
             if self._fast is None:  # decided once: the per-row checks were half the writer's time
                 enc = self.column_encodings[0].split(":")
-                ok = (len(self.column_names) == 1 and self.column_sizes[0] is not None and len(enc) == 3
-                      and enc[0] == "ndarray")
+                ok = (
+                    len(self.column_names) == 1
+                    and self.column_sizes[0] is not None
+                    and len(enc) == 3
+                    and enc[0] == "ndarray"
+                )
                 self._fast = (np.dtype(enc[1]), (int(enc[2]),)) if ok else (np.dtype("V1"), (-1,))
             arr = sample.get("tokens")
-            if (type(arr) is np.ndarray and arr.dtype == self._fast[0] and arr.shape == self._fast[1]
-                    and arr.flags.c_contiguous):
+            if (
+                type(arr) is np.ndarray
+                and arr.dtype == self._fast[0]
+                and arr.shape == self._fast[1]
+                and arr.flags.c_contiguous
+            ):
                 return arr.tobytes()
             return super().encode_sample(sample)
 
@@ -141,15 +150,18 @@ class _RowWriter:
         self.rows = 0
 
     def feed(self, arr: np.ndarray) -> None:
-        buf = np.concatenate([self.carry, arr.astype(self.dtype, copy=False)]) if self.carry.size else \
-            np.ascontiguousarray(arr, dtype=self.dtype)
+        buf = (
+            np.concatenate([self.carry, arr.astype(self.dtype, copy=False)])
+            if self.carry.size
+            else np.ascontiguousarray(arr, dtype=self.dtype)
+        )
         L = self.seq_len
         n = len(buf) // L
         write = self.writer.write
         for r in range(n):
-            write({"tokens": buf[r * L:(r + 1) * L]})
+            write({"tokens": buf[r * L : (r + 1) * L]})
         self.rows += n
-        self.carry = buf[n * L:].copy()
+        self.carry = buf[n * L :].copy()
 
     def feed_segments(self, work: Path, segments: Iterable[dict[str, Any]]) -> None:
         for seg in segments:
@@ -163,7 +175,7 @@ class _RowWriter:
             dt = np.dtype(seg["dtype"])
             data = np.memmap(path, dt, "r", off * dt.itemsize, (count,))
             for a in range(0, count, ROW_CHUNK):
-                self.feed(np.asarray(data[a:a + ROW_CHUNK]))
+                self.feed(np.asarray(data[a : a + ROW_CHUNK]))
             del data
 
 
@@ -172,8 +184,9 @@ class _RowWriter:
 
 
 def _our_files(names: Iterable[str]) -> list[str]:
-    return [n for n in names if n in ("index.json", META_NAME, META_NAME + ".tmp", WORK_DIR_NAME)
-            or n.startswith("shard.")]
+    return [
+        n for n in names if n in ("index.json", META_NAME, META_NAME + ".tmp", WORK_DIR_NAME) or n.startswith("shard.")
+    ]
 
 
 def _clear_output(out_dir: Path) -> None:
@@ -184,8 +197,10 @@ def _clear_output(out_dir: Path) -> None:
     ours = set(_our_files(names))
     foreign = sorted(n for n in names if n not in ours)
     if foreign:
-        raise ConvertError(f"{out_dir} holds files that slwdata did not write ({', '.join(foreign[:5])}); "
-                           "refusing to delete them with --overwrite: choose an empty output directory")
+        raise ConvertError(
+            f"{out_dir} holds files that slwdata did not write ({', '.join(foreign[:5])}); "
+            "refusing to delete them with --overwrite: choose an empty output directory"
+        )
     for n in ours:
         p = out_dir / n
         shutil.rmtree(p) if p.is_dir() else p.unlink()
@@ -194,8 +209,10 @@ def _clear_output(out_dir: Path) -> None:
 def _mismatch(what: str, where: str, old: dict[str, Any], new: dict[str, Any]) -> ConvertError:
     diffs = diff_config(old, new)
     shown = "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
-    return ConvertError(f"{where} already holds {what} made with different settings ({shown}). "
-                        "Use the same settings, another output, or --overwrite to replace it.")
+    return ConvertError(
+        f"{where} already holds {what} made with different settings ({shown}). "
+        "Use the same settings, another output, or --overwrite to replace it."
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,7 +238,8 @@ def _acquire_lock(path: Path, what: str) -> int:
             raise ConvertError(
                 f"{what} is being written by another conversion (pid {owner.get('pid', '?')} on "
                 f"{owner.get('host', '?')}, started {owner.get('started', '?')}) — wait for it to finish "
-                "or choose another --out; this run changed nothing") from None
+                "or choose another --out; this run changed nothing"
+            ) from None
         # The previous holder removes the file when it finishes: lock the file that is there now.
         try:
             if os.fstat(fd).st_ino == os.stat(path).st_ino:
@@ -230,8 +248,12 @@ def _acquire_lock(path: Path, what: str) -> int:
             pass
         os.close(fd)
     os.ftruncate(fd, 0)
-    os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                             "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}).encode())
+    os.write(
+        fd,
+        json.dumps(
+            {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+        ).encode(),
+    )
     return fd
 
 
@@ -252,9 +274,11 @@ def _progress_note(state: dict[str, Any]) -> str:
     done = len(list(Path(work).glob("unit-[0-9][0-9][0-9][0-9][0-9][0-9].json")))
     chunks = len(list(Path(work).glob("unit-*.*.json")))
     rows = state.get("rows")
-    got = (f"{done} of {units} tokenized work units"
-           + (f" and {chunks} tokenized chunks of compressed JSON-lines files" if chunks else "")
-           + f" kept in {work}")
+    got = (
+        f"{done} of {units} tokenized work units"
+        + (f" and {chunks} tokenized chunks of compressed JSON-lines files" if chunks else "")
+        + f" kept in {work}"
+    )
     if state.get("phase") in ("writing shards", "writing the output") and rows is not None:
         got += f", {rows:,} rows written before it stopped"
     return f"{got}; rerun the same command to resume"
@@ -267,11 +291,12 @@ def _os_error_message(exc: OSError, state: dict[str, Any]) -> str:
     if exc.errno == errno.ENOSPC:
         return f"disk full while {phase} ({where}) — free space, then {_progress_note(state)}"
     if exc.errno == errno.EROFS:
-        return (f"cannot write {where} while {phase}: {exc.strerror} — choose a writable --out "
-                "(and --work-dir)")
+        return f"cannot write {where} while {phase}: {exc.strerror} — choose a writable --out (and --work-dir)"
     if exc.errno in (errno.EACCES, errno.EPERM):
-        return (f"permission denied: {where} while {phase} — fix its permissions, or choose another "
-                f"--out / --work-dir; {_progress_note(state)}")
+        return (
+            f"permission denied: {where} while {phase} — fix its permissions, or choose another "
+            f"--out / --work-dir; {_progress_note(state)}"
+        )
     return f"{exc.strerror or exc} ({where}) while {phase} — fix it, then {_progress_note(state)}"
 
 
@@ -302,24 +327,42 @@ def _check_work_dir(work_dir: Path, inputs: list[str | Path], out_dir: Path | No
     for i in inputs:
         p = Path(i).expanduser().resolve()
         if p.is_relative_to(work_dir) or (p.is_dir() and work_dir.is_relative_to(p)):
-            raise ConvertError(f"--work-dir {work_dir} overlaps the input {i} — choose a work dir outside "
-                               "the inputs and the output")
+            raise ConvertError(
+                f"--work-dir {work_dir} overlaps the input {i} — choose a work dir outside the inputs and the output"
+            )
     if out_dir is not None and (out_dir.is_relative_to(work_dir) or work_dir == out_dir):
-        raise ConvertError(f"--work-dir {work_dir} equals or contains --out {out_dir} — choose a work dir "
-                           "outside the output (the default, <out>/.slwdata-work, is its own folder)")
+        raise ConvertError(
+            f"--work-dir {work_dir} equals or contains --out {out_dir} — choose a work dir "
+            "outside the output (the default, <out>/.slwdata-work, is its own folder)"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # the public entry point
 
 
-def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: int = 1024,
-            tokenizer: str | Tokenizer = "gpt2", workers: int | None = None, fmt: str | None = None,
-            on_error: str = "skip", overwrite: bool = False, compression: str | None = "zstd:3",
-            text_key: str = "text", pile_sets: Iterable[str] | None = None, progress: bool = True,
-            engine: str = "local", hashes: Iterable[str] = ("xxh64",), size_limit: int | str = "64mb",
-            work_dir: str | Path | None = None, log: Any = None, allow_empty: bool = False,
-            remote_timeout: float | None = None) -> dict[str, Any]:
+def convert(
+    inputs: list[str | Path] | str | Path,
+    out: str | Path,
+    *,
+    seq_len: int = 1024,
+    tokenizer: str | Tokenizer = "gpt2",
+    workers: int | None = None,
+    fmt: str | None = None,
+    on_error: str = "skip",
+    overwrite: bool = False,
+    compression: str | None = "zstd:3",
+    text_key: str = "text",
+    pile_sets: Iterable[str] | None = None,
+    progress: bool = True,
+    engine: str = "local",
+    hashes: Iterable[str] = ("xxh64",),
+    size_limit: int | str = "64mb",
+    work_dir: str | Path | None = None,
+    log: Any = None,
+    allow_empty: bool = False,
+    remote_timeout: float | None = None,
+) -> dict[str, Any]:
     """Convert corpora to fixed-length MDS shards; return the ``slwdata.json`` contents.
 
     Example::
@@ -340,11 +383,28 @@ def convert(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: 
     state: dict[str, Any] = {}
     log = log if log is not None else (lambda msg: print(msg, file=sys.stderr))
     try:
-        return _convert(inputs, out, state=state, seq_len=seq_len, tokenizer=tokenizer, workers=workers,
-                        fmt=fmt, on_error=on_error, overwrite=overwrite, compression=compression,
-                        text_key=text_key, pile_sets=pile_sets, progress=progress, engine=engine,
-                        hashes=hashes, size_limit=size_limit, work_dir=work_dir, log=log,
-                        allow_empty=allow_empty, remote_timeout=remote_timeout)
+        return _convert(
+            inputs,
+            out,
+            state=state,
+            seq_len=seq_len,
+            tokenizer=tokenizer,
+            workers=workers,
+            fmt=fmt,
+            on_error=on_error,
+            overwrite=overwrite,
+            compression=compression,
+            text_key=text_key,
+            pile_sets=pile_sets,
+            progress=progress,
+            engine=engine,
+            hashes=hashes,
+            size_limit=size_limit,
+            work_dir=work_dir,
+            log=log,
+            allow_empty=allow_empty,
+            remote_timeout=remote_timeout,
+        )
     except KeyboardInterrupt:
         raise ConvertInterrupted(_progress_note(state)) from None
     except RemoteError as exc:
@@ -402,8 +462,9 @@ class _Job:
     units: list[Unit] = field(default_factory=list)
 
 
-def _convert(inputs: list[str | Path] | str | Path, out: str | Path, *, state: dict[str, Any],
-             **settings: Any) -> dict[str, Any]:
+def _convert(
+    inputs: list[str | Path] | str | Path, out: str | Path, *, state: dict[str, Any], **settings: Any
+) -> dict[str, Any]:
     """``convert`` in its four steps; ``state`` tells the caller what a failure kept."""
     t0 = time.time()
     job = _validate_inputs(inputs, out, **settings)
@@ -411,20 +472,42 @@ def _convert(inputs: list[str | Path] | str | Path, out: str | Path, *, state: d
     if finished is not None:
         return finished
     counts = _tokenize_and_write(job, state)
-    meta = ShardMeta(seq_len=job.seq_len, dtype=job.dtype, eos_id=job.tok.eos_id, tokenizer=job.tok.describe(),
-                     sources=[{k: s[k] for k in ("name", "size", "sha256")} for s in job.source_info],
-                     counts=counts, config=job.config)
+    meta = ShardMeta(
+        seq_len=job.seq_len,
+        dtype=job.dtype,
+        eos_id=job.tok.eos_id,
+        tokenizer=job.tok.describe(),
+        sources=[{k: s[k] for k in ("name", "size", "sha256")} for s in job.source_info],
+        counts=counts,
+        config=job.config,
+    )
     _publish(job, meta, state)
     _log_summary(job, counts, time.time() - t0)
     return meta.to_dict()
 
 
-def _validate_inputs(inputs: list[str | Path] | str | Path, out: str | Path, *, seq_len: int,
-                     tokenizer: str | Tokenizer, workers: int | None, fmt: str | None, on_error: str,
-                     overwrite: bool, compression: str | None, text_key: str, pile_sets: Iterable[str] | None,
-                     progress: bool, engine: str, hashes: Iterable[str], size_limit: int | str,
-                     work_dir: str | Path | None, log: Callable[[str], None], allow_empty: bool,
-                     remote_timeout: float | None) -> _Job:
+def _validate_inputs(
+    inputs: list[str | Path] | str | Path,
+    out: str | Path,
+    *,
+    seq_len: int,
+    tokenizer: str | Tokenizer,
+    workers: int | None,
+    fmt: str | None,
+    on_error: str,
+    overwrite: bool,
+    compression: str | None,
+    text_key: str,
+    pile_sets: Iterable[str] | None,
+    progress: bool,
+    engine: str,
+    hashes: Iterable[str],
+    size_limit: int | str,
+    work_dir: str | Path | None,
+    log: Callable[[str], None],
+    allow_empty: bool,
+    remote_timeout: float | None,
+) -> _Job:
     """Check every setting and input, load the tokenizer and decide where the output and the
     scratch folder go; raise :class:`ConvertError` naming the first bad one. Writes nothing."""
     if isinstance(inputs, (str, Path)):
@@ -464,13 +547,29 @@ def _validate_inputs(inputs: list[str | Path] | str | Path, out: str | Path, *, 
         if user_work is not None:
             _check_work_dir(user_work, list(inputs), None)
         work = (user_work or Path(tempfile.gettempdir()) / "slwdata-work") / scratch_name
-    return _Job(inputs=list(inputs), out=out, seq_len=int(seq_len), tok=tok, dtype=dtype_for_vocab(tok.vocab_size),
-                sources=sources,
-                opts=ReadOptions(text_key=text_key, pile_sets=tuple(sorted(pile_sets)) if pile_sets else None),
-                workers=int(workers) if workers else (os.cpu_count() or 1), on_error=on_error,
-                overwrite=overwrite, compression=compression, hashes=hashes, size_limit=size_limit, engine=engine,
-                allow_empty=allow_empty, progress=progress, log=log, remote=remote, out_dir=out_dir, work=work,
-                user_work=user_work)
+    return _Job(
+        inputs=list(inputs),
+        out=out,
+        seq_len=int(seq_len),
+        tok=tok,
+        dtype=dtype_for_vocab(tok.vocab_size),
+        sources=sources,
+        opts=ReadOptions(text_key=text_key, pile_sets=tuple(sorted(pile_sets)) if pile_sets else None),
+        workers=int(workers) if workers else (os.cpu_count() or 1),
+        on_error=on_error,
+        overwrite=overwrite,
+        compression=compression,
+        hashes=hashes,
+        size_limit=size_limit,
+        engine=engine,
+        allow_empty=allow_empty,
+        progress=progress,
+        log=log,
+        remote=remote,
+        out_dir=out_dir,
+        work=work,
+        user_work=user_work,
+    )
 
 
 def _reconcile_output(job: _Job, state: dict[str, Any]) -> dict[str, Any] | None:
@@ -488,13 +587,20 @@ def _reconcile_output(job: _Job, state: dict[str, Any]) -> dict[str, Any] | None
         lock_path = work.with_name(work.name + ".lock")
     state["lock"] = (lock_path, _acquire_lock(lock_path, job.out))
 
-    job.source_info = [{"name": s.name, "format": s.fmt, "size": os.path.getsize(s.path),
-                        "sha256": _sha256(s.path)} for s in job.sources]
+    job.source_info = [
+        {"name": s.name, "format": s.fmt, "size": os.path.getsize(s.path), "sha256": _sha256(s.path)}
+        for s in job.sources
+    ]
     job.config = config = {
-        "seq_len": job.seq_len, "dtype": job.dtype, "column": "tokens",
+        "seq_len": job.seq_len,
+        "dtype": job.dtype,
+        "column": "tokens",
         "tokenizer": {**job.tok.describe(), "eos_id": job.tok.eos_id, "fingerprint": job.tok.fingerprint()},
-        "compression": job.compression, "hashes": job.hashes, "size_limit": job.size_limit,
-        "text_key": job.opts.text_key, "pile_sets": list(job.opts.pile_sets) if job.opts.pile_sets else None,
+        "compression": job.compression,
+        "hashes": job.hashes,
+        "size_limit": job.size_limit,
+        "text_key": job.opts.text_key,
+        "pile_sets": list(job.opts.pile_sets) if job.opts.pile_sets else None,
         "sources": [{k: v for k, v in s.items()} for s in job.source_info],
     }
 
@@ -513,8 +619,9 @@ def _reconcile_output(job: _Job, state: dict[str, Any]) -> dict[str, Any] | None
         try:
             existing = meta_from_json(text) if text is not None else None
         except (ValueError, TypeError) as exc:
-            raise ConvertError(f"{remote.name(META_NAME)}: unreadable ({exc}) — fix or remove it, or pass "
-                               "--overwrite") from None
+            raise ConvertError(
+                f"{remote.name(META_NAME)}: unreadable ({exc}) — fix or remove it, or pass --overwrite"
+            ) from None
     if existing is not None:
         if overwrite:
             if out_dir is not None:
@@ -536,16 +643,25 @@ def _reconcile_output(job: _Job, state: dict[str, Any]) -> dict[str, Any] | None
             if not overwrite:
                 raise _mismatch("an interrupted conversion", str(work), old_plan.get("config", {}), config)
             shutil.rmtree(work)
-    if (remote is not None and existing is None and not work.exists() and not overwrite
-            and remote.read_text("index.json") is not None):
-        raise ConvertError(f"{remote.url} already holds an MDS dataset without {META_NAME} (not a finished slwdata "
-                           "conversion); choose another prefix or pass --overwrite")
+    if (
+        remote is not None
+        and existing is None
+        and not work.exists()
+        and not overwrite
+        and remote.read_text("index.json") is not None
+    ):
+        raise ConvertError(
+            f"{remote.url} already holds an MDS dataset without {META_NAME} (not a finished slwdata "
+            "conversion); choose another prefix or pass --overwrite"
+        )
     if out_dir is not None and out_dir.exists() and not work.exists():
         names = [n for n in os.listdir(out_dir) if n != LOCK_NAME]
         if names:
             if not overwrite:
-                raise ConvertError(f"output directory {out_dir} is not empty and holds no slwdata "
-                                   "conversion to resume; choose an empty directory or pass --overwrite")
+                raise ConvertError(
+                    f"output directory {out_dir} is not empty and holds no slwdata "
+                    "conversion to resume; choose an empty directory or pass --overwrite"
+                )
             _clear_output(out_dir)
 
     units: list[Unit] | None = None
@@ -557,8 +673,9 @@ def _reconcile_output(job: _Job, state: dict[str, Any]) -> dict[str, Any] | None
     if units is None:
         units = plan_units(job.sources)
         work.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(plan_path, json.dumps({"config": config, "units": [asdict(u) for u in units]},
-                                                 indent=1).encode())
+        atomic_write_bytes(
+            plan_path, json.dumps({"config": config, "units": [asdict(u) for u in units]}, indent=1).encode()
+        )
     job.units = units
     state.update(work=work, units=len(units), phase="tokenizing")
     for stale in work.glob("*.tmp"):  # half-written files of a killed run
@@ -572,9 +689,17 @@ class _UnitFeed:
     (and queued to the pool) stay a bounded number whatever the corpus size; finished units
     wait on disk."""
 
-    def __init__(self, job: _Job, units: list[Unit], done: dict[int, dict[str, Any]],
-                 pool: cf.ProcessPoolExecutor | None, n_proc: int, threads: int, progress_vals: tuple[Any, Any],
-                 bar: Any) -> None:
+    def __init__(
+        self,
+        job: _Job,
+        units: list[Unit],
+        done: dict[int, dict[str, Any]],
+        pool: cf.ProcessPoolExecutor | None,
+        n_proc: int,
+        threads: int,
+        progress_vals: tuple[Any, Any],
+        bar: Any,
+    ) -> None:
         self.job, self.units, self.done, self.pool, self.threads = job, units, done, pool, threads
         self.progress_vals, self.bar = progress_vals, bar
         self.base = [sum(r["documents"] for r in done.values()), sum(r["tokens"] for r in done.values())]
@@ -665,8 +790,10 @@ def _tokenize_and_write(job: _Job, state: dict[str, Any]) -> dict[str, Any]:
     todo = [u for u in units if u.index not in done]
     done_chunks = sum(1 for u in todo if u.chunk_bytes for _ in work.glob(f"unit-{u.index:06d}.*.json"))
     if done or done_chunks:
-        job.log(f"slwdata convert: resuming: {len(done)} of {len(units)} work units already tokenized"
-                + (f", and {done_chunks} chunks of compressed JSON-lines files" if done_chunks else ""))
+        job.log(
+            f"slwdata convert: resuming: {len(done)} of {len(units)} work units already tokenized"
+            + (f", and {done_chunks} chunks of compressed JSON-lines files" if done_chunks else "")
+        )
     if job.engine == "spark" and todo:
         from converters.spark import tokenize_units_spark
 
@@ -686,8 +813,9 @@ def _tokenize_and_write(job: _Job, state: dict[str, Any]) -> dict[str, Any]:
     n_proc = max(1, min(job.workers, expected))
     threads = max(1, job.workers // n_proc)
     if n_proc > 1:
-        pool = cf.ProcessPoolExecutor(max_workers=n_proc, mp_context=ctx,
-                                      initializer=init_worker, initargs=(progress_vals, os.getpid()))
+        pool = cf.ProcessPoolExecutor(
+            max_workers=n_proc, mp_context=ctx, initializer=init_worker, initargs=(progress_vals, os.getpid())
+        )
     else:
         init_worker(progress_vals)
 
@@ -698,8 +826,16 @@ def _tokenize_and_write(job: _Job, state: dict[str, Any]) -> dict[str, Any]:
         shutil.rmtree(mds_local)
     skip = SkipLog("skip")
     docs = tokens = 0
-    bar = tqdm(total=None, unit="tok", unit_scale=True, desc="slwdata convert", disable=not job.progress,
-               file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+    bar = tqdm(
+        total=None,
+        unit="tok",
+        unit_scale=True,
+        desc="slwdata convert",
+        disable=not job.progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        mininterval=0.5,
+    )
     feed = _UnitFeed(job, units, done, pool, n_proc, threads, progress_vals, bar)
     rows: _RowWriter | None = None
     try:
@@ -708,8 +844,13 @@ def _tokenize_and_write(job: _Job, state: dict[str, Any]) -> dict[str, Any]:
         feed.top_up()
         # Shards are written locally and uploaded at the end (see converters.remote), so every
         # remote call is bounded in time and named when it fails.
-        writer = _make_writer()(out=str(mds_local), columns={"tokens": f"ndarray:{dtype}:{seq_len}"},
-                                compression=job.compression, hashes=job.hashes, size_limit=job.size_limit)
+        writer = _make_writer()(
+            out=str(mds_local),
+            columns={"tokens": f"ndarray:{dtype}:{seq_len}"},
+            compression=job.compression,
+            hashes=job.hashes,
+            size_limit=job.size_limit,
+        )
         rows = _RowWriter(writer, seq_len, dtype, tok.eos_id)
         while (res := feed.next_result()) is not None:
             state["phase"] = "writing shards"
@@ -732,19 +873,29 @@ def _tokenize_and_write(job: _Job, state: dict[str, Any]) -> dict[str, Any]:
 
     leftover = int(rows.carry.size)
     assert tokens == rows.rows * seq_len + leftover, "token accounting mismatch"
-    counts = {"documents": docs, "tokens": tokens, "rows": rows.rows, "leftover_tokens": leftover,
-              "skipped": dict(sorted(skip.counts.items())), "filtered": skip.filtered,
-              "skip_examples": skip.examples}
+    counts = {
+        "documents": docs,
+        "tokens": tokens,
+        "rows": rows.rows,
+        "leftover_tokens": leftover,
+        "skipped": dict(sorted(skip.counts.items())),
+        "filtered": skip.filtered,
+        "skip_examples": skip.examples,
+    }
     skipped = sum(skip.counts.values())
     if rows.rows == 0 and not job.allow_empty:
         shutil.rmtree(work, ignore_errors=True)  # nothing worth resuming; a rerun may change settings
-        why = (f"every record was rejected ({', '.join(f'{k}={v:,}' for k, v in sorted(skip.counts.items()))})"
-               if docs == 0 and skipped else
-               f"the corpus has {tokens:,} tokens in {docs:,} documents, fewer than one row of {seq_len}")
+        why = (
+            f"every record was rejected ({', '.join(f'{k}={v:,}' for k, v in sorted(skip.counts.items()))})"
+            if docs == 0 and skipped
+            else f"the corpus has {tokens:,} tokens in {docs:,} documents, fewer than one row of {seq_len}"
+        )
         for m in skip.examples:
             job.log(f"  skipped: {m}")
-        raise ConvertError(f"no rows produced: {why}; {skipped:,} records skipped — check the inputs or lower "
-                           "--seq-len (or pass --allow-empty to write the empty output); nothing was written")
+        raise ConvertError(
+            f"no rows produced: {why}; {skipped:,} records skipped — check the inputs or lower "
+            "--seq-len (or pass --allow-empty to write the empty output); nothing was written"
+        )
     return counts
 
 
@@ -781,13 +932,19 @@ def _log_summary(job: _Job, counts: dict[str, Any], elapsed: float) -> None:
     skipped_by = counts["skipped"]
     skipped = sum(skipped_by.values())
     rows, tokens, seq_len = counts["rows"], counts["tokens"], job.seq_len
-    job.log(f"slwdata convert: {counts['documents']:,} documents, {tokens:,} tokens -> {rows:,} rows of {seq_len} "
-            f"({counts['leftover_tokens']} tokens left over) in {elapsed:.1f}s"
-            + (f"; skipped {skipped:,} records: " + ", ".join(f"{k}={v}" for k, v in sorted(skipped_by.items()))
-               if skipped else "")
-            + (f"; {counts['filtered']:,} filtered out by --pile-sets" if counts["filtered"] else ""))
+    job.log(
+        f"slwdata convert: {counts['documents']:,} documents, {tokens:,} tokens -> {rows:,} rows of {seq_len} "
+        f"({counts['leftover_tokens']} tokens left over) in {elapsed:.1f}s"
+        + (
+            f"; skipped {skipped:,} records: " + ", ".join(f"{k}={v}" for k, v in sorted(skipped_by.items()))
+            if skipped
+            else ""
+        )
+        + (f"; {counts['filtered']:,} filtered out by --pile-sets" if counts["filtered"] else "")
+    )
     for m in counts["skip_examples"]:
         job.log(f"  skipped: {m}")
     if rows == 0:
-        job.log(f"slwdata convert: warning: no full row of {seq_len} tokens was produced "
-                f"(the corpus has {tokens} tokens)")
+        job.log(
+            f"slwdata convert: warning: no full row of {seq_len} tokens was produced (the corpus has {tokens} tokens)"
+        )

@@ -27,24 +27,52 @@ import numpy as np
 
 from slwdata.errors import ConvertError
 
-__all__ = ["FORMATS", "ConvertError", "Source", "Unit", "detect_format", "expand_inputs",
-           "plan_units", "iter_chunks", "unit_size", "iter_unit_documents", "TextPiece", "SkipLog", "open_decompressed",
-           "TruncatedInput", "read_megatron_index", "MEGATRON_DTYPES"]
+__all__ = [
+    "FORMATS",
+    "ConvertError",
+    "Source",
+    "Unit",
+    "detect_format",
+    "expand_inputs",
+    "plan_units",
+    "iter_chunks",
+    "unit_size",
+    "iter_unit_documents",
+    "TextPiece",
+    "SkipLog",
+    "open_decompressed",
+    "TruncatedInput",
+    "read_megatron_index",
+    "MEGATRON_DTYPES",
+]
 
 # Format names accepted by --format (aliases map onto the handler names).
 FORMATS = {
-    "jsonl": "jsonl", "pile": "jsonl", "json": "jsonl",
-    "txt": "txt", "text": "txt",
+    "jsonl": "jsonl",
+    "pile": "jsonl",
+    "json": "jsonl",
+    "txt": "txt",
+    "text": "txt",
     "parquet": "parquet",
-    "tar": "tar", "owt": "tar", "openwebtext": "tar",
+    "tar": "tar",
+    "owt": "tar",
+    "openwebtext": "tar",
     "nanogpt": "nanogpt",
     "megatron": "megatron",
 }
 PRETOKENIZED = {"nanogpt", "megatron"}
 
 # Megatron indexed-dataset dtype codes (megatron/core/datasets/indexed_dataset.py).
-MEGATRON_DTYPES = {1: np.uint8, 2: np.int8, 3: np.int16, 4: np.int32, 5: np.int64,
-                   6: np.float64, 7: np.float32, 8: np.uint16}
+MEGATRON_DTYPES = {
+    1: np.uint8,
+    2: np.int8,
+    3: np.int16,
+    4: np.int32,
+    5: np.int64,
+    6: np.float64,
+    7: np.float32,
+    8: np.uint16,
+}
 MEGATRON_MAGIC = b"MMIDIDX\x00\x00"
 
 
@@ -223,8 +251,11 @@ def expand_inputs(inputs: list[str | Path], fmt: str | None = None) -> list[Sour
         if not p.exists():
             raise ConvertError(f"input not found: {raw}")
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file()
-                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            files = sorted(
+                f
+                for f in p.rglob("*")
+                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            )
             pairs = [(f, f"{p.name}/{f.relative_to(p).as_posix()}") for f in files]
             if not pairs:
                 raise ConvertError(f"input directory is empty: {raw}")
@@ -236,7 +267,8 @@ def expand_inputs(inputs: list[str | Path], fmt: str | None = None) -> list[Sour
                 raise ConvertError(
                     f"{f}: unknown input format; expected .jsonl[.zst|.xz|.gz], .txt, .parquet, "
                     "a tar archive (urlsf_subset*.xz, *.tar.xz), nanoGPT .bin or Megatron .bin/.idx; "
-                    "use --format to say which")
+                    "use --format to say which"
+                )
             if kind == "megatron":
                 f = f.with_suffix(".bin")
                 name = name[: -len(".idx")] + ".bin" if name.endswith(".idx") else name
@@ -386,9 +418,14 @@ def _stream_failure(exc: BaseException) -> tuple[str, str] | None:
     return None
 
 
-def _iter_jsonl(stream: Iterable[bytes], where: str, opts: ReadOptions, skip: SkipLog,
-                line_base: Callable[[], int] | None = None,
-                failure: tuple[str, str] | None = None) -> Iterator[str]:
+def _iter_jsonl(
+    stream: Iterable[bytes],
+    where: str,
+    opts: ReadOptions,
+    skip: SkipLog,
+    line_base: Callable[[], int] | None = None,
+    failure: tuple[str, str] | None = None,
+) -> Iterator[str]:
     """Records of a JSON-lines stream. ``line_base`` gives the number of lines before the stream
     (byte-range units and chunks); it is only called when a problem must be reported with its
     line. ``failure`` is a stream break found by whoever read the lines (a chunk's reader),
@@ -427,8 +464,11 @@ def _iter_jsonl(stream: Iterable[bytes], where: str, opts: ReadOptions, skip: Sk
                     continue
             text = rec.get(opts.text_key)
             if not isinstance(text, str):
-                skip("missing_text", at(lineno), f"{opts.text_key!r} is "
-                     + ("missing" if opts.text_key not in rec else f"a {type(text).__name__}"))
+                skip(
+                    "missing_text",
+                    at(lineno),
+                    f"{opts.text_key!r} is " + ("missing" if opts.text_key not in rec else f"a {type(text).__name__}"),
+                )
                 continue
             if not text:
                 skip("empty_document", at(lineno))
@@ -506,8 +546,10 @@ def _iter_parquet(unit: Unit, opts: ReadOptions, skip: SkipLog) -> Iterator[str]
 
     pf = pq.ParquetFile(unit.path)
     if opts.text_key not in pf.schema_arrow.names:
-        raise ConvertError(f"{unit.name}: parquet file has no column {opts.text_key!r} "
-                           f"(columns: {', '.join(pf.schema_arrow.names)}); use --text-key")
+        raise ConvertError(
+            f"{unit.name}: parquet file has no column {opts.text_key!r} "
+            f"(columns: {', '.join(pf.schema_arrow.names)}); use --text-key"
+        )
     md = pf.metadata
     row0 = sum(md.row_group(i).num_rows for i in range(unit.part or 0))
     row = row0
@@ -616,9 +658,14 @@ def _iter_txt(unit: Unit, skip: SkipLog, split: bool) -> Iterator[str]:
     yield _piece(carry + decoder.decode(b"", final=True), True)
 
 
-def iter_unit_documents(unit: Unit, opts: ReadOptions, skip: SkipLog, lines: bytes | None = None,
-                        failure: tuple[str, str] | None = None,
-                        split_txt: bool = False) -> Iterator[str]:
+def iter_unit_documents(
+    unit: Unit,
+    opts: ReadOptions,
+    skip: SkipLog,
+    lines: bytes | None = None,
+    failure: tuple[str, str] | None = None,
+    split_txt: bool = False,
+) -> Iterator[str]:
     """Documents of one unit, in order; problems go to ``skip`` (file and line named).
 
     ``lines``/``failure``: a chunk's content and stream break, from :func:`iter_chunks`.
@@ -627,8 +674,7 @@ def iter_unit_documents(unit: Unit, opts: ReadOptions, skip: SkipLog, lines: byt
     if lines is not None:
         line0 = unit.line0
         # BytesIO splits on b"\n" only, exactly like the file reader (bytes.splitlines would not).
-        yield from _iter_jsonl(io.BytesIO(lines), unit.name, opts, skip, line_base=lambda: line0,
-                               failure=failure)
+        yield from _iter_jsonl(io.BytesIO(lines), unit.name, opts, skip, line_base=lambda: line0, failure=failure)
     elif unit.fmt == "jsonl" and unit.start is not None:
         path, start = unit.path, unit.start
 
@@ -649,8 +695,9 @@ def iter_unit_documents(unit: Unit, opts: ReadOptions, skip: SkipLog, lines: byt
             return n
 
         with open(unit.path, "rb", buffering=_CHUNK) as f:
-            yield from _iter_jsonl(_range_lines(f, unit.start, unit.end or 0), unit.name, opts, skip,
-                                   line_base=lines_before)
+            yield from _iter_jsonl(
+                _range_lines(f, unit.start, unit.end or 0), unit.name, opts, skip, line_base=lines_before
+            )
     elif unit.fmt == "jsonl":
         with open_decompressed(unit.path) as stream:
             yield from _iter_jsonl(stream, unit.name, opts, skip)
@@ -698,8 +745,13 @@ def read_megatron_index(idx_path: str | Path) -> dict[str, Any]:
     pointers = np.memmap(idx_path, "<i8", "r", offset, (n_seq,)) if n_seq else np.zeros(0, "<i8")
     offset += n_seq * 8
     doc_idx = np.memmap(idx_path, "<i8", "r", offset, (n_doc,)) if n_doc else np.zeros(0, "<i8")
-    return {"dtype": np.dtype(MEGATRON_DTYPES[code]), "sizes": sizes, "pointers": pointers,
-            "doc_idx": doc_idx, "n_sequences": n_seq}
+    return {
+        "dtype": np.dtype(MEGATRON_DTYPES[code]),
+        "sizes": sizes,
+        "pointers": pointers,
+        "doc_idx": doc_idx,
+        "n_sequences": n_seq,
+    }
 
 
 Reporter = Callable[[str, str, str], None]

@@ -30,8 +30,19 @@ DEFAULT_TIMEOUT = 120.0  # seconds per remote call, retries included; the issue'
 _ENV = "SLWDATA_REMOTE_TIMEOUT"
 LEASE_NAME = ".slwdata-lease.json"  # in a remote --out while a conversion writes it
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
-_RETRY_CODES = {"500", "502", "503", "504", "InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout",
-                "Throttling", "ThrottlingException", "RequestTimeTooSkewed"}
+_RETRY_CODES = {
+    "500",
+    "502",
+    "503",
+    "504",
+    "InternalError",
+    "ServiceUnavailable",
+    "SlowDown",
+    "RequestTimeout",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeTooSkewed",
+}
 
 
 class _Precondition(Exception):
@@ -74,11 +85,15 @@ class Remote:
 
             # Per attempt; the retry loop below bounds the whole call.
             per_try = max(1.0, min(20.0, self.timeout / 3))
-            cfg = Config(connect_timeout=per_try, read_timeout=per_try,
-                         retries={"total_max_attempts": 1, "mode": "standard"},
-                         s3={"addressing_style": os.environ.get("S3_ADDRESSING_STYLE", "auto")})
+            cfg = Config(
+                connect_timeout=per_try,
+                read_timeout=per_try,
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                s3={"addressing_style": os.environ.get("S3_ADDRESSING_STYLE", "auto")},
+            )
             self._client = boto3.session.Session().client(
-                "s3", endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None, config=cfg)
+                "s3", endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None, config=cfg
+            )
         return self._client
 
     def _key(self, name: str) -> str:
@@ -100,16 +115,19 @@ class Remote:
                 status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
                 if code in _NOT_FOUND or (status == "404" and code not in ("NoSuchBucket",)):
                     raise FileNotFoundError(self.name(key)) from exc
-                if conditional and (code in ("PreconditionFailed", "ConditionalRequestConflict")
-                                    or status == "412"):
+                if conditional and (code in ("PreconditionFailed", "ConditionalRequestConflict") or status == "412"):
                     raise _Precondition(code or status) from exc
                 if code == "NoSuchBucket":
-                    raise RemoteError(f"cannot {what} {self.name(key)}: bucket {self.bucket!r} does not exist — "
-                                       "create it or fix --out") from None
+                    raise RemoteError(
+                        f"cannot {what} {self.name(key)}: bucket {self.bucket!r} does not exist — "
+                        "create it or fix --out"
+                    ) from None
                 if code not in _RETRY_CODES and status not in _RETRY_CODES:
-                    raise RemoteError(f"cannot {what} {self.name(key)}: {code or status} "
-                                       f"({exc.response.get('Error', {}).get('Message', '')}) — check the "
-                                       "credentials and permissions for this bucket") from None
+                    raise RemoteError(
+                        f"cannot {what} {self.name(key)}: {code or status} "
+                        f"({exc.response.get('Error', {}).get('Message', '')}) — check the "
+                        "credentials and permissions for this bucket"
+                    ) from None
                 err = f"{code or status}"
             except (BotoCoreError, OSError, socket.timeout) as exc:
                 err = f"{type(exc).__name__}: {exc}"
@@ -120,9 +138,12 @@ class Remote:
                     f"cannot {what} {self.name(key)}: no answer after {attempt} attempts in {elapsed:.0f}s "
                     f"(last: {err}) — check that the object store is up and reachable "
                     f"(S3_ENDPOINT_URL={os.environ.get('S3_ENDPOINT_URL', '')!r}), raise --remote-timeout "
-                    "if it is only slow") from None
-            self.log(f"slwdata convert: {what} {self.name(key)} failed ({err}); retrying in {wait:.1f}s "
-                     f"(attempt {attempt + 1}, giving up after {self.timeout:.0f}s)")
+                    "if it is only slow"
+                ) from None
+            self.log(
+                f"slwdata convert: {what} {self.name(key)} failed ({err}); retrying in {wait:.1f}s "
+                f"(attempt {attempt + 1}, giving up after {self.timeout:.0f}s)"
+            )
             time.sleep(wait)
 
     # -- the calls -----------------------------------------------------------------------------
@@ -132,8 +153,9 @@ class Remote:
         if self.scheme == "s3":
             c = self.client()
             try:
-                body = self._call("read", name, lambda: c.get_object(Bucket=self.bucket, Key=self._key(name))
-                                  ["Body"].read())
+                body = self._call(
+                    "read", name, lambda: c.get_object(Bucket=self.bucket, Key=self._key(name))["Body"].read()
+                )
             except FileNotFoundError:
                 return None
             return body.decode("utf-8")
@@ -146,8 +168,10 @@ class Remote:
             except FileNotFoundError:
                 return None
             except Exception as exc:  # noqa: BLE001 - each store's client raises its own types
-                raise RemoteError(f"cannot read {self.name(name)}: {type(exc).__name__}: {exc} — check the "
-                                  "object store and its credentials") from None
+                raise RemoteError(
+                    f"cannot read {self.name(name)}: {type(exc).__name__}: {exc} — check the "
+                    "object store and its credentials"
+                ) from None
             with open(local, encoding="utf-8") as f:
                 return f.read()
 
@@ -175,8 +199,10 @@ class Remote:
         try:
             CloudUploader.get((local_dir, self.url), keep_local=True, exist_ok=True).upload_file(name)
         except Exception as exc:  # noqa: BLE001 - each store's client raises its own types
-            raise RemoteError(f"cannot upload {self.name(name)}: {type(exc).__name__}: {exc} — check the "
-                              "object store and its credentials") from None
+            raise RemoteError(
+                f"cannot upload {self.name(name)}: {type(exc).__name__}: {exc} — check the "
+                "object store and its credentials"
+            ) from None
 
     # -- the lease: one writer per remote output ----------------------------------------------
 
@@ -191,8 +217,12 @@ class Remote:
         key = self._key(LEASE_NAME)
         for _ in range(3):
             try:
-                lease.etag = self._call("create the lease", LEASE_NAME, lambda: c.put_object(
-                    Bucket=self.bucket, Key=key, Body=lease.body(), IfNoneMatch="*"), conditional=True)["ETag"]
+                lease.etag = self._call(
+                    "create the lease",
+                    LEASE_NAME,
+                    lambda: c.put_object(Bucket=self.bucket, Key=key, Body=lease.body(), IfNoneMatch="*"),
+                    conditional=True,
+                )["ETag"]
                 break
             except _Precondition:
                 pass
@@ -209,18 +239,27 @@ class Remote:
                     f"{self.url} is being written by another conversion (pid {owner.get('pid', '?')} on "
                     f"{owner.get('host', '?')}, started {owner.get('started', '?')}; its lease "
                     f"{self.name(LEASE_NAME)} is renewed until it ends) — wait for it to finish or choose "
-                    "another --out; this run changed nothing")
+                    "another --out; this run changed nothing"
+                )
             try:  # the owner is gone: take over its lease, unless another run just did
-                lease.etag = self._call("take over the lease", LEASE_NAME, lambda: c.put_object(
-                    Bucket=self.bucket, Key=key, Body=lease.body(), IfMatch=got["ETag"]), conditional=True)["ETag"]
-                self.log(f"slwdata convert: took over the lease of a conversion that is gone "
-                         f"(pid {owner.get('pid', '?')} on {owner.get('host', '?')})")
+                lease.etag = self._call(
+                    "take over the lease",
+                    LEASE_NAME,
+                    lambda: c.put_object(Bucket=self.bucket, Key=key, Body=lease.body(), IfMatch=got["ETag"]),
+                    conditional=True,
+                )["ETag"]
+                self.log(
+                    f"slwdata convert: took over the lease of a conversion that is gone "
+                    f"(pid {owner.get('pid', '?')} on {owner.get('host', '?')})"
+                )
                 break
             except (_Precondition, FileNotFoundError):
                 continue
         else:
-            raise ConvertError(f"{self.url}: another conversion keeps taking {self.name(LEASE_NAME)} — "
-                               "wait for it to finish or choose another --out; this run changed nothing")
+            raise ConvertError(
+                f"{self.url}: another conversion keeps taking {self.name(LEASE_NAME)} — "
+                "wait for it to finish or choose another --out; this run changed nothing"
+            )
         lease.start()
         return lease
 
@@ -238,8 +277,15 @@ class Lease:
         self._thread: threading.Thread | None = None
 
     def body(self) -> bytes:
-        return json.dumps({"token": self.token, "pid": os.getpid(), "host": socket.gethostname(),
-                           "started": self.started, "expires": time.time() + self.ttl}).encode()
+        return json.dumps(
+            {
+                "token": self.token,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started": self.started,
+                "expires": time.time() + self.ttl,
+            }
+        ).encode()
 
     @staticmethod
     def live(owner: dict[str, Any]) -> bool:
@@ -264,8 +310,12 @@ class Lease:
         key = self.remote._key(LEASE_NAME)
         while not self._stop.wait(self.ttl / 4):
             try:
-                self.etag = self.remote._call("renew the lease", LEASE_NAME, lambda: c.put_object(
-                    Bucket=self.remote.bucket, Key=key, Body=self.body(), IfMatch=self.etag), conditional=True)["ETag"]
+                self.etag = self.remote._call(
+                    "renew the lease",
+                    LEASE_NAME,
+                    lambda: c.put_object(Bucket=self.remote.bucket, Key=key, Body=self.body(), IfMatch=self.etag),
+                    conditional=True,
+                )["ETag"]
             except _Precondition:
                 self.lost = "another conversion took it over"
                 return
@@ -275,8 +325,10 @@ class Lease:
     def check(self) -> None:
         """Raise if the lease could not be kept (another run may be writing the output)."""
         if self.lost:
-            raise RemoteError(f"lost the lease {self.remote.name(LEASE_NAME)} ({self.lost}) — another "
-                              "conversion may be writing this output; make sure none is, then rerun")
+            raise RemoteError(
+                f"lost the lease {self.remote.name(LEASE_NAME)} ({self.lost}) — another "
+                "conversion may be writing this output; make sure none is, then rerun"
+            )
 
     def release(self, delete: bool = True) -> None:
         """Stop renewing; remove the lease unless ``delete`` is False (the store just failed: the
@@ -286,8 +338,13 @@ class Lease:
             self._thread.join(self.remote.timeout + 5)
             c = self.remote.client()
             try:
-                self.remote._call("remove the lease", LEASE_NAME, lambda: c.delete_object(
-                    Bucket=self.remote.bucket, Key=self.remote._key(LEASE_NAME)))
+                self.remote._call(
+                    "remove the lease",
+                    LEASE_NAME,
+                    lambda: c.delete_object(Bucket=self.remote.bucket, Key=self.remote._key(LEASE_NAME)),
+                )
             except (ConvertError, FileNotFoundError) as exc:
-                self.remote.log(f"slwdata convert: warning: could not remove {self.remote.name(LEASE_NAME)} "
-                                f"({exc}); it expires by itself")
+                self.remote.log(
+                    f"slwdata convert: warning: could not remove {self.remote.name(LEASE_NAME)} "
+                    f"({exc}); it expires by itself"
+                )

@@ -37,8 +37,9 @@ def spark_available() -> str | None:
     return None
 
 
-def tokenize_units_spark(units: list[Unit], tok_spec: dict[str, Any], dtype: str, opts: ReadOptions,
-                         on_error: str, work: Path) -> list[dict[str, Any]]:
+def tokenize_units_spark(
+    units: list[Unit], tok_spec: dict[str, Any], dtype: str, opts: ReadOptions, on_error: str, work: Path
+) -> list[dict[str, Any]]:
     """Run the pending units as one Spark job (one task per unit); returns their results."""
     reason = spark_available()
     if reason:
@@ -51,8 +52,12 @@ def tokenize_units_spark(units: list[Unit], tok_spec: dict[str, Any], dtype: str
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
-    spark = active or (SparkSession.builder.master(os.environ.get("SLWDATA_SPARK_MASTER", "local[*]"))
-                       .appName("slwdata-convert").config("spark.ui.enabled", "false").getOrCreate())
+    spark = active or (
+        SparkSession.builder.master(os.environ.get("SLWDATA_SPARK_MASTER", "local[*]"))
+        .appName("slwdata-convert")
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
     try:
         payload = [asdict(u) for u in units]
         work_s = str(work)

@@ -66,6 +66,7 @@ def _die_with_parent(parent_pid: int) -> None:
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
     else:  # no parent-death signal: watch the parent pid instead
+
         def watch() -> None:
             while os.getppid() == parent_pid:
                 time.sleep(1)
@@ -108,8 +109,9 @@ def _finish_unit(work: Path, unit: Unit, result: dict[str, Any]) -> dict[str, An
     return result
 
 
-def _array_encoder(tok: Tokenizer, threads: int) -> tuple[Callable[[list[str]], list[np.ndarray]] | None,
-                                                          cf.ThreadPoolExecutor | None]:
+def _array_encoder(
+    tok: Tokenizer, threads: int
+) -> tuple[Callable[[list[str]], list[np.ndarray]] | None, cf.ThreadPoolExecutor | None]:
     """For tiktoken: an encoder of a batch into uint32 arrays (``encode_to_numpy``), which skips
     building a Python list per document (about a third of the single-core tokenizing time
     on pile-mini). Same ids as ``encode_ordinary``: no special token is allowed, so
@@ -130,9 +132,17 @@ def _array_encoder(tok: Tokenizer, threads: int) -> tuple[Callable[[list[str]], 
     return (lambda texts: list(ex.map(one, texts))), ex
 
 
-def _tokenize_text_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, opts: ReadOptions,
-                        on_error: str, work: str, threads: int = 1, lines: bytes | None = None,
-                        failure: tuple[str, str] | None = None) -> dict[str, Any]:
+def _tokenize_text_unit(
+    unit: Unit,
+    tok_spec: dict[str, Any],
+    dtype: str,
+    opts: ReadOptions,
+    on_error: str,
+    work: str,
+    threads: int = 1,
+    lines: bytes | None = None,
+    failure: tuple[str, str] | None = None,
+) -> dict[str, Any]:
     workp = Path(work)
     tok = _worker_tokenizer(tok_spec)
     eos = tok.eos_id
@@ -187,18 +197,27 @@ def _tokenize_text_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, opts: 
         if pool is not None:
             pool.shutdown()
     os.replace(tmp, tok_path)
-    return _finish_unit(workp, unit, {
-        "documents": docs, "tokens": tokens, "skipped": skip.counts, "skip_examples": skip.examples,
-        "filtered": skip.filtered,
-        "segments": [{"path": tok_path.name, "dtype": dtype, "offset": 0, "count": tokens}],
-    })
+    return _finish_unit(
+        workp,
+        unit,
+        {
+            "documents": docs,
+            "tokens": tokens,
+            "skipped": skip.counts,
+            "skip_examples": skip.examples,
+            "filtered": skip.filtered,
+            "segments": [{"path": tok_path.name, "dtype": dtype, "offset": 0, "count": tokens}],
+        },
+    )
 
 
 def _check_ids(arr: np.ndarray, vocab: int, where: str) -> None:
     if arr.size and (int(arr.max()) >= vocab or int(arr.min()) < 0):
         bad = int(arr.max()) if int(arr.max()) >= vocab else int(arr.min())
-        raise ConvertError(f"{where}: token id {bad} is outside the tokenizer's vocabulary "
-                           f"(0..{vocab - 1}); pass the --tokenizer the data was made with")
+        raise ConvertError(
+            f"{where}: token id {bad} is outside the tokenizer's vocabulary "
+            f"(0..{vocab - 1}); pass the --tokenizer the data was made with"
+        )
 
 
 def _nanogpt_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, work: str) -> dict[str, Any]:
@@ -211,7 +230,7 @@ def _nanogpt_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, work: str) -
     data = np.memmap(unit.path, np.uint16, "r") if n else np.zeros(0, np.uint16)
     eos_count = 0
     for a in range(0, n, ROW_CHUNK):
-        chunk = np.asarray(data[a:a + ROW_CHUNK])
+        chunk = np.asarray(data[a : a + ROW_CHUNK])
         _check_ids(chunk, tok.vocab_size, f"{unit.name} (tokens {a}..{a + len(chunk)})")
         eos_count += int(np.count_nonzero(chunk == tok.eos_id))
     segments: list[dict[str, Any]] = [{"source": unit.path, "dtype": "uint16", "offset": 0, "count": n}] if n else []
@@ -220,9 +239,19 @@ def _nanogpt_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, work: str) -
         segments.append({"eos": 1})
         added = 1
     _bump(eos_count + added, n + added)
-    return _finish_unit(Path(work), unit, {
-        "documents": eos_count + added, "tokens": n + added, "skipped": {}, "skip_examples": [],
-        "filtered": 0, "eos_added": added, "segments": segments})
+    return _finish_unit(
+        Path(work),
+        unit,
+        {
+            "documents": eos_count + added,
+            "tokens": n + added,
+            "skipped": {},
+            "skip_examples": [],
+            "filtered": 0,
+            "eos_added": added,
+            "segments": segments,
+        },
+    )
 
 
 def _megatron_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, work: str) -> dict[str, Any]:
@@ -254,7 +283,7 @@ def _megatron_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, work: str) 
             parts = []
             for s in range(bounds[d], bounds[d + 1]):
                 start = int(pointers[s]) // src_dtype.itemsize
-                parts.append(np.asarray(data[start:start + int(sizes[s])]))
+                parts.append(np.asarray(data[start : start + int(sizes[s])]))
             doc = np.concatenate(parts) if parts else np.zeros(0, src_dtype)
             if doc.size == 0:
                 continue  # an empty document has nothing to keep, not even an EOS
@@ -275,15 +304,32 @@ def _megatron_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, work: str) 
             out.write(np.concatenate(pending).tobytes())
             _bump(len(pending), pending_n)
     os.replace(tmp, tok_path)
-    return _finish_unit(workp, unit, {
-        "documents": docs, "tokens": tokens, "skipped": {}, "skip_examples": [], "filtered": 0,
-        "eos_added": added,
-        "segments": [{"path": tok_path.name, "dtype": dtype, "offset": 0, "count": tokens}]})
+    return _finish_unit(
+        workp,
+        unit,
+        {
+            "documents": docs,
+            "tokens": tokens,
+            "skipped": {},
+            "skip_examples": [],
+            "filtered": 0,
+            "eos_added": added,
+            "segments": [{"path": tok_path.name, "dtype": dtype, "offset": 0, "count": tokens}],
+        },
+    )
 
 
-def run_unit(unit: Unit, tok_spec: dict[str, Any], dtype: str, opts: ReadOptions, on_error: str,
-             work: str, threads: int = 1, lines: bytes | None = None,
-             failure: tuple[str, str] | None = None) -> dict[str, Any]:
+def run_unit(
+    unit: Unit,
+    tok_spec: dict[str, Any],
+    dtype: str,
+    opts: ReadOptions,
+    on_error: str,
+    work: str,
+    threads: int = 1,
+    lines: bytes | None = None,
+    failure: tuple[str, str] | None = None,
+) -> dict[str, Any]:
     """Process one unit (or chunk: ``lines``/``failure`` from ``iter_chunks``) into ``work`` and
     return its result (also saved as JSON). A streamed unit without ``lines`` is read whole.
 

@@ -35,8 +35,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
 
     torch.manual_seed(args.seed)
-    ds = SLWDataset(local=args.shards, batch_size=args.batch_size, shuffle=True, shuffle_seed=args.seed,
-                    reuse="deferred")
+    ds = SLWDataset(
+        local=args.shards, batch_size=args.batch_size, shuffle=True, shuffle_seed=args.seed, reuse="deferred"
+    )
     total = f"{args.tokens}tok"
     schedule = PacingSchedule(start=args.start, end=ds.seq_len, duration=args.warmup)
     # The schedule is given once: PlainSLW binds it to the dataset (before the iterator exists),
@@ -70,10 +71,17 @@ def main(argv: list[str] | None = None) -> dict:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             if slw.step % 10 == 0:
-                print(f"step {slw.step:5d}  len {ids.shape[1]:4d}  tokens {slw.trained_tokens:,}  loss {loss.item():.3f}",
-                      flush=True)
-    result = {"steps": slw.step, "trained_tokens": slw.trained_tokens, "dropped_tokens": slw.dropped_tokens,
-              "tail_tokens_seen": reserved, "final_loss": float(loss.detach())}
+                print(
+                    f"step {slw.step:5d}  len {ids.shape[1]:4d}  tokens {slw.trained_tokens:,}  loss {loss.item():.3f}",
+                    flush=True,
+                )
+    result = {
+        "steps": slw.step,
+        "trained_tokens": slw.trained_tokens,
+        "dropped_tokens": slw.dropped_tokens,
+        "tail_tokens_seen": reserved,
+        "final_loss": float(loss.detach()),
+    }
     print(result)
     return result
 

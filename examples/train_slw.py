@@ -79,9 +79,14 @@ def build_trainer(cfg: dict[str, Any]):
 
     torch.manual_seed(int(cfg.get("seed", 17)))
     model = ComposerGPT(cfg["model"]["size"], vocab_size=vocab, block_size=seq_len)
-    train_ds = SLWDataset(local=data["train"], remote=data.get("remote_train"), batch_size=per_rank,
-                          shuffle=bool(data.get("shuffle", True)), shuffle_seed=int(cfg.get("seed", 17)),
-                          reuse=slw.get("reuse", "deferred") if slw_on else "off")
+    train_ds = SLWDataset(
+        local=data["train"],
+        remote=data.get("remote_train"),
+        batch_size=per_rank,
+        shuffle=bool(data.get("shuffle", True)),
+        shuffle_seed=int(cfg.get("seed", 17)),
+        reuse=slw.get("reuse", "deferred") if slw_on else "off",
+    )
     train_dl = DataLoader(train_ds, batch_size=None, num_workers=int(data.get("num_workers", 0)))
     if not slw_on:
         # Without the algorithm nothing pops the dataset's slw_* metadata: drop it here.
@@ -92,19 +97,26 @@ def build_trainer(cfg: dict[str, Any]):
         train_dl = DataSpec(train_dl, batch_transforms=strip_slw_keys)
     eval_dl = None
     if data.get("val"):
-        val_ds = StreamingDataset(local=data["val"], remote=data.get("remote_val"), shuffle=False,
-                                  batch_size=per_rank)
+        val_ds = StreamingDataset(local=data["val"], remote=data.get("remote_val"), shuffle=False, batch_size=per_rank)
         eval_dl = DataLoader(val_ds, batch_size=per_rank, collate_fn=_collate, num_workers=0)
     algorithms = []
     if slw_on:
-        schedule = PacingSchedule(start=int(slw.get("start", 8)), end=seq_len,
-                                  duration=slw.get("duration", "0.3dur"), kind=slw.get("kind", "linear"))
+        schedule = PacingSchedule(
+            start=int(slw.get("start", 8)),
+            end=seq_len,
+            duration=slw.get("duration", "0.3dur"),
+            kind=slw.get("kind", "linear"),
+        )
         algorithms.append(SequenceLengthWarmup(schedule=schedule))
     opt = cfg.get("optimizer", {})
     lr = float(opt.get("lr", 6e-4))
-    optimizer = DecoupledAdamW(model.parameters(), lr=lr, betas=tuple(opt.get("betas", (0.9, 0.95))),
-                               eps=float(opt.get("eps", 1e-8)),
-                               weight_decay=float(opt.get("weight_decay", 0.1)) * lr)
+    optimizer = DecoupledAdamW(
+        model.parameters(),
+        lr=lr,
+        betas=tuple(opt.get("betas", (0.9, 0.95))),
+        eps=float(opt.get("eps", 1e-8)),
+        weight_decay=float(opt.get("weight_decay", 0.1)) * lr,
+    )
     sched = cfg.get("scheduler", {})
     memory = InMemoryLogger()
     trainer = Trainer(
@@ -118,9 +130,11 @@ def build_trainer(cfg: dict[str, Any]):
         optimizers=optimizer,
         # t_max: "1dur" decays over this run; an absolute one keeps a shortened run (a tuning
         # trial) on the full run's LR schedule.
-        schedulers=CosineAnnealingWithWarmupScheduler(t_warmup=sched.get("t_warmup", "0.01dur"),
-                                                      t_max=sched.get("t_max", "1dur"),
-                                                      alpha_f=float(sched.get("alpha_f", 0.1))),
+        schedulers=CosineAnnealingWithWarmupScheduler(
+            t_warmup=sched.get("t_warmup", "0.01dur"),
+            t_max=sched.get("t_max", "1dur"),
+            alpha_f=float(sched.get("alpha_f", 0.1)),
+        ),
         algorithms=algorithms,
         callbacks=[StabilityMonitor()],
         loggers=[memory],
@@ -164,8 +178,14 @@ def summarize(trainer, memory) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="YAML config (examples/configs/*.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config entry, dotted keys (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config entry, dotted keys (repeatable)",
+    )
     parser.add_argument("--no-slw", action="store_true", help="train the baseline (slw.enabled=false)")
     parser.add_argument("--summary-json", help="write the final figures to this file")
     args = parser.parse_args(argv)

@@ -30,9 +30,7 @@ import zstandard
 
 # Third-party packages and CPython's own test suites (which hold deliberately broken and
 # oddly encoded files) are not standard-library prose.
-EXCLUDED_DIRS = frozenset(
-    {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__", "lib2to3"}
-)
+EXCLUDED_DIRS = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__", "lib2to3"})
 
 
 def stdlib_dir() -> Path:

@@ -27,19 +27,48 @@ from slwdata.dataset.transport import TRANSFER_MODES
 __all__ = ["build_slw_dataloader", "DATASET_KEYS", "LOADER_KEYS", "TEXT_KEYS_REFUSED"]
 
 #: ``dataset:`` keys passed to ``streaming.StreamingDataset`` as they are (the ``text`` loader's too).
-STREAMING_KEYS = frozenset({
-    "remote", "local", "split", "download_retry", "download_timeout", "validate_hash", "keep_zip", "epoch_size",
-    "predownload", "cache_limit", "partition_algo", "num_canonical_nodes", "shuffle", "shuffle_algo",
-    "shuffle_seed", "shuffle_block_size", "sampling_method", "sampling_granularity", "batching_method",
-    "allow_unsafe_types", "replication",
-})
+STREAMING_KEYS = frozenset(
+    {
+        "remote",
+        "local",
+        "split",
+        "download_retry",
+        "download_timeout",
+        "validate_hash",
+        "keep_zip",
+        "epoch_size",
+        "predownload",
+        "cache_limit",
+        "partition_algo",
+        "num_canonical_nodes",
+        "shuffle",
+        "shuffle_algo",
+        "shuffle_seed",
+        "shuffle_block_size",
+        "sampling_method",
+        "sampling_granularity",
+        "batching_method",
+        "allow_unsafe_types",
+        "replication",
+    }
+)
 #: ``dataset:`` keys of SLWDataset itself.
 SLW_KEYS = frozenset({"reuse", "column", "output_dtype", "bytes_dtype", "prefetch_batches", "clean_stale_shm"})
 #: Every ``dataset:`` key accepted (``streams`` and ``max_seq_len`` are handled here).
 DATASET_KEYS = STREAMING_KEYS | SLW_KEYS | {"streams", "max_seq_len"}
 #: ``train_loader:`` keys besides ``name`` and ``dataset``.
-LOADER_KEYS = frozenset({"num_workers", "drop_last", "pin_memory", "prefetch_factor", "persistent_workers",
-                         "timeout", "transfer", "addresses_per_item"})
+LOADER_KEYS = frozenset(
+    {
+        "num_workers",
+        "drop_last",
+        "pin_memory",
+        "prefetch_factor",
+        "persistent_workers",
+        "timeout",
+        "transfer",
+        "addresses_per_item",
+    }
+)
 #: ``text`` loader keys that have no meaning here, with the reason given to the user.
 TEXT_KEYS_REFUSED = {
     "mlm_probability": "SLW trains causal LMs on fixed-length rows; masked-LM batches are not supported",
@@ -108,8 +137,10 @@ def build_slw_dataloader(
         dataset = dict(dataset or {})
     _refuse_unknown(dataset, DATASET_KEYS, "train_loader.dataset")
     if not drop_last:
-        raise ValueError("slw dataloader: drop_last: false is not supported (a rank's final partial batch is carried "
-                         "to the next epoch as tail rows, never served short)")
+        raise ValueError(
+            "slw dataloader: drop_last: false is not supported (a rank's final partial batch is carried "
+            "to the next epoch as tail rows, never served short)"
+        )
     if not isinstance(device_batch_size, int) or device_batch_size < 1:
         raise ValueError(f"slw dataloader: device batch size must be a positive int, got {device_batch_size!r}")
     if transfer not in TRANSFER_MODES:
@@ -126,13 +157,16 @@ def build_slw_dataloader(
     ds = SLWDataset(batch_size=device_batch_size, labels=True, **kwargs)
     if max_seq_len is not None and int(max_seq_len) != ds.seq_len:
         ds.close()
-        raise ValueError(f"slw dataloader: dataset.max_seq_len={max_seq_len} but the shards hold rows of {ds.seq_len} "
-                         "tokens: convert with --seq-len equal to the model's max_seq_len (SLW cuts the rows itself)")
+        raise ValueError(
+            f"slw dataloader: dataset.max_seq_len={max_seq_len} but the shards hold rows of {ds.seq_len} "
+            "tokens: convert with --seq-len equal to the model's max_seq_len (SLW cuts the rows itself)"
+        )
     loader_kwargs: dict[str, Any] = {"pin_memory": pin_memory, "timeout": timeout}
     if num_workers > 0:
         loader_kwargs.update(prefetch_factor=prefetch_factor, persistent_workers=persistent_workers)
-    dl = make_dataloader(ds, num_workers=num_workers, transfer=transfer, addresses_per_item=addresses_per_item,
-                         **loader_kwargs)
+    dl = make_dataloader(
+        ds, num_workers=num_workers, transfer=transfer, addresses_per_item=addresses_per_item, **loader_kwargs
+    )
     from composer.core import DataSpec
 
     return DataSpec(dataloader=dl, get_num_tokens_in_batch=_token_counter())

@@ -40,9 +40,17 @@ __all__ = [
 KINDS = ("linear", "root", "stages", "constant", "callable")
 _PROGRESS_UNITS = ("ba", "sp", "tok")
 _UNIT_ALIASES = {
-    "ba": "ba", "batch": "ba", "batches": "ba", "step": "ba", "steps": "ba",
-    "sp": "sp", "sample": "sp", "samples": "sp",
-    "tok": "tok", "token": "tok", "tokens": "tok",
+    "ba": "ba",
+    "batch": "ba",
+    "batches": "ba",
+    "step": "ba",
+    "steps": "ba",
+    "sp": "sp",
+    "sample": "sp",
+    "samples": "sp",
+    "tok": "tok",
+    "token": "tok",
+    "tokens": "tok",
     "dur": "dur",
 }
 _DURATION_RE = re.compile(r"^\s*([0-9][0-9_]*(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|\.[0-9]+)\s*([a-zA-Z]*)\s*$")
@@ -97,12 +105,18 @@ class Duration:
             )
         number, unit = m.group(1).replace("_", ""), m.group(2).lower() or default_unit
         if not m.group(2) and unit != "dur" and Fraction(number).denominator != 1:
-            hint = f"did you mean '{number}dur' (a fraction of the run)?" if Fraction(number) <= 1 else \
-                f"give a whole number of steps, or a unit: '{number}tok', '{number}sp'"
+            hint = (
+                f"did you mean '{number}dur' (a fraction of the run)?"
+                if Fraction(number) <= 1
+                else f"give a whole number of steps, or a unit: '{number}tok', '{number}sp'"
+            )
             raise ValueError(f"duration {spec!r} has no unit and is not a whole number of steps: {hint}")
         if unit not in _UNIT_ALIASES:
-            hint = " (epochs are not supported: give steps, samples or tokens, or a fraction 'dur')" \
-                if unit in ("ep", "epoch", "epochs") else ""
+            hint = (
+                " (epochs are not supported: give steps, samples or tokens, or a fraction 'dur')"
+                if unit in ("ep", "epoch", "epochs")
+                else ""
+            )
             raise ValueError(f"unknown duration unit {m.group(2)!r} in {spec!r}{hint}")
         return cls._make(Fraction(number), _UNIT_ALIASES[unit], spec)
 
@@ -308,8 +322,9 @@ class PacingSchedule:
                 f"or a run total in {self.stage_unit!r}"
             )
         if T.value < last_at:
-            raise ValueError(f"duration {self.duration} (= {T}) ends before the last stage starts "
-                             f"({last_at}{self.stage_unit})")
+            raise ValueError(
+                f"duration {self.duration} (= {T}) ends before the last stage starts ({last_at}{self.stage_unit})"
+            )
         if T.value == last_at and last_len != end:
             # From T on the length is end, so the last stage's own length would never be used.
             raise ValueError(
@@ -414,8 +429,9 @@ class PacingSchedule:
         if self.kind == "linear":
             # floor(s + (e - s) * t / T) in exact integer arithmetic (T = p / q may be a fraction).
             T_exact = Fraction(T.value)
-            raw: Union[Fraction, float, int] = self.start + (end - self.start) * t * T_exact.denominator \
-                // T_exact.numerator
+            raw: Union[Fraction, float, int] = (
+                self.start + (end - self.start) * t * T_exact.denominator // T_exact.numerator
+            )
             return self._round(raw, end)
         frac = Fraction(t) / Fraction(T.value)
         if self.kind == "root":

@@ -90,8 +90,12 @@ def prepare_data(cfg: QuickstartConfig) -> dict[str, Any]:
 
     out = Path(cfg.out)
     corpus_dir = out / "corpus"
-    stamp = {"corpus_mb": cfg.corpus_mb, "seq_len": cfg.seq_len, "tokenizer": cfg.tokenizer,
-             "python": sys.version.split()[0]}
+    stamp = {
+        "corpus_mb": cfg.corpus_mb,
+        "seq_len": cfg.seq_len,
+        "tokenizer": cfg.tokenizer,
+        "python": sys.version.split()[0],
+    }
     stamp_file = out / "shards" / "quickstart-data.json"
     train_dir, val_dir = out / "shards" / "train", out / "shards" / "val"
     if stamp_file.exists() and json.loads(stamp_file.read_text()).get("stamp") == stamp:
@@ -106,19 +110,36 @@ def prepare_data(cfg: QuickstartConfig) -> dict[str, Any]:
     except TokenizerError as exc:
         raise UserError(f"{exc}\n(or run with --tokenizer bytes: byte-level tokens, no file needed)") from None
     corpus = build_corpus(corpus_dir, max_mb=cfg.corpus_mb, num_files=4)
-    _log(f"corpus: {corpus['documents']} documents, {corpus['text_bytes'] / 1e6:.1f} MB of text "
-         f"from {corpus['source']} -> {corpus_dir}")
+    _log(
+        f"corpus: {corpus['documents']} documents, {corpus['text_bytes'] / 1e6:.1f} MB of text "
+        f"from {corpus['source']} -> {corpus_dir}"
+    )
     files = corpus["files"]
     counts = {}
     for name, inputs, dest in (("train", files[:-1], train_dir), ("val", files[-1:], val_dir)):
         shutil.rmtree(dest, ignore_errors=True)
-        counts[name] = convert(inputs, str(dest), seq_len=cfg.seq_len, tokenizer=cfg.tokenizer,
-                               workers=cfg.workers, progress=cfg.progress, overwrite=True)
+        counts[name] = convert(
+            inputs,
+            str(dest),
+            seq_len=cfg.seq_len,
+            tokenizer=cfg.tokenizer,
+            workers=cfg.workers,
+            progress=cfg.progress,
+            overwrite=True,
+        )
         c = counts[name].get("counts", counts[name])
-        _log(f"converted {name}: {c.get('tokens', '?'):,} tokens -> {c.get('rows', '?'):,} rows "
-             f"of {cfg.seq_len} -> {dest}")
-    info = {"stamp": stamp, "train": str(train_dir), "val": str(val_dir), "corpus": corpus,
-            "convert": counts, "seconds": round(time.time() - t0, 1)}
+        _log(
+            f"converted {name}: {c.get('tokens', '?'):,} tokens -> {c.get('rows', '?'):,} rows "
+            f"of {cfg.seq_len} -> {dest}"
+        )
+    info = {
+        "stamp": stamp,
+        "train": str(train_dir),
+        "val": str(val_dir),
+        "corpus": corpus,
+        "convert": counts,
+        "seconds": round(time.time() - t0, 1),
+    }
     stamp_file.write_text(json.dumps(info, indent=1, default=str))
     return info
 
@@ -212,13 +233,13 @@ def _schedule(spec: RunSpec):
     if spec.kind == "floor":
         # One stage at s that outlasts the run: rows stay full length in the dataset (which
         # refuses a pacing end shorter than its rows), the algorithm cuts every batch to s.
-        return PacingSchedule(kind="stages", end=spec.seq_len, stages=[(0, spec.slw_start)],
-                              duration=f"{(spec.max_steps or 0) + 1}ba")
+        return PacingSchedule(
+            kind="stages", end=spec.seq_len, stages=[(0, spec.slw_start)], duration=f"{(spec.max_steps or 0) + 1}ba"
+        )
     if spec.kind == "shortformer":
         short = spec.shortformer_short or max(8, spec.seq_len // 4)
         switch = int(spec.total_tokens * spec.shortformer_switch)
-        return PacingSchedule(kind="stages", end=spec.seq_len,
-                              stages=[(0, short), (f"{switch}tok", spec.seq_len)])
+        return PacingSchedule(kind="stages", end=spec.seq_len, stages=[(0, short), (f"{switch}tok", spec.seq_len)])
     return None
 
 
@@ -287,8 +308,13 @@ def train_run(spec: RunSpec) -> dict[str, Any]:
     model = ComposerGPT(spec.model_size, vocab_size=vocab, block_size=spec.seq_len)
     schedule = _schedule(spec)
     # Same dataset class, order and seed for every run: only truncation and reuse differ.
-    dataset = SLWDataset(local=spec.train_dir, batch_size=spec.batch_size, shuffle=True,
-                         shuffle_seed=spec.seed, reuse=spec.reuse if schedule is not None and spec.kind != "floor" else "off")
+    dataset = SLWDataset(
+        local=spec.train_dir,
+        batch_size=spec.batch_size,
+        shuffle=True,
+        shuffle_seed=spec.seed,
+        reuse=spec.reuse if schedule is not None and spec.kind != "floor" else "off",
+    )
     train_dl: Any = DataLoader(dataset, batch_size=None, num_workers=0)
     if schedule is None:
         # No algorithm pops the dataset's slw_* metadata, and Composer cannot count samples
@@ -304,14 +330,18 @@ def train_run(spec: RunSpec) -> dict[str, Any]:
     monitor = StabilityMonitor()
     clock = _EvalClock()
     mem = InMemoryLogger()
-    optimizer = DecoupledAdamW(model.parameters(), lr=spec.lr, betas=(0.9, spec.beta2), eps=1e-8,
-                               weight_decay=spec.weight_decay * spec.lr)
+    optimizer = DecoupledAdamW(
+        model.parameters(), lr=spec.lr, betas=(0.9, spec.beta2), eps=1e-8, weight_decay=spec.weight_decay * spec.lr
+    )
     # max_duration in tokens: the LR schedule decays token-wise and both runs stop at equal
     # trained tokens (Composer counts tokens after SLW's truncation; see docs/DESIGN.md).
     duration = f"{spec.max_steps}ba" if spec.max_steps else f"{spec.total_tokens}tok"
     warmup_steps = _steps_of(spec.lr_warmup)
-    scheduler = (StepWarmupTokenCosine(warmup_steps, spec.total_tokens) if warmup_steps is not None
-                 else CosineAnnealingWithWarmupScheduler(t_warmup=spec.lr_warmup, alpha_f=0.1))
+    scheduler = (
+        StepWarmupTokenCosine(warmup_steps, spec.total_tokens)
+        if warmup_steps is not None
+        else CosineAnnealingWithWarmupScheduler(t_warmup=spec.lr_warmup, alpha_f=0.1)
+    )
     precision = spec.precision or ("fp32" if spec.device == "cpu" else "amp_bf16")
     trainer = Trainer(
         model=model,
@@ -352,9 +382,12 @@ def train_run(spec: RunSpec) -> dict[str, Any]:
     summary = monitor.summary()
     state = trainer.state
     val_loss = _last_metric(mem, "LanguageCrossEntropy")
-    evals = [{"tokens": tok, "wall_s": wall_at, "cpu_s": cpu_at, "val_loss": float(v)}
-             for (tok, wall_at, cpu_at), (_, v) in zip(clock.points, _metric_series(mem, "LanguageCrossEntropy"))]
+    evals = [
+        {"tokens": tok, "wall_s": wall_at, "cpu_s": cpu_at, "val_loss": float(v)}
+        for (tok, wall_at, cpu_at), (_, v) in zip(clock.points, _metric_series(mem, "LanguageCrossEntropy"))
+    ]
     from slwdata.stability import loss_ratio_stats
+
     result = {
         "name": spec.name,
         "kind": spec.kind,
@@ -362,7 +395,9 @@ def train_run(spec: RunSpec) -> dict[str, Any]:
         "trained_tokens": int(state.timestamp.token),
         "reserved_tokens": _last_int(mem, "slw/reserved_tokens"),
         "dropped_tokens": _last_int(mem, "slw/dropped_tokens"),
-        "loss_ratio_spikes": summary.get("steps_above_threshold", sum(r > LOSS_RATIO_THRESHOLD for r in hist["loss_ratio"])),
+        "loss_ratio_spikes": summary.get(
+            "steps_above_threshold", sum(r > LOSS_RATIO_THRESHOLD for r in hist["loss_ratio"])
+        ),
         "loss_ratio_spikes_1.5": loss_ratio_stats(losses, threshold=1.5)["steps_above_threshold"],
         "max_loss_ratio": summary.get("max_loss_ratio", max(hist["loss_ratio"], default=float("nan"))),
         "adam_var_max": summary.get("adam_var_sqrt_max_max"),
@@ -417,8 +452,10 @@ def token_budget(cfg: QuickstartConfig, train_dir: str) -> int:
     if rows < cfg.batch_size:
         from slwdata.cli import UserError
 
-        raise UserError(f"{train_dir}: {rows} rows, fewer than one batch of {cfg.batch_size}; "
-                        "raise --corpus-mb or lower --batch-size")
+        raise UserError(
+            f"{train_dir}: {rows} rows, fewer than one batch of {cfg.batch_size}; "
+            "raise --corpus-mb or lower --batch-size"
+        )
     return rows // cfg.batch_size * cfg.batch_size * cfg.seq_len
 
 
@@ -444,9 +481,14 @@ def tail_account(slw: dict[str, Any], rows_per_batch: int, seq_len: int) -> dict
     cut, reserved = int(slw.get("dropped_tokens") or 0), int(slw.get("reserved_tokens") or 0)
     planned = (slw.get("epoch0_account") or {}).get("tokens_carried_out")
     carried = cut - reserved
-    return {"cut": cut, "reserved": reserved, "carried": carried, "epoch0_carried_out": planned,
-            "consistent": planned is not None and cut - planned <= reserved <= cut,
-            "carried_below_batch": 0 <= carried < rows_per_batch * seq_len}
+    return {
+        "cut": cut,
+        "reserved": reserved,
+        "carried": carried,
+        "epoch0_carried_out": planned,
+        "consistent": planned is not None and cut - planned <= reserved <= cut,
+        "carried_below_batch": 0 <= carried < rows_per_batch * seq_len,
+    }
 
 
 def reach(run: dict[str, Any], base: dict[str, Any]) -> dict[str, Any] | None:
@@ -456,9 +498,15 @@ def reach(run: dict[str, Any], base: dict[str, Any]) -> dict[str, Any] | None:
         return None
     for e in run.get("evals") or []:
         if e["val_loss"] <= target:
-            return {"tokens": e["tokens"], "tokens_x": e["tokens"] / base["trained_tokens"],
-                    "wall_s": e["wall_s"], "wall_x": e["wall_s"] / base["wall_s"],
-                    "cpu_s": e["cpu_s"], "cpu_x": e["cpu_s"] / base["cpu_s"], "target": target}
+            return {
+                "tokens": e["tokens"],
+                "tokens_x": e["tokens"] / base["trained_tokens"],
+                "wall_s": e["wall_s"],
+                "wall_x": e["wall_s"] / base["wall_s"],
+                "cpu_s": e["cpu_s"],
+                "cpu_x": e["cpu_s"] / base["cpu_s"],
+                "target": target,
+            }
     return None
 
 
@@ -472,20 +520,39 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     cpu0 = time.process_time()
     data = prepare_data(cfg)
     total = token_budget(cfg, data["train"])
-    common = dict(train_dir=data["train"], val_dir=data["val"], total_tokens=total,
-                  seq_len=cfg.seq_len, batch_size=cfg.batch_size, lr=cfg.lr, lr_warmup=cfg.lr_warmup,
-                  model_size=cfg.model_size, seed=cfg.seed, device=cfg.device, precision=cfg.precision,
-                  slw_start=cfg.slw_start, warmup_duration=cfg.warmup_duration, reuse=cfg.reuse,
-                  eval_batches=cfg.eval_batches, progress=cfg.progress, beta2=cfg.beta2, clip=cfg.clip,
-                  weight_decay=0.01, eval_interval=f"{max(1, total // cfg.eval_points)}tok")
+    common = dict(
+        train_dir=data["train"],
+        val_dir=data["val"],
+        total_tokens=total,
+        seq_len=cfg.seq_len,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        lr_warmup=cfg.lr_warmup,
+        model_size=cfg.model_size,
+        seed=cfg.seed,
+        device=cfg.device,
+        precision=cfg.precision,
+        slw_start=cfg.slw_start,
+        warmup_duration=cfg.warmup_duration,
+        reuse=cfg.reuse,
+        eval_batches=cfg.eval_batches,
+        progress=cfg.progress,
+        beta2=cfg.beta2,
+        clip=cfg.clip,
+        weight_decay=0.01,
+        eval_interval=f"{max(1, total // cfg.eval_points)}tok",
+    )
     runs = []
     for name in ("baseline", "slw"):
         _log(f"training {name}: {cfg.model_size} GPT, {total:,} tokens, lr {cfg.lr:g}, device {cfg.device}")
         runs.append(train_run(RunSpec(name=name, kind=name, **common)))
         _log(f"{name} done in {runs[-1]['wall_s']:.0f}s")
     base, slw = runs
-    floor_spec = RunSpec(name=f"noise floor (lr {cfg.floor_lr:g}, length {cfg.slw_start})", kind="floor",
-                         **{**common, "lr": cfg.floor_lr, "eval_interval": None, "max_steps": slw["steps"]})
+    floor_spec = RunSpec(
+        name=f"noise floor (lr {cfg.floor_lr:g}, length {cfg.slw_start})",
+        kind="floor",
+        **{**common, "lr": cfg.floor_lr, "eval_interval": None, "max_steps": slw["steps"]},
+    )
     _log(f"training the noise floor: lr {cfg.floor_lr:g} held at length {cfg.slw_start}, {slw['steps']} steps")
     floor = train_run(floor_spec)
     runs.append(floor)
@@ -493,39 +560,63 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     quiet = quiet_threshold(floor)
     tails = tail_account(slw, cfg.batch_size, cfg.seq_len)
     hit = reach(slw, base)
-    columns = ["steps", "trained_tokens", "dropped_tokens", "reserved_tokens", "loss_ratio_spikes_1.5",
-               "loss_ratio_spikes", "max_loss_ratio", "final_val_loss", "wall_s"]
+    columns = [
+        "steps",
+        "trained_tokens",
+        "dropped_tokens",
+        "reserved_tokens",
+        "loss_ratio_spikes_1.5",
+        "loss_ratio_spikes",
+        "max_loss_ratio",
+        "final_val_loss",
+        "wall_s",
+    ]
     table = format_table(runs, columns=columns)
     lines = [table, ""]
     floor_counts = f"{floor['loss_ratio_spikes_1.5']} steps > 1.5, {floor['loss_ratio_spikes']} > 1.2"
-    lines.append(f"noise floor: {floor_counts} of {floor['steps']} steps at {cfg.batch_size} x {cfg.slw_start} "
-                 f"tokens and a safe LR; " + (f"counts at ratio > {quiet:g} are above it." if quiet else
-                                              "it crosses every threshold: the counts here measure noise."))
+    lines.append(
+        f"noise floor: {floor_counts} of {floor['steps']} steps at {cfg.batch_size} x {cfg.slw_start} "
+        f"tokens and a safe LR; "
+        + (
+            f"counts at ratio > {quiet:g} are above it."
+            if quiet
+            else "it crosses every threshold: the counts here measure noise."
+        )
+    )
     if quiet is not None:
         from slwdata.stability import loss_ratio_stats
 
         b, s_ = (loss_ratio_stats(r["history"]["loss"], threshold=quiet)["steps_above_threshold"] for r in (base, slw))
-        verdict = ("fewer with SLW in this run" if s_ < b else
-                   "no stability gain from SLW in this run")
-        lines.append(f"steps with loss ratio > {quiet:g}: baseline {b}, SLW {s_} (floor 0): {verdict}; one seed, "
-                     "one LR: benchmarks/RESULTS.md has the seeds and the LR sweep.")
+        verdict = "fewer with SLW in this run" if s_ < b else "no stability gain from SLW in this run"
+        lines.append(
+            f"steps with loss ratio > {quiet:g}: baseline {b}, SLW {s_} (floor 0): {verdict}; one seed, "
+            "one LR: benchmarks/RESULTS.md has the seeds and the LR sweep."
+        )
     batch_tokens = cfg.batch_size * cfg.seq_len
     if tails["consistent"] and tails["carried_below_batch"]:
-        lines.append(f"tails: cut {tails['cut']:,} = re-served {tails['reserved']:,} + carried {tails['carried']:,} "
-                     f"(< one batch of {batch_tokens:,}; the dataset planned to carry "
-                     f"{tails['epoch0_carried_out']:,} out of epoch 0)")
+        lines.append(
+            f"tails: cut {tails['cut']:,} = re-served {tails['reserved']:,} + carried {tails['carried']:,} "
+            f"(< one batch of {batch_tokens:,}; the dataset planned to carry "
+            f"{tails['epoch0_carried_out']:,} out of epoch 0)"
+        )
     else:
-        lines.append(f"tails: cut {tails['cut']:,}, re-served {tails['reserved']:,} within the run; "
-                     f"{tails['carried']:,} were still waiting in the ledger when the token budget ran out "
-                     "(--steps 0 trains one pass, which re-serves them)")
+        lines.append(
+            f"tails: cut {tails['cut']:,}, re-served {tails['reserved']:,} within the run; "
+            f"{tails['carried']:,} were still waiting in the ledger when the token budget ran out "
+            "(--steps 0 trains one pass, which re-serves them)"
+        )
     if hit:
-        lines.append(f"efficiency: SLW reached the baseline's final val loss {hit['target']:.3f} at "
-                     f"{hit['tokens']:,} tokens ({hit['tokens_x']:.2f}x the baseline's), "
-                     f"{hit['cpu_s']:.0f} CPU s ({hit['cpu_x']:.2f}x the baseline's CPU time; "
-                     f"wall {hit['wall_x']:.2f}x, which on a shared machine also measures the neighbours)")
+        lines.append(
+            f"efficiency: SLW reached the baseline's final val loss {hit['target']:.3f} at "
+            f"{hit['tokens']:,} tokens ({hit['tokens_x']:.2f}x the baseline's), "
+            f"{hit['cpu_s']:.0f} CPU s ({hit['cpu_x']:.2f}x the baseline's CPU time; "
+            f"wall {hit['wall_x']:.2f}x, which on a shared machine also measures the neighbours)"
+        )
     else:
-        lines.append(f"efficiency: SLW did not reach the baseline's final val loss "
-                     f"{base['final_val_loss']:.3f} within the run (final {slw['final_val_loss']:.3f})")
+        lines.append(
+            f"efficiency: SLW did not reach the baseline's final val loss "
+            f"{base['final_val_loss']:.3f} within the run (final {slw['final_val_loss']:.3f})"
+        )
     lines.append(f"CPU time of this process: {cpu:.0f}s")
     text = "\n".join(lines)
     print("\n" + text + "\n", flush=True)
@@ -540,15 +631,34 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
         "(Li, Zhang, He, NeurIPS 2022).",
         *lines[2:],
     ]
-    files = write_report(runs, out, title="slwdata quickstart: baseline vs Sequence Length Warmup",
-                         notes=notes, config={"quickstart": dataclasses.asdict(cfg), "data": data,
-                                              "tails": tails, "reach": hit, "quiet_threshold": quiet,
-                                              "cpu_s": cpu},
-                         plots=plots)
+    files = write_report(
+        runs,
+        out,
+        title="slwdata quickstart: baseline vs Sequence Length Warmup",
+        notes=notes,
+        config={
+            "quickstart": dataclasses.asdict(cfg),
+            "data": data,
+            "tails": tails,
+            "reach": hit,
+            "quiet_threshold": quiet,
+            "cpu_s": cpu,
+        },
+        plots=plots,
+    )
     _log(f"plots: {', '.join(plots)}")
     _log(f"report: {files['markdown']} and {files['json']}")
-    return {"runs": runs, "table": table, "text": text, "tails": tails, "reach": hit, "quiet": quiet,
-            "cpu_s": cpu, "files": {**files, "plots": plots}, "data": data}
+    return {
+        "runs": runs,
+        "table": table,
+        "text": text,
+        "tails": tails,
+        "reach": hit,
+        "quiet": quiet,
+        "cpu_s": cpu,
+        "files": {**files, "plots": plots},
+        "data": data,
+    }
 
 
 def _validate(cfg: QuickstartConfig) -> None:
@@ -587,35 +697,66 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", default=d.out, help=f"output folder (default {d.out})")
-    p.add_argument("--steps", type=int, default=d.steps,
-                   help="baseline steps; sets the token budget steps*batch*seq-len for both runs "
-                        "(default 0: one pass over the training shards, so every cut tail is re-served)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=d.steps,
+        help="baseline steps; sets the token budget steps*batch*seq-len for both runs "
+        "(default 0: one pass over the training shards, so every cut tail is re-served)",
+    )
     p.add_argument("--seq-len", type=int, default=d.seq_len, help="full row length (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="rows per step (default %(default)s)")
-    p.add_argument("--model-size", default=d.model_size, choices=["tiny", "small", "gpt2-124m"],
-                   help="GPT size (default %(default)s)")
+    p.add_argument(
+        "--model-size",
+        default=d.model_size,
+        choices=["tiny", "small", "gpt2-124m"],
+        help="GPT size (default %(default)s)",
+    )
     p.add_argument("--lr", type=float, default=d.lr, help="peak LR for both runs (default %(default)s)")
-    p.add_argument("--lr-warmup", default=d.lr_warmup,
-                   help="LR warmup: 'Nba' steps (then cosine by tokens), or any Composer time string (default %(default)s)")
-    p.add_argument("--floor-lr", type=float, default=d.floor_lr,
-                   help="LR of the noise-floor run, held at --slw-start (default %(default)s)")
+    p.add_argument(
+        "--lr-warmup",
+        default=d.lr_warmup,
+        help="LR warmup: 'Nba' steps (then cosine by tokens), or any Composer time string (default %(default)s)",
+    )
+    p.add_argument(
+        "--floor-lr",
+        type=float,
+        default=d.floor_lr,
+        help="LR of the noise-floor run, held at --slw-start (default %(default)s)",
+    )
     p.add_argument("--beta2", type=float, default=d.beta2, help="Adam beta2 (default %(default)s)")
     p.add_argument("--clip", type=float, default=d.clip, help="gradient-norm clipping, 0: off (default %(default)s)")
-    p.add_argument("--eval-points", type=int, default=d.eval_points,
-                   help="validation points per run, for tokens-to-reach (default %(default)s)")
-    p.add_argument("--warmup-duration", default=d.warmup_duration,
-                   help="SLW pacing duration T: '200ba', '50000tok' or a fraction '0.4dur' (default %(default)s)")
+    p.add_argument(
+        "--eval-points",
+        type=int,
+        default=d.eval_points,
+        help="validation points per run, for tokens-to-reach (default %(default)s)",
+    )
+    p.add_argument(
+        "--warmup-duration",
+        default=d.warmup_duration,
+        help="SLW pacing duration T: '200ba', '50000tok' or a fraction '0.4dur' (default %(default)s)",
+    )
     p.add_argument("--slw-start", type=int, default=d.slw_start, help="SLW start length (default %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed for data order and init (default %(default)s)")
     p.add_argument("--device", default=d.device, help="cpu or gpu (default %(default)s)")
     p.add_argument("--precision", default=None, help="Composer precision (default fp32 on cpu, amp_bf16 on gpu)")
-    p.add_argument("--corpus-mb", type=float, default=d.corpus_mb, help="embedded corpus size in MB (default %(default)s)")
-    p.add_argument("--tokenizer", default=d.tokenizer,
-                   help="'gpt2' (local file in ../shared, no download) or 'bytes' (default %(default)s)")
+    p.add_argument(
+        "--corpus-mb", type=float, default=d.corpus_mb, help="embedded corpus size in MB (default %(default)s)"
+    )
+    p.add_argument(
+        "--tokenizer",
+        default=d.tokenizer,
+        help="'gpt2' (local file in ../shared, no download) or 'bytes' (default %(default)s)",
+    )
     p.add_argument("--eval-batches", type=int, default=d.eval_batches, help="validation batches (default %(default)s)")
     p.add_argument("--workers", type=int, default=None, help="converter processes (default: all cores)")
-    p.add_argument("--reuse", default=d.reuse, choices=["deferred", "interleave", "off"],
-                   help="SLWDataset tail policy (default %(default)s)")
+    p.add_argument(
+        "--reuse",
+        default=d.reuse,
+        choices=["deferred", "interleave", "off"],
+        help="SLWDataset tail policy (default %(default)s)",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.set_defaults(func=_main)
 

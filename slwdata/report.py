@@ -137,5 +137,7 @@ def write_report(
         md += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
     (out / "report.md").write_text("\n".join(md) + "\n")
     with open(out / "report.json", "w") as f:
-        json.dump({"title": title, "notes": list(notes), "config": config or {}, "runs": list(runs)}, f, indent=1, default=str)
+        json.dump(
+            {"title": title, "notes": list(notes), "config": config or {}, "runs": list(runs)}, f, indent=1, default=str
+        )
     return {"markdown": str(out / "report.md"), "json": str(out / "report.json")}

@@ -17,9 +17,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["META_NAME", "FORMAT", "VERSION", "ShardMeta", "read_meta", "write_meta",
-           "dtype_for_vocab", "diff_config", "meta_from_json", "meta_to_json", "read_meta_file",
-           "read_meta_fields"]
+__all__ = [
+    "META_NAME",
+    "FORMAT",
+    "VERSION",
+    "ShardMeta",
+    "read_meta",
+    "write_meta",
+    "dtype_for_vocab",
+    "diff_config",
+    "meta_from_json",
+    "meta_to_json",
+    "read_meta_file",
+    "read_meta_fields",
+]
 
 META_NAME = "slwdata.json"
 FORMAT = "slwdata-shards"
@@ -49,8 +60,18 @@ class ShardMeta:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         # Keep the documented key order at the top of the file for humans.
-        order = ["format", "version", "column", "seq_len", "dtype", "eos_id", "tokenizer",
-                 "sources", "counts", "config"]
+        order = [
+            "format",
+            "version",
+            "column",
+            "seq_len",
+            "dtype",
+            "eos_id",
+            "tokenizer",
+            "sources",
+            "counts",
+            "config",
+        ]
         return {k: d[k] for k in order}
 
     @classmethod

@@ -51,8 +51,12 @@ def loss_ratio_stats(losses: Iterable[float], threshold: float = LOSS_RATIO_THRE
         if math.isfinite(loss):
             best = min(best, loss)
         steps += 1
-    return {"steps": steps, "max_ratio": None if max_ratio is None else round(max_ratio, 12),
-            "steps_above_threshold": above, "threshold": threshold}
+    return {
+        "steps": steps,
+        "max_ratio": None if max_ratio is None else round(max_ratio, 12),
+        "steps_above_threshold": above,
+        "threshold": threshold,
+    }
 
 
 def loss_ratios(losses: Sequence[float]) -> list[float]:

@@ -30,8 +30,16 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["Tokenizer", "ByteTokenizer", "TiktokenTokenizer", "HFTokenizer", "load_tokenizer",
-           "TokenizerError", "GPT2_PATTERN", "default_gpt2_file"]
+__all__ = [
+    "Tokenizer",
+    "ByteTokenizer",
+    "TiktokenTokenizer",
+    "HFTokenizer",
+    "load_tokenizer",
+    "TokenizerError",
+    "GPT2_PATTERN",
+    "default_gpt2_file",
+]
 
 # The GPT-2 / r50k_base pre-tokenization split pattern (as in tiktoken_ext.openai_public).
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -40,6 +48,7 @@ GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+
 def _user_error_base() -> type[Exception]:
     try:
         from slwdata.errors import UserError
+
         return UserError
     except Exception:  # pragma: no cover - cli is always present in this repo
         return ValueError
@@ -134,8 +143,12 @@ class TiktokenTokenizer(Tokenizer):
         if getattr(self, "_fingerprint", None) is None:
             h = hashlib.sha256(self.enc._pat_str.encode())
             ranks = self.enc._mergeable_ranks
-            h.update(b"".join(r.to_bytes(4, "little") + len(t).to_bytes(2, "little") + t
-                              for t, r in sorted(ranks.items(), key=lambda kv: kv[1])))
+            h.update(
+                b"".join(
+                    r.to_bytes(4, "little") + len(t).to_bytes(2, "little") + t
+                    for t, r in sorted(ranks.items(), key=lambda kv: kv[1])
+                )
+            )
             h.update(repr(sorted(self.enc._special_tokens.items())).encode())
             self._fingerprint = h.hexdigest()[:16]
         return self._fingerprint
@@ -151,8 +164,9 @@ def _tiktoken_from_file(path: Path, name: str) -> TiktokenTokenizer:
         ranks = load_tiktoken_bpe(str(path))
     except Exception as exc:
         raise TokenizerError(f"cannot read tiktoken rank file {path}: {exc}") from exc
-    enc = tiktoken.Encoding(name=name, pat_str=GPT2_PATTERN, mergeable_ranks=ranks,
-                            special_tokens={"<|endoftext|>": len(ranks)})
+    enc = tiktoken.Encoding(
+        name=name, pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": len(ranks)}
+    )
     return TiktokenTokenizer(enc, name, {"kind": "tiktoken_file", "path": str(path), "name": name})
 
 
@@ -182,8 +196,11 @@ class HFTokenizer(Tokenizer):
 
                 p = Path(name_or_path)
                 file = p / "tokenizer.json" if p.is_dir() else p
-                self._fast = (FastTokenizer.from_file(str(file)) if file.is_file()
-                              else FastTokenizer.from_pretrained(name_or_path))
+                self._fast = (
+                    FastTokenizer.from_file(str(file))
+                    if file.is_file()
+                    else FastTokenizer.from_pretrained(name_or_path)
+                )
             except Exception as exc:  # noqa: BLE001
                 errors.append(f"tokenizers: {exc}")
                 raise TokenizerError(
@@ -220,8 +237,11 @@ class HFTokenizer(Tokenizer):
     def fingerprint(self) -> str:
         import hashlib
 
-        backend = self._tok.backend_tokenizer if self._tok is not None and hasattr(self._tok, "backend_tokenizer") \
+        backend = (
+            self._tok.backend_tokenizer
+            if self._tok is not None and hasattr(self._tok, "backend_tokenizer")
             else self._fast
+        )
         if backend is not None:
             return hashlib.sha256(backend.to_str().encode()).hexdigest()[:16]
         return hashlib.sha256(repr(sorted(self._tok.get_vocab().items())).encode()).hexdigest()[:16]

@@ -27,8 +27,18 @@ from typing import Any, Iterable, Mapping
 
 from slwdata.pacing import PacingSchedule
 
-__all__ = ["TruncateInfo", "truncate_batch", "full_length", "slw_step", "PlainSLW", "SLW_PREFIX",
-           "check_inferred_end", "SLWMismatchError", "count_tokens", "check_planned_length"]
+__all__ = [
+    "TruncateInfo",
+    "truncate_batch",
+    "full_length",
+    "slw_step",
+    "PlainSLW",
+    "SLW_PREFIX",
+    "check_inferred_end",
+    "SLWMismatchError",
+    "count_tokens",
+    "check_planned_length",
+]
 
 SLW_PREFIX = "slw_"
 #: Label value that losses ignore (PyTorch's and Hugging Face's default ``ignore_index``).
@@ -247,7 +257,9 @@ def truncate_batch(
     out = _cut(batch, full_len, keep, key_set, meta, top=True)
     if not return_info:
         return out
-    return out, TruncateInfo(full_len=full_len, seq_len=keep, rows=rows, dropped_tokens=rows * (full_len - keep), meta=meta)
+    return out, TruncateInfo(
+        full_len=full_len, seq_len=keep, rows=rows, dropped_tokens=rows * (full_len - keep), meta=meta
+    )
 
 
 def slw_step(
@@ -295,8 +307,14 @@ class PlainSLW:
         (64, 32)
     """
 
-    def __init__(self, schedule: PacingSchedule, total: Any = None, world_size: int = 1, keys: Iterable[str] | None = None,
-                 dataset: Any = None):
+    def __init__(
+        self,
+        schedule: PacingSchedule,
+        total: Any = None,
+        world_size: int = 1,
+        keys: Iterable[str] | None = None,
+        dataset: Any = None,
+    ):
         if world_size < 1:
             raise ValueError(f"world_size must be >= 1, got {world_size}")
         if dataset is not None:
@@ -321,7 +339,9 @@ class PlainSLW:
             self._end_inferred = True
         elif self._end_inferred:
             check_inferred_end(full, self.schedule.end, self.step)
-        seq_len = self.schedule.seq_len(step=self.step, samples=self.samples, tokens=self.trained_tokens, total=self.total)
+        seq_len = self.schedule.seq_len(
+            step=self.step, samples=self.samples, tokens=self.trained_tokens, total=self.total
+        )
         out, info = truncate_batch(batch, seq_len, self.keys, full_len=full, return_info=True)
         planned = info.meta.get(SLW_PREFIX + "seq_len")
         if planned is not None:
@@ -334,8 +354,12 @@ class PlainSLW:
         return out
 
     def state_dict(self) -> dict[str, int]:
-        return {"step": self.step, "samples": self.samples, "trained_tokens": self.trained_tokens,
-                "dropped_tokens": self.dropped_tokens}
+        return {
+            "step": self.step,
+            "samples": self.samples,
+            "trained_tokens": self.trained_tokens,
+            "dropped_tokens": self.dropped_tokens,
+        }
 
     def load_state_dict(self, state: Mapping[str, int]) -> None:
         for key in ("step", "samples", "trained_tokens", "dropped_tokens"):

@@ -9,8 +9,12 @@ import numpy as np
 import pytest
 
 # Credentials moto accepts; set so that no real account is ever reached.
-AWS_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-                "AWS_DEFAULT_REGION": "us-east-1"}
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 @pytest.fixture(scope="session")
@@ -23,8 +27,9 @@ def make_shards(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., tuple
     def make(num_rows: int, seq_len: int, rows_per_shard: int, arange: bool = False) -> tuple[str, np.ndarray]:
         root = str(tmp_path_factory.mktemp("shards"))
         tokens = np.arange(num_rows * seq_len, dtype=np.uint16).reshape(num_rows, seq_len) if arange else None
-        return root, write_token_shards(root, num_rows=num_rows, seq_len=seq_len, rows_per_shard=rows_per_shard,
-                                        tokens=tokens)
+        return root, write_token_shards(
+            root, num_rows=num_rows, seq_len=seq_len, rows_per_shard=rows_per_shard, tokens=tokens
+        )
 
     return make
 

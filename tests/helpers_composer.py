@@ -52,8 +52,15 @@ class TinyLM(ComposerModel):
 class RandomRows(Dataset):
     """Deterministic random token rows of a fixed length, as dicts or (inputs, targets) tuples."""
 
-    def __init__(self, n: int = 64, seq_len: int = 64, vocab: int = VOCAB, style: str = "dict", seed: int = 0,
-                 extra: dict | None = None) -> None:
+    def __init__(
+        self,
+        n: int = 64,
+        seq_len: int = 64,
+        vocab: int = VOCAB,
+        style: str = "dict",
+        seed: int = 0,
+        extra: dict | None = None,
+    ) -> None:
         g = torch.Generator().manual_seed(seed)
         self.rows = torch.randint(0, vocab, (n, seq_len), generator=g)
         self.style = style
@@ -120,5 +127,8 @@ class PlanningRows(Dataset):
 
     def __getitem__(self, i):
         step = i // ROWS
-        return {"input_ids": self.rows[i], "slw_seq_len": torch.tensor(self.lengths[step] + self.wrong_by),
-                "slw_tail_rows": torch.tensor(1 if step % 2 else 0)}
+        return {
+            "input_ids": self.rows[i],
+            "slw_seq_len": torch.tensor(self.lengths[step] + self.wrong_by),
+            "slw_tail_rows": torch.tensor(1 if step % 2 else 0),
+        }

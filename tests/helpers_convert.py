@@ -20,8 +20,13 @@ def all_bytes(d: Path) -> dict[str, bytes]:
 def kill_when(child: str, src: Path, out: Path, workers: int, marker: Path) -> int:
     """Run ``python -c child src out workers``, SIGKILL it and its pool once ``marker`` exists
     (or it ended, or 120 s passed); check it died mid-run. Returns the finished work files."""
-    proc = subprocess.Popen([sys.executable, "-c", child, str(src), str(out), str(workers)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", child, str(src), str(out), str(workers)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     deadline = time.time() + 120
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.005)

@@ -29,8 +29,7 @@ def check_installed_streaming_is_supported_and_matches_pyproject():
     requirement admits exactly those series."""
     series = '.'.join(streaming.__version__.split('.')[:2])
     assert series in SUPPORTED_STREAMING, (streaming.__version__, SUPPORTED_STREAMING)
-    pin = re.search(r'"mosaicml-streaming>=([\d.]+),<([\d.]+)"',
-                    (REPO / 'pyproject.toml').read_text())
+    pin = re.search(r'"mosaicml-streaming>=([\d.]+),<([\d.]+)"', (REPO / 'pyproject.toml').read_text())
     assert pin, 'pyproject.toml: no mosaicml-streaming>=X,<Y requirement'
     low, high = (tuple(int(x) for x in v.split('.')[:2]) for v in pin.groups())
     admitted = {f'{low[0]}.{m}' for m in range(low[1], high[1])} if low[0] == high[0] else None

@@ -65,8 +65,9 @@ def test_hf_baseline_rows_equal_tiktoken_baseline(bench, hf, tmp_path):
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    (corpus / "00.jsonl").write_text("".join(json.dumps({"text": TEXTS[i % len(TEXTS)] * (i + 1)}) + "\n"
-                                             for i in range(30)))
+    (corpus / "00.jsonl").write_text(
+        "".join(json.dumps({"text": TEXTS[i % len(TEXTS)] * (i + 1)}) + "\n" for i in range(30))
+    )
     tok = load_tokenizer("gpt2")
     n_tt = bench.baseline_concat_tokens(corpus, str(tmp_path / "tt"), tok, 32)
     n_hf = bench.baseline_concat_tokens_hf(corpus, str(tmp_path / "hf"), hf, 32)

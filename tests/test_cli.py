@@ -40,8 +40,9 @@ def test_console_script_runs():
 
 
 def test_user_error_under_python_dash_m_has_no_traceback(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "slwdata.cli", "inspect", str(tmp_path / "missing")],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "slwdata.cli", "inspect", str(tmp_path / "missing")], capture_output=True, text=True
+    )
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert out.stderr.startswith("slwdata inspect: error:")

@@ -17,8 +17,13 @@ FULL = 32
 # ---------------------------------------------------------------- cuts
 def test_cut_tensors_are_contiguous_and_view_works():
     x = torch.arange(4 * FULL).view(4, FULL)
-    batch = {"input_ids": x, "labels": x.clone(), "attention_mask": torch.ones_like(x),
-             "sequence_id": torch.zeros_like(x), "emb": torch.zeros(4, FULL, 3)}
+    batch = {
+        "input_ids": x,
+        "labels": x.clone(),
+        "attention_mask": torch.ones_like(x),
+        "sequence_id": torch.zeros_like(x),
+        "emb": torch.zeros(4, FULL, 3),
+    }
     out = truncate_batch(batch, 8)
     for key, value in out.items():
         assert value.shape[:2] == (4, 8) and value.is_contiguous(), key
@@ -34,14 +39,20 @@ def test_per_row_counts_are_recomputed_for_the_cut():
     labels = ids.clone()
     labels[mask == 0] = -100
     labels[1, :4] = -100  # a prompt that does not generate loss
-    batch = {"input_ids": ids, "labels": labels, "attention_mask": mask,
-             "total_tokens": mask.sum(1), "loss_generating_tokens": (labels[:, 1:] != -100).sum(1)}
+    batch = {
+        "input_ids": ids,
+        "labels": labels,
+        "attention_mask": mask,
+        "total_tokens": mask.sum(1),
+        "loss_generating_tokens": (labels[:, 1:] != -100).sum(1),
+    }
     out = truncate_batch(batch, 8)
     assert out["total_tokens"].tolist() == [8, 8, 5]
     assert out["loss_generating_tokens"].tolist() == [7, 4, 4]
     # Without a mask (llm-foundry's text loader): every row's count is capped at the cut.
-    out = truncate_batch({"input_ids": ids, "total_tokens": [FULL] * 3, "labels": labels,
-                          "loss_generating_tokens": [31, 27, 4]}, 16)  # lists, as llm-foundry stores them
+    out = truncate_batch(
+        {"input_ids": ids, "total_tokens": [FULL] * 3, "labels": labels, "loss_generating_tokens": [31, 27, 4]}, 16
+    )  # lists, as llm-foundry stores them
     assert out["total_tokens"] == [16, 16, 16] and out["loss_generating_tokens"] == [15, 12, 4]
     assert count_tokens(out) == 48
 
@@ -78,8 +89,11 @@ def test_plain_slw_refuses_a_dataset_planned_for_another_length(tmp_path):
     ds.bind_pacing(sched, rows_per_step=16)  # planned for 4 ranks
     slw = PlainSLW(sched, world_size=2)  # the loop says 2
     loader = iter(torch.utils.data.DataLoader(ds, batch_size=None))
-    with pytest.raises(SLWMismatchError, match=r"at step \d+ the dataset planned length \d+ but PlainSLW's "
-                                               r"schedule gives \d+"):
+    with pytest.raises(
+        SLWMismatchError,
+        match=r"at step \d+ the dataset planned length \d+ but PlainSLW's "
+        r"schedule gives \d+",
+    ):
         for batch in loader:
             slw(batch)
 
@@ -91,8 +105,11 @@ def test_dataloader_with_a_batch_size_is_refused(tmp_path, num_workers):
 
     root, _ = _shards(tmp_path)
     ds = SLWDataset(local=root, batch_size=4)
-    with pytest.raises(Exception, match=r"SLWDataset yields whole batches .*DataLoader\(ds, batch_size=None\) "
-                                        r"or slwdata.dataset.make_dataloader\(ds\)"):
+    with pytest.raises(
+        Exception,
+        match=r"SLWDataset yields whole batches .*DataLoader\(ds, batch_size=None\) "
+        r"or slwdata.dataset.make_dataloader\(ds\)",
+    ):
         next(iter(torch.utils.data.DataLoader(ds, batch_size=16, num_workers=num_workers)))
 
 

@@ -88,8 +88,13 @@ class Rows(Dataset):
             return {"input_ids": x, "labels": labels, "attention_mask": mask}
         labels = x.clone()
         labels[:3] = -100  # a prompt, as the finetuning collator marks it
-        return {"input_ids": x, "labels": labels, "sequence_id": torch.zeros_like(x),
-                "total_tokens": torch.tensor(FULL), "loss_generating_tokens": (labels[1:] != -100).sum()}
+        return {
+            "input_ids": x,
+            "labels": labels,
+            "sequence_id": torch.zeros_like(x),
+            "total_tokens": torch.tensor(FULL),
+            "loss_generating_tokens": (labels[1:] != -100).sum(),
+        }
 
 
 def foundry_collate(rows):
@@ -142,10 +147,17 @@ def fit(dl, max_duration="2000tok", model=None, **slw):
     torch.manual_seed(0)
     model = model or MetricLM()
     rec, fed = Recorder(), FedTokens()
-    trainer = Trainer(model=model, train_dataloader=dl, max_duration=max_duration,
-                      algorithms=[SequenceLengthWarmup(start=8, duration=slw.pop("duration", "8ba"), **slw)],
-                      callbacks=[rec, fed], optimizers=torch.optim.SGD(model.parameters(), lr=0.1), device="cpu",
-                      progress_bar=False, seed=0)
+    trainer = Trainer(
+        model=model,
+        train_dataloader=dl,
+        max_duration=max_duration,
+        algorithms=[SequenceLengthWarmup(start=8, duration=slw.pop("duration", "8ba"), **slw)],
+        callbacks=[rec, fed],
+        optimizers=torch.optim.SGD(model.parameters(), lr=0.1),
+        device="cpu",
+        progress_bar=False,
+        seed=0,
+    )
     trainer.fit()
     return trainer, rec, fed, model
 
@@ -158,8 +170,10 @@ def test_train_metric_views_the_cut_labels():
 
 
 def test_llmfoundry_per_row_counts_give_trained_tokens():
-    dl = DataSpec(DataLoader(Rows("foundry"), batch_size=ROWS, collate_fn=foundry_collate),
-                  get_num_tokens_in_batch=foundry_counter)
+    dl = DataSpec(
+        DataLoader(Rows("foundry"), batch_size=ROWS, collate_fn=foundry_collate),
+        get_num_tokens_in_batch=foundry_counter,
+    )
     trainer, rec, fed, _ = fit(dl, max_duration="1500tok")
     assert rec.lengths[0] == 8 and len(set(rec.lengths)) > 2
     assert int(trainer.state.timestamp.token) == sum(fed.fed) == ROWS * sum(rec.lengths)
@@ -177,8 +191,11 @@ def test_hf_padded_batches_counted_by_attention_mask():
 
 def test_tuple_batches_get_an_error_that_says_what_to_do():
     """(inputs, targets) rows: the default collate gives a list of two tensors."""
-    with pytest.raises(ValueError, match=r"this batch is a list: use dict batches with 'input_ids', or give the "
-                                         r"Trainer a DataSpec.*get_num_tokens_in_batch=slwdata.truncate.count_tokens"):
+    with pytest.raises(
+        ValueError,
+        match=r"this batch is a list: use dict batches with 'input_ids', or give the "
+        r"Trainer a DataSpec.*get_num_tokens_in_batch=slwdata.truncate.count_tokens",
+    ):
         fit(DataLoader(Rows("tuple"), batch_size=ROWS), max_duration="1000tok")
     dl = DataSpec(DataLoader(Rows("tuple"), batch_size=ROWS), get_num_tokens_in_batch=count_tokens)
     trainer, rec, fed, _ = fit(dl, max_duration="1000tok")
@@ -203,9 +220,16 @@ def test_preactivation_leaves_batchnorm_buffers_unchanged():
 
     model, snap = MetricLM(batchnorm=True), Snap()
     torch.manual_seed(0)
-    Trainer(model=model, train_dataloader=DataLoader(Rows("hf"), batch_size=ROWS), max_duration="1ba",
-            algorithms=[SequenceLengthWarmup(start=8, duration="8ba")], callbacks=[snap],
-            optimizers=torch.optim.SGD(model.parameters(), lr=0.1), device="cpu", progress_bar=False).fit()
+    Trainer(
+        model=model,
+        train_dataloader=DataLoader(Rows("hf"), batch_size=ROWS),
+        max_duration="1ba",
+        algorithms=[SequenceLengthWarmup(start=8, duration="8ba")],
+        callbacks=[snap],
+        optimizers=torch.optim.SGD(model.parameters(), lr=0.1),
+        device="cpu",
+        progress_bar=False,
+    ).fit()
     assert model.seen == [FULL, 8]  # the pre-activation pass ran
     before, after = snap.at[Event.FIT_START], snap.at[Event.AFTER_DATALOADER]
     assert set(before) == {"norm.running_mean", "norm.running_var", "norm.num_batches_tracked"}
@@ -228,13 +252,24 @@ def test_hf_gpt2_with_language_metrics_on_slwdataset(tmp_path):
     ds = SLWDataset(local=str(tmp_path / "shards"), batch_size=ROWS, labels=True, reuse="deferred", shuffle=True)
     config = transformers.GPT2Config(vocab_size=VOCAB, n_positions=FULL, n_embd=16, n_layer=2, n_head=2)
     torch.manual_seed(0)
-    model = HuggingFaceModel(transformers.GPT2LMHeadModel(config), use_logits=True,
-                             metrics=[LanguageCrossEntropy(ignore_index=-100), LanguagePerplexity(ignore_index=-100)])
+    model = HuggingFaceModel(
+        transformers.GPT2LMHeadModel(config),
+        use_logits=True,
+        metrics=[LanguageCrossEntropy(ignore_index=-100), LanguagePerplexity(ignore_index=-100)],
+    )
     rec, fed, mem = Recorder(), FedTokens(), InMemoryLogger()
-    trainer = Trainer(model=model, train_dataloader=make_dataloader(ds), max_duration="1ep",
-                      algorithms=[SequenceLengthWarmup(start=8, duration="6ba")], callbacks=[rec, fed], loggers=[mem],
-                      optimizers=torch.optim.AdamW(model.parameters(), lr=1e-3), device="cpu", progress_bar=False,
-                      device_train_microbatch_size=ROWS)
+    trainer = Trainer(
+        model=model,
+        train_dataloader=make_dataloader(ds),
+        max_duration="1ep",
+        algorithms=[SequenceLengthWarmup(start=8, duration="6ba")],
+        callbacks=[rec, fed],
+        loggers=[mem],
+        optimizers=torch.optim.AdamW(model.parameters(), lr=1e-3),
+        device="cpu",
+        progress_bar=False,
+        device_train_microbatch_size=ROWS,
+    )
     trainer.fit()
     assert rec.lengths == [ds.seq_len_at(i) for i in range(len(rec.lengths))] and rec.lengths[0] == 8
     assert len(rec.lengths) == ds.num_batches(0) > 64 // ROWS  # the tails were served as extra batches
@@ -254,22 +289,39 @@ def test_llmfoundry_builder_without_llmfoundry(tmp_path):
 
     root = str(tmp_path / "shards")
     write_token_shards(root, tokens=random_tokens(32, FULL, vocab=VOCAB), rows_per_shard=16)
-    spec = build_slw_dataloader(None, 4, {"local": root, "shuffle": True, "max_seq_len": FULL, "reuse": "deferred"},
-                                num_workers=0, drop_last=True, prefetch_factor=None, persistent_workers=False)
+    spec = build_slw_dataloader(
+        None,
+        4,
+        {"local": root, "shuffle": True, "max_seq_len": FULL, "reuse": "deferred"},
+        num_workers=0,
+        drop_last=True,
+        prefetch_factor=None,
+        persistent_workers=False,
+    )
     batches = list(spec.dataloader)
     batch = batches[0]
     assert sorted(batch) == ["input_ids", "labels"] and tuple(batch["input_ids"].shape) == (4, FULL)
     assert spec.get_num_tokens_in_batch(batch) == 4 * FULL
     spec.dataloader.dataset.close()
     # DataLoader workers (the YAML's num_workers): the same batches.
-    spec = build_slw_dataloader(None, 4, {"local": root, "shuffle": True, "max_seq_len": FULL}, num_workers=1,
-                                prefetch_factor=2, persistent_workers=False, pin_memory=False)
+    spec = build_slw_dataloader(
+        None,
+        4,
+        {"local": root, "shuffle": True, "max_seq_len": FULL},
+        num_workers=1,
+        prefetch_factor=2,
+        persistent_workers=False,
+        pin_memory=False,
+    )
     assert [b["input_ids"].tolist() for b in spec.dataloader] == [b["input_ids"].tolist() for b in batches]
     spec.dataloader.dataset.close()
     with pytest.raises(ValueError, match=r"dataset.max_seq_len=128 but the shards hold rows of 32 tokens"):
         build_slw_dataloader(None, 4, {"local": root, "max_seq_len": 128})
-    with pytest.raises(ValueError, match=r"train_loader.dataset: unknown key\(s\) \['suffle'\], not supported: "
-                                         r"mlm_probability \(SLW trains causal LMs"):
+    with pytest.raises(
+        ValueError,
+        match=r"train_loader.dataset: unknown key\(s\) \['suffle'\], not supported: "
+        r"mlm_probability \(SLW trains causal LMs",
+    ):
         build_slw_dataloader(None, 4, {"local": root, "suffle": True, "mlm_probability": 0.15})
     with pytest.raises(ValueError, match=r"slw dataloader, train_loader: unknown key\(s\) \['num_worker'\]"):
         build_slw_dataloader(None, 4, {"local": root}, num_worker=2)

@@ -25,10 +25,20 @@ def fit(model=None, dl=None, max_duration="12ba", lr=0.5, schedulers=None, micro
     model = model or TinyLM()
     slw = SequenceLengthWarmup(**slw_kwargs)
     rec, mem = Recorder(), InMemoryLogger()
-    trainer = Trainer(model=model, train_dataloader=dl if dl is not None else loader(seq_len=FULL, batch_size=ROWS),
-                      max_duration=max_duration, algorithms=[slw], callbacks=[rec], loggers=[mem],
-                      optimizers=torch.optim.SGD(model.parameters(), lr=lr), schedulers=schedulers or [],
-                      device="cpu", progress_bar=False, seed=0, device_train_microbatch_size=microbatch)
+    trainer = Trainer(
+        model=model,
+        train_dataloader=dl if dl is not None else loader(seq_len=FULL, batch_size=ROWS),
+        max_duration=max_duration,
+        algorithms=[slw],
+        callbacks=[rec],
+        loggers=[mem],
+        optimizers=torch.optim.SGD(model.parameters(), lr=lr),
+        schedulers=schedulers or [],
+        device="cpu",
+        progress_bar=False,
+        seed=0,
+        device_train_microbatch_size=microbatch,
+    )
     trainer.fit()
     return trainer, slw, rec, mem
 
@@ -99,8 +109,9 @@ def test_tuple_batches_refuse_token_durations_composer_cannot_count():
         fit(dl=dl, max_duration="4ba", duration="1000tok")
 
 
-@pytest.mark.parametrize("max_duration,total", [("3ba", "3ba"), ("1ba", "1ba"), ("2ep", "32ba"), ("40sp", "40sp"),
-                                                ("700tok", "700tok")])
+@pytest.mark.parametrize(
+    "max_duration,total", [("3ba", "3ba"), ("1ba", "1ba"), ("2ep", "32ba"), ("40sp", "40sp"), ("700tok", "700tok")]
+)
 def test_short_runs_and_every_max_duration_unit(max_duration, total):
     """Composer's SeqLengthWarmup dies on these (ZeroDivisionError / NotImplementedError)."""
     trainer, _, rec, _ = fit(max_duration=max_duration, duration="0.3dur")
@@ -209,7 +220,6 @@ def test_paced_loader_sets_the_distributed_sampler_epoch():
     assert len(wrapped) == 1 and wrapped.dataset is dl.dataset and wrapped.sampler is sampler
 
 
-
 def test_preallocation_auto_microbatching_halves_on_oom():
     """'auto' needs a GPU in Composer; drive the OOM search directly with a model that 'runs out
     of memory' above 2 full-length rows."""
@@ -225,8 +235,16 @@ def test_preallocation_auto_microbatching_halves_on_oom():
 
     model = OOMAbove2()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    state = SimpleNamespace(model=model, optimizers=[opt], device=DeviceCPU(), precision="fp32",
-                            precision_config=None, auto_microbatching=True, device_train_microbatch_size=8, scaler=None)
+    state = SimpleNamespace(
+        model=model,
+        optimizers=[opt],
+        device=DeviceCPU(),
+        precision="fp32",
+        precision_config=None,
+        auto_microbatching=True,
+        device_train_microbatch_size=8,
+        scaler=None,
+    )
     slw = SequenceLengthWarmup(end=FULL, duration="10ba")
     slw._original_model = model
     slw._full_batch = {"input_ids": torch.zeros(8, FULL, dtype=torch.long), "slw_tail_rows": torch.zeros(8)}
@@ -275,12 +293,15 @@ def _counting_loader(count):
     return DataSpec(loader(seq_len=FULL, batch_size=ROWS), get_num_tokens_in_batch=count)
 
 
-@pytest.mark.parametrize("max_duration,duration,count,why", [
-    ("2000tok", "10ba", lambda b: ROWS * FULL, r"max_duration \(2000tok\) is in tokens"),
-    ("2000tok", "10ba", lambda b: 0, r"max_duration \(2000tok\) is in tokens"),  # else: never stops
-    ("4ba", "500tok", lambda b: ROWS * FULL, r"duration \(500tok"),
-    ("4ba", "500tok", lambda b: 0, r"duration \(500tok"),
-])
+@pytest.mark.parametrize(
+    "max_duration,duration,count,why",
+    [
+        ("2000tok", "10ba", lambda b: ROWS * FULL, r"max_duration \(2000tok\) is in tokens"),
+        ("2000tok", "10ba", lambda b: 0, r"max_duration \(2000tok\) is in tokens"),  # else: never stops
+        ("4ba", "500tok", lambda b: ROWS * FULL, r"duration \(500tok"),
+        ("4ba", "500tok", lambda b: 0, r"duration \(500tok"),
+    ],
+)
 def test_wrong_token_counter_is_an_error_when_tokens_matter(max_duration, duration, count, why):
     """A counter reporting full-length (untruncated) tokens or 0 would pace or stop on a wrong clock."""
     with pytest.raises(ValueError, match=r"Composer counted (256|0) tokens for a batch of 32 trained.*" + why):
@@ -295,7 +316,9 @@ def test_wrong_token_counter_only_warns_when_nothing_uses_tokens():
 
 def test_unknown_option_lists_the_allowed_keys():
     for build in (SequenceLengthWarmup.from_config, lambda cfg: registry["slw"](**cfg)):
-        with pytest.raises(ValueError, match=r"unknown SequenceLengthWarmup option\(s\) \['strat'\]; allowed: .*'start'"):
+        with pytest.raises(
+            ValueError, match=r"unknown SequenceLengthWarmup option\(s\) \['strat'\]; allowed: .*'start'"
+        ):
             build({"strat": 8, "duration": "0.3dur"})
 
 
@@ -304,7 +327,9 @@ def test_method_card_documents_every_option():
     from pathlib import Path
 
     card = (Path(__file__).resolve().parents[1] / "docs" / "method_card.md").read_text()
-    params = [p for p in inspect.signature(SequenceLengthWarmup).parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
+    params = [
+        p for p in inspect.signature(SequenceLengthWarmup).parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD
+    ]
     missing = [p.name for p in params if f"| `{p.name}`" not in card]
     assert not missing, f"docs/method_card.md parameter table lacks {missing}"
     for fact in ("int is steps", "fixed-length", "one step behind"):

@@ -28,9 +28,18 @@ def test_slw_dataset_end_to_end(tmp_path):
     torch.manual_seed(0)
     model = TinyLM()
     # The dataset yields whole batches (DataLoader batch_size=None): Composer needs the microbatch size.
-    Trainer(model=model, train_dataloader=make_dataloader(ds), max_duration="20ba", algorithms=[slw],
-            callbacks=[rec], loggers=[mem], optimizers=torch.optim.SGD(model.parameters(), lr=0.1), device="cpu",
-            progress_bar=False, device_train_microbatch_size=4).fit()
+    Trainer(
+        model=model,
+        train_dataloader=make_dataloader(ds),
+        max_duration="20ba",
+        algorithms=[slw],
+        callbacks=[rec],
+        loggers=[mem],
+        optimizers=torch.optim.SGD(model.parameters(), lr=0.1),
+        device="cpu",
+        progress_bar=False,
+        device_train_microbatch_size=4,
+    ).fit()
     assert ds.pacing == slw.schedule and ds.rows_per_step == 4 and str(ds.run_total) == "20ba"
     plan = slw.schedule.plan(20, 4, total="20ba")
     assert rec.lengths == plan  # the dataset's slw_seq_len agreed at every step (else SLWMismatchError)
@@ -56,9 +65,18 @@ def test_epoch_duration_trains_the_deferred_tail_batches(tmp_path):
     slw = SequenceLengthWarmup(start=8, duration="10ba")
     torch.manual_seed(0)
     model = TinyLM()
-    Trainer(model=model, train_dataloader=make_dataloader(ds), max_duration="2ep", algorithms=[slw],
-            callbacks=[rec], loggers=[mem], optimizers=torch.optim.SGD(model.parameters(), lr=0.1), device="cpu",
-            progress_bar=False, device_train_microbatch_size=4).fit()
+    Trainer(
+        model=model,
+        train_dataloader=make_dataloader(ds),
+        max_duration="2ep",
+        algorithms=[slw],
+        callbacks=[rec],
+        loggers=[mem],
+        optimizers=torch.optim.SGD(model.parameters(), lr=0.1),
+        device="cpu",
+        progress_bar=False,
+        device_train_microbatch_size=4,
+    ).fit()
     epoch0, epoch1 = ds.num_batches(0), ds.num_batches(1)
     assert epoch0 > fresh_batches  # the deferred tails form extra batches in epoch 0
     assert len(rec.lengths) == epoch0 + epoch1

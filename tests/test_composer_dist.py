@@ -24,7 +24,11 @@ def _two_ranks(tmp_path, port: int, **env_extra: str) -> tuple[dict, dict]:
     env = {**os.environ, "SLW_TEST_OUT": str(tmp_path), "PYTHONPATH": str(REPO), **env_extra}
     proc = subprocess.run(
         [str(launcher), "-n", "2", "--master_port", str(port), str(REPO / "tests" / "scripts" / "slw_two_rank.py")],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return (json.loads((tmp_path / "rank0.json").read_text()), json.loads((tmp_path / "rank1.json").read_text()))

@@ -30,8 +30,14 @@ def test_loss_ratio_stats_known_sequence():
     assert nan["max_ratio"] == math.inf and nan["steps_above_threshold"] == 1
 
 
-@pytest.mark.parametrize("make", [lambda p: torch.optim.Adam(p, lr=0.1), lambda p: torch.optim.AdamW(p, lr=0.1),
-                                  lambda p: DecoupledAdamW(p, lr=0.1)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: torch.optim.Adam(p, lr=0.1),
+        lambda p: torch.optim.AdamW(p, lr=0.1),
+        lambda p: DecoupledAdamW(p, lr=0.1),
+    ],
+)
 def test_adam_variance_stats_from_hand_set_state(make):
     a, b = torch.nn.Parameter(torch.zeros(2, 3)), torch.nn.Parameter(torch.zeros(4))
     opt = make([a, b])
@@ -50,8 +56,12 @@ def test_adam_variance_stats_from_hand_set_state(make):
     opt.state[b]["exp_avg_sq"].zero_()
     mon.observe_optimizers([opt])
     summary = mon.summary()
-    assert summary["adam_var_sqrt_max_max"] == pytest.approx(4.0) and summary["adam_var_sqrt_max_last"] == pytest.approx(3.0)
-    assert summary["adam_var_l1_max"] == pytest.approx(sqrt_a + sqrt_b) and summary["adam_var_l1_last"] == pytest.approx(sqrt_a)
+    assert summary["adam_var_sqrt_max_max"] == pytest.approx(4.0) and summary[
+        "adam_var_sqrt_max_last"
+    ] == pytest.approx(3.0)
+    assert summary["adam_var_l1_max"] == pytest.approx(sqrt_a + sqrt_b) and summary[
+        "adam_var_l1_last"
+    ] == pytest.approx(sqrt_a)
 
 
 def test_monitor_keeps_running_statistics_not_every_loss():
@@ -68,7 +78,10 @@ def test_monitor_keeps_running_statistics_not_every_loss():
     expected = loss_ratio_stats(losses)
     summary = resumed.summary()
     assert (summary["steps"], summary["max_loss_ratio"], summary["steps_above_threshold"]) == (
-        expected["steps"], expected["max_ratio"], expected["steps_above_threshold"])
+        expected["steps"],
+        expected["max_ratio"],
+        expected["steps_above_threshold"],
+    )
     old = StabilityMonitor()  # a checkpoint from before: the losses list still loads
     old.load_state_dict({"losses": losses[:4], "max_ratio": 1.3, "steps_above": 1})
     assert old.observe_loss(3.5) == pytest.approx(1.4) and old.summary()["steps"] == 5
@@ -98,15 +111,24 @@ def test_monitor_in_a_trainer():
     model = ScriptedLoss()
     mon, mem = StabilityMonitor(threshold=1.2, interval=2), InMemoryLogger()
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    Trainer(model=model, train_dataloader=loader(n=64, batch_size=4), max_duration=f"{len(SCRIPT)}ba",
-            optimizers=opt, callbacks=[mon], loggers=[mem], device="cpu", progress_bar=False).fit()
+    Trainer(
+        model=model,
+        train_dataloader=loader(n=64, batch_size=4),
+        max_duration=f"{len(SCRIPT)}ba",
+        optimizers=opt,
+        callbacks=[mon],
+        loggers=[mem],
+        device="cpu",
+        progress_bar=False,
+    ).fit()
     expected = loss_ratio_stats(SCRIPT)
     summary = mon.summary()
     assert summary["steps"] == len(SCRIPT)
     assert summary["steps_above_threshold"] == expected["steps_above_threshold"] == 2
     assert summary["max_loss_ratio"] == pytest.approx(1.4)
-    assert logged(mem, "stability/loss_ratio") == pytest.approx([b / min(SCRIPT[:i + 1]) for i, b in
-                                                                 enumerate(SCRIPT[1:])])
+    assert logged(mem, "stability/loss_ratio") == pytest.approx(
+        [b / min(SCRIPT[: i + 1]) for i, b in enumerate(SCRIPT[1:])]
+    )
     # Adam statistics logged at steps 2, 4, 6, 8; the last equals the optimizer's final state.
     assert len(logged(mem, "stability/adam_var_l1")) == 4
     final = adam_variance_stats(opt)

@@ -20,10 +20,21 @@ def _trainer(tmp_path, **kw):
     model = TinyLM()
     rec, mem = Recorder(), InMemoryLogger()
     slw = SequenceLengthWarmup(start=8, duration="1200tok")
-    trainer = Trainer(model=model, train_dataloader=loader(n=64, seq_len=64, batch_size=4), max_duration="10ba",
-                      algorithms=[slw], callbacks=[rec], loggers=[mem],
-                      optimizers=torch.optim.SGD(model.parameters(), lr=0.1), device="cpu", progress_bar=False,
-                      seed=0, save_folder=str(tmp_path / "ckpt"), save_interval="4ba", **kw)
+    trainer = Trainer(
+        model=model,
+        train_dataloader=loader(n=64, seq_len=64, batch_size=4),
+        max_duration="10ba",
+        algorithms=[slw],
+        callbacks=[rec],
+        loggers=[mem],
+        optimizers=torch.optim.SGD(model.parameters(), lr=0.1),
+        device="cpu",
+        progress_bar=False,
+        seed=0,
+        save_folder=str(tmp_path / "ckpt"),
+        save_interval="4ba",
+        **kw,
+    )
     return trainer, slw, rec, mem
 
 
@@ -56,10 +67,21 @@ def test_resume_with_planning_dataset_replays_without_false_mismatch(tmp_path):
         model, rec = TinyLM(), Recorder()
         ds = PlanningRows(n=48)
         slw = SequenceLengthWarmup(start=8, duration="8ba")
-        trainer = Trainer(model=model, train_dataloader=torch.utils.data.DataLoader(ds, batch_size=4),
-                          max_duration="10ba", algorithms=[slw], callbacks=[rec], loggers=[Mem()],
-                          optimizers=torch.optim.SGD(model.parameters(), lr=0.1), device="cpu", progress_bar=False,
-                          seed=0, save_folder=str(folder), save_interval="4ba", **kw)
+        trainer = Trainer(
+            model=model,
+            train_dataloader=torch.utils.data.DataLoader(ds, batch_size=4),
+            max_duration="10ba",
+            algorithms=[slw],
+            callbacks=[rec],
+            loggers=[Mem()],
+            optimizers=torch.optim.SGD(model.parameters(), lr=0.1),
+            device="cpu",
+            progress_bar=False,
+            seed=0,
+            save_folder=str(folder),
+            save_interval="4ba",
+            **kw,
+        )
         trainer.fit()
         return rec, slw
 

@@ -62,7 +62,6 @@ def make_docs(n: int, seed: int = 0) -> list[str]:
     return [" ".join(rng.choice(words, size=int(rng.integers(1, 60)))) for _ in range(n)]
 
 
-
 # --------------------------------------------------------------------------------------------
 # the real corpus
 
@@ -114,8 +113,11 @@ def test_shards_load_in_plain_streaming_dataset(pile_gpt2, tmp_path):
 
 
 def test_pile_sets_filter(tmp_path):
-    lines = [jl("cc one", meta={"pile_set_name": "Pile-CC"}), jl("gh", meta={"pile_set_name": "Github"}),
-             jl("cc two", meta={"pile_set_name": "Pile-CC"})]
+    lines = [
+        jl("cc one", meta={"pile_set_name": "Pile-CC"}),
+        jl("gh", meta={"pile_set_name": "Github"}),
+        jl("cc two", meta={"pile_set_name": "Pile-CC"}),
+    ]
     write_zst(tmp_path / "00.jsonl.zst", lines)
     meta = convert([tmp_path / "00.jsonl.zst"], str(tmp_path / "o"), seq_len=4, pile_sets=["Pile-CC"], **KW)
     check_rows(tmp_path / "o", ["cc one", "cc two"], 4)
@@ -224,16 +226,18 @@ def test_nanogpt_bin_rechunked_without_retokenizing(tmp_path):
     docs = [rng.integers(0, 50256, size=int(rng.integers(1, 300))) for _ in range(30)]
     stream = np.concatenate([np.append(d, 50256) for d in docs]).astype(np.uint16)
     stream.tofile(tmp_path / "train.bin")
-    meta = convert([tmp_path / "train.bin"], str(tmp_path / "o"), seq_len=100, tokenizer="gpt2",
-                   progress=False, log=lambda m: None)
+    meta = convert(
+        [tmp_path / "train.bin"], str(tmp_path / "o"), seq_len=100, tokenizer="gpt2", progress=False, log=lambda m: None
+    )
     rows = read_rows(tmp_path / "o")
     n = len(stream) // 100
     assert np.array_equal(rows.reshape(-1), stream[: n * 100])
     assert meta["counts"]["documents"] == 30 and meta["counts"]["tokens"] == len(stream)
     # a last document without EOT gets one, so every document ends with EOS
     stream[:-1].tofile(tmp_path / "val.bin")
-    meta2 = convert([tmp_path / "val.bin"], str(tmp_path / "o2"), seq_len=100, tokenizer="gpt2",
-                    progress=False, log=lambda m: None)
+    meta2 = convert(
+        [tmp_path / "val.bin"], str(tmp_path / "o2"), seq_len=100, tokenizer="gpt2", progress=False, log=lambda m: None
+    )
     assert meta2["counts"]["tokens"] == len(stream) and meta2["counts"]["documents"] == 30
 
 
@@ -259,8 +263,15 @@ def test_megatron_bin_idx(tmp_path):
     # half the documents already end with EOD (--append-eod), half do not
     docs = [np.append(d, 50256) if i % 2 else d for i, d in enumerate(docs)]
     write_megatron(tmp_path / "corpus_text_document", docs)
-    meta = convert([tmp_path / "corpus_text_document.idx"], str(tmp_path / "o"), seq_len=64, tokenizer="gpt2",
-                   workers=2, progress=False, log=lambda m: None)
+    meta = convert(
+        [tmp_path / "corpus_text_document.idx"],
+        str(tmp_path / "o"),
+        seq_len=64,
+        tokenizer="gpt2",
+        workers=2,
+        progress=False,
+        log=lambda m: None,
+    )
     stream = np.concatenate([d if d[-1] == 50256 else np.append(d, 50256) for d in docs]).astype(np.uint16)
     rows = read_rows(tmp_path / "o")
     n = len(stream) // 64
@@ -269,8 +280,14 @@ def test_megatron_bin_idx(tmp_path):
     # ids outside the vocabulary mean the wrong tokenizer: a clear error
     write_megatron(tmp_path / "bad", [np.array([1, 2, 60000])])
     with pytest.raises(ConvertError, match="token id 60000 is outside"):
-        convert([tmp_path / "bad.bin"], str(tmp_path / "o3"), seq_len=4, tokenizer="gpt2",
-                progress=False, log=lambda m: None)
+        convert(
+            [tmp_path / "bad.bin"],
+            str(tmp_path / "o3"),
+            seq_len=4,
+            tokenizer="gpt2",
+            progress=False,
+            log=lambda m: None,
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,15 +295,28 @@ def test_megatron_bin_idx(tmp_path):
 
 
 def test_bad_jsonl_records_are_counted_and_reported(tmp_path):
-    lines = [jl("good one"), b"{not json", json.dumps({"txt": "no text key"}).encode(), jl(42), jl(""),
-             b'{"text": "bad \xff utf8"}', jl("good two"), b"[1, 2]"]
+    lines = [
+        jl("good one"),
+        b"{not json",
+        json.dumps({"txt": "no text key"}).encode(),
+        jl(42),
+        jl(""),
+        b'{"text": "bad \xff utf8"}',
+        jl("good two"),
+        b"[1, 2]",
+    ]
     write_zst(tmp_path / "bad.jsonl.zst", lines)
     messages = []
-    meta = convert([tmp_path / "bad.jsonl.zst"], str(tmp_path / "o"), seq_len=4, tokenizer="bytes",
-                   progress=False, log=messages.append)
+    meta = convert(
+        [tmp_path / "bad.jsonl.zst"],
+        str(tmp_path / "o"),
+        seq_len=4,
+        tokenizer="bytes",
+        progress=False,
+        log=messages.append,
+    )
     check_rows(tmp_path / "o", ["good one", "good two"], 4)
-    assert meta["counts"]["skipped"] == {"empty_document": 1, "invalid_json": 1, "invalid_utf8": 1,
-                                         "missing_text": 3}
+    assert meta["counts"]["skipped"] == {"empty_document": 1, "invalid_json": 1, "invalid_utf8": 1, "missing_text": 3}
     ex = meta["counts"]["skip_examples"]
     assert ex[0].startswith("bad.jsonl.zst:2: invalid json")
     assert any("bad.jsonl.zst:6: invalid utf8" in e for e in ex)
@@ -344,9 +374,16 @@ def test_unsafe_and_non_utf8_tar_members_are_refused(tmp_path):
     dev.type = tarfile.CHRTYPE
     hard = tarfile.TarInfo("hard.txt")
     hard.type, hard.linkname = tarfile.LNKTYPE, "ok.txt"
-    members = [(reg("ok.txt"), b"fine doc"), (reg("../escape.txt"), b"evil"), (reg("/abs.txt"), b"evil"),
-               (sym, None), (dev, None), (hard, None), (reg("latin1.txt"), "caf\xe9".encode("latin-1")),
-               (reg("sub/ok2.txt"), b"second fine doc")]
+    members = [
+        (reg("ok.txt"), b"fine doc"),
+        (reg("../escape.txt"), b"evil"),
+        (reg("/abs.txt"), b"evil"),
+        (sym, None),
+        (dev, None),
+        (hard, None),
+        (reg("latin1.txt"), "caf\xe9".encode("latin-1")),
+        (reg("sub/ok2.txt"), b"second fine doc"),
+    ]
     arch = tmp_path / "in" / "urlsf_subset00-1_data.xz"
     arch.parent.mkdir()
     _tar_xz(arch, members)
@@ -424,12 +461,36 @@ def test_cli_convert_and_user_errors(tmp_path, capsys):
     from slwdata.cli import main
 
     (tmp_path / "a.jsonl").write_text(json.dumps({"text": "hello cli"}) + "\n")
-    rc = main(["convert", str(tmp_path / "a.jsonl"), "--out", str(tmp_path / "o"), "--seq-len", "3",
-               "--tokenizer", "bytes", "--no-progress", "--workers", "1"])
+    rc = main(
+        [
+            "convert",
+            str(tmp_path / "a.jsonl"),
+            "--out",
+            str(tmp_path / "o"),
+            "--seq-len",
+            "3",
+            "--tokenizer",
+            "bytes",
+            "--no-progress",
+            "--workers",
+            "1",
+        ]
+    )
     assert rc == 0
     assert "1 documents, 10 tokens, 3 rows of 3" in capsys.readouterr().out
-    rc = main(["convert", str(tmp_path / "a.jsonl"), "--out", str(tmp_path / "o"), "--seq-len", "4",
-               "--tokenizer", "bytes", "--no-progress"])
+    rc = main(
+        [
+            "convert",
+            str(tmp_path / "a.jsonl"),
+            "--out",
+            str(tmp_path / "o"),
+            "--seq-len",
+            "4",
+            "--tokenizer",
+            "bytes",
+            "--no-progress",
+        ]
+    )
     assert rc == 2
     assert "seq_len: existing 3, requested 4" in capsys.readouterr().err
 
@@ -447,8 +508,11 @@ def test_every_convert_option_has_help(capsys):
 def test_on_error_fail_inside_worker_pool(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
-    for name, body in [("a.jsonl", '{"text": "one"}\n'), ("b.jsonl", '{"text": "two"}\n{"text": 3}\n'),
-                       ("c.jsonl", '{"text": "three"}\n')]:
+    for name, body in [
+        ("a.jsonl", '{"text": "one"}\n'),
+        ("b.jsonl", '{"text": "two"}\n{"text": 3}\n'),
+        ("c.jsonl", '{"text": "three"}\n'),
+    ]:
         (src / name).write_text(body)
     with pytest.raises(ConvertError, match=r"in/b\.jsonl:2: missing text .*--on-error fail"):
         convert([src], str(tmp_path / "o"), seq_len=2, workers=2, on_error="fail", **KW)
@@ -473,8 +537,9 @@ def test_vocab_above_65536_writes_int32(tmp_path):
     path.write_text("".join(f"{base64.b64encode(t).decode()} {i}\n" for i, t in enumerate(toks)))
     docs = ["abc xyz 123", "zzz Zz9 <|endoftext|>"]
     (tmp_path / "a.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
-    meta = convert([tmp_path / "a.jsonl"], str(tmp_path / "o"), seq_len=4, tokenizer=str(path),
-                   progress=False, log=lambda m: None)
+    meta = convert(
+        [tmp_path / "a.jsonl"], str(tmp_path / "o"), seq_len=4, tokenizer=str(path), progress=False, log=lambda m: None
+    )
     assert meta["dtype"] == "int32" and meta["eos_id"] == 70_000
     from slwdata.tokenizers import load_tokenizer
 

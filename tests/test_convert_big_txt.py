@@ -39,9 +39,8 @@ def test_big_txt_in_pieces_gives_the_same_shards(tmp_path, big_text, monkeypatch
     kw = dict(seq_len=256, tokenizer=tokenizer, workers=1, progress=False, log=lambda m: None)
     whole = convert([src], str(tmp_path / "whole"), **kw)  # 300 KB < 8 MiB: one piece
     monkeypatch.setattr(readers, "TXT_PIECE_BYTES", 4096)
-    unit, = readers.plan_units(readers.expand_inputs([src / "big.txt"]))
-    pieces = list(readers.iter_unit_documents(unit, readers.ReadOptions(), readers.SkipLog("skip"),
-                                              split_txt=True))
+    (unit,) = readers.plan_units(readers.expand_inputs([src / "big.txt"]))
+    pieces = list(readers.iter_unit_documents(unit, readers.ReadOptions(), readers.SkipLog("skip"), split_txt=True))
     assert len(pieces) > 20 and "".join(pieces) == big_text
     assert [p.doc_end for p in pieces] == [False] * (len(pieces) - 1) + [True]
     assert max(map(len, pieces)) < 3 * 4096
@@ -57,7 +56,15 @@ def test_big_txt_with_invalid_utf8_is_skipped_whole(tmp_path, big_text, monkeypa
     (src / "bad.txt").write_bytes(big_text.encode() + b"\xff tail")
     (src / "good.txt").write_text("a small good document", encoding="utf-8")
     # the one good document is shorter than a row: allow the empty output, the counts are the point
-    meta = convert([src], str(tmp_path / "out"), seq_len=16, tokenizer="gpt2", workers=1,
-                   progress=False, log=lambda m: None, allow_empty=True)
+    meta = convert(
+        [src],
+        str(tmp_path / "out"),
+        seq_len=16,
+        tokenizer="gpt2",
+        workers=1,
+        progress=False,
+        log=lambda m: None,
+        allow_empty=True,
+    )
     assert meta["counts"]["documents"] == 1
     assert meta["counts"]["skipped"]["invalid_utf8"] == 1

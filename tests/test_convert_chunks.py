@@ -24,12 +24,10 @@ KW = dict(tokenizer="bytes", progress=False, log=lambda m: None)
 COMPRESS = {"zst": lambda b: zstandard.ZstdCompressor().compress(b), "xz": lzma.compress, "gz": gzip.compress}
 
 
-
 def make_lines(n: int, seed: int) -> list[bytes]:
     rng = np.random.default_rng(seed)
     words = ["alpha", "beta", "gamma", "délta", "ε", "<|endoftext|>", "zeta\n", "日本"]
-    return [json.dumps({"text": " ".join(rng.choice(words, size=int(rng.integers(1, 60))))}).encode()
-            for _ in range(n)]
+    return [json.dumps({"text": " ".join(rng.choice(words, size=int(rng.integers(1, 60))))}).encode() for _ in range(n)]
 
 
 def bad_corpus(n: int = 400, seed: int = 3) -> list[bytes]:
@@ -62,7 +60,11 @@ def test_chunks_give_the_bytes_and_reports_of_one_unit(tmp_path, monkeypatch, co
     assert c["skipped"] == {"empty_document": 1, "invalid_json": 1, "invalid_utf8": 1, "missing_text": 1}
     assert c["documents"] == 400 - 5
     assert [e.split(": ")[0] for e in c["skip_examples"]] == [
-        f"c.jsonl.{codec}:58", f"c.jsonl.{codec}:131", f"c.jsonl.{codec}:251", f"c.jsonl.{codec}:400"]
+        f"c.jsonl.{codec}:58",
+        f"c.jsonl.{codec}:131",
+        f"c.jsonl.{codec}:251",
+        f"c.jsonl.{codec}:400",
+    ]
 
 
 def test_chunks_are_whole_lines_in_order(tmp_path):
@@ -83,7 +85,7 @@ def test_chunks_are_whole_lines_in_order(tmp_path):
         line0 += content.count(b"\n")
     empty = tmp_path / "e.jsonl.zst"
     empty.write_bytes(COMPRESS["zst"](b""))
-    (sub, content, failure), = readers.iter_chunks(readers.plan_units(readers.expand_inputs([empty]))[0])
+    ((sub, content, failure),) = readers.iter_chunks(readers.plan_units(readers.expand_inputs([empty]))[0])
     assert (sub.chunk, content, failure) == (0, b"", None)
 
 
@@ -131,8 +133,9 @@ def test_kill_9_mid_chunks_then_rerun_is_byte_identical(tmp_path, workers):
     messages: list[str] = []
     # Without the small UNIT_BYTES here: the chunk size comes from the interrupted run's plan.
     convert([src], str(out), workers=workers, **{**kw, "log": messages.append})
-    assert any(f"resuming: 0 of 2 work units already tokenized, and {done_before} chunks" in m
-               for m in messages), messages
+    assert any(f"resuming: 0 of 2 work units already tokenized, and {done_before} chunks" in m for m in messages), (
+        messages
+    )
     assert all_bytes(out) == all_bytes(tmp_path / "ref")
 
 
@@ -140,8 +143,7 @@ def test_kill_9_mid_chunks_then_rerun_is_byte_identical(tmp_path, workers):
 def test_array_encoder_gives_encode_ordinary_ids(threads):
     tok = load_tokenizer("gpt2")
     encode, pool = _array_encoder(tok, threads)
-    texts = ["hello world", "<|endoftext|> stays text", "", "lone \ud800 surrogate", "😀  \n\n  x\t",
-             "日本語 " * 500]
+    texts = ["hello world", "<|endoftext|> stays text", "", "lone \ud800 surrogate", "😀  \n\n  x\t", "日本語 " * 500]
     try:
         got = [a.tolist() for a in encode(texts)]
     finally:
@@ -161,8 +163,13 @@ def test_token_writer_writes_what_mdswriter_writes(tmp_path, dtype):
     rng = np.random.default_rng(0)
     rows = [rng.integers(0, 60000, 16).astype(dtype) for _ in range(300)]
     for name, cls in (("ours", _make_writer()), ("plain", MDSWriter)):
-        with cls(out=str(tmp_path / name), columns={"tokens": f"ndarray:{dtype}:16"}, compression="zstd:3",
-                 hashes=["xxh64"], size_limit=2048) as w:
+        with cls(
+            out=str(tmp_path / name),
+            columns={"tokens": f"ndarray:{dtype}:16"},
+            compression="zstd:3",
+            hashes=["xxh64"],
+            size_limit=2048,
+        ) as w:
             for r in rows:
                 w.write({"tokens": r})
             w.write({"tokens": rows[0][::2].repeat(2)})  # built another way

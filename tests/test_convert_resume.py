@@ -25,12 +25,22 @@ def corpus(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
     src = root / "in"
     src.mkdir()
     for f in range(16):
-        text = "".join(json.dumps({"text": f"file {f} doc {i} " + "lorem ipsum dolor sit amet " * (5 + i % 13)}) + "\n"
-                       for i in range(150))
+        text = "".join(
+            json.dumps({"text": f"file {f} doc {i} " + "lorem ipsum dolor sit amet " * (5 + i % 13)}) + "\n"
+            for i in range(150)
+        )
         (src / f"{f:02d}.jsonl").write_text(text)
     ref = root / "ref"
-    convert([src], str(ref), seq_len=128, tokenizer="gpt2", workers=1, size_limit=1 << 16,
-            progress=False, log=lambda m: None)
+    convert(
+        [src],
+        str(ref),
+        seq_len=128,
+        tokenizer="gpt2",
+        workers=1,
+        size_limit=1 << 16,
+        progress=False,
+        log=lambda m: None,
+    )
     return src, all_bytes(ref)
 
 
@@ -51,8 +61,16 @@ def test_kill_9_then_rerun_is_byte_identical(corpus, tmp_path, kill_after_units,
     done_before = kill_when(CHILD, src, out, workers, marker)
     assert done_before >= 1
     messages: list[str] = []
-    convert([src], str(out), seq_len=128, tokenizer="gpt2", workers=workers, size_limit=1 << 16,
-            progress=False, log=messages.append)
+    convert(
+        [src],
+        str(out),
+        seq_len=128,
+        tokenizer="gpt2",
+        workers=workers,
+        size_limit=1 << 16,
+        progress=False,
+        log=messages.append,
+    )
     assert any(f"resuming: {done_before} of 16" in m for m in messages), messages
     assert all_bytes(out) == ref
 
@@ -60,8 +78,13 @@ def test_kill_9_then_rerun_is_byte_identical(corpus, tmp_path, kill_after_units,
 def test_interrupted_output_with_other_settings_is_refused(corpus, tmp_path):
     src, _ = corpus
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(src), str(out), "1"], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(src), str(out), "1"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     marker = out / ".slwdata-work" / "unit-000001.json"
     deadline = time.time() + 120
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
@@ -69,8 +92,15 @@ def test_interrupted_output_with_other_settings_is_refused(corpus, tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     with pytest.raises(ConvertError, match="interrupted conversion.*seq_len: existing 128, requested 64"):
-        convert([src], str(out), seq_len=64, tokenizer="gpt2", size_limit=1 << 16, progress=False,
-                log=lambda m: None)
-    meta = convert([src], str(out), seq_len=64, tokenizer="gpt2", size_limit=1 << 16, overwrite=True,
-                   progress=False, log=lambda m: None)
+        convert([src], str(out), seq_len=64, tokenizer="gpt2", size_limit=1 << 16, progress=False, log=lambda m: None)
+    meta = convert(
+        [src],
+        str(out),
+        seq_len=64,
+        tokenizer="gpt2",
+        size_limit=1 << 16,
+        overwrite=True,
+        progress=False,
+        log=lambda m: None,
+    )
     assert meta["seq_len"] == 64 and meta["counts"]["documents"] == 16 * 150

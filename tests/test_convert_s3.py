@@ -48,8 +48,7 @@ def test_convert_to_s3_and_stream_back(s3, tmp_path):
     # a finished remote output is detected: same settings -> no-op, other settings -> clear error
     assert convert([tmp_path / "a.jsonl"], "s3://corpus/owt/gpt2", work_dir=tmp_path / "work", **kw) == ref
     with pytest.raises(ConvertError, match="seq_len: existing 48, requested 64"):
-        convert([tmp_path / "a.jsonl"], "s3://corpus/owt/gpt2", work_dir=tmp_path / "work",
-                **{**kw, "seq_len": 64})
+        convert([tmp_path / "a.jsonl"], "s3://corpus/owt/gpt2", work_dir=tmp_path / "work", **{**kw, "seq_len": 64})
     # a prefix holding some other MDS dataset is not written into
     s3.put_object(Bucket="corpus", Key="other/index.json", Body=b"{}")
     with pytest.raises(ConvertError, match="already holds an MDS dataset"):

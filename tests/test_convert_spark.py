@@ -14,7 +14,6 @@ from helpers_convert import all_bytes
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 
-
 def test_spark_engine_matches_local_engine(tmp_path):
     reason = spark_available()
     if reason:
@@ -22,8 +21,9 @@ def test_spark_engine_matches_local_engine(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
     for f in range(4):
-        (src / f"{f}.jsonl").write_text("".join(json.dumps({"text": f"file {f} document {i} " * (1 + i % 5)}) + "\n"
-                                                for i in range(60)))
+        (src / f"{f}.jsonl").write_text(
+            "".join(json.dumps({"text": f"file {f} document {i} " * (1 + i % 5)}) + "\n" for i in range(60))
+        )
     kw = dict(seq_len=40, tokenizer="gpt2", size_limit=4096, progress=False, log=lambda m: None)
     local = convert([src], str(tmp_path / "local"), workers=1, **kw)
     spark = convert([src], str(tmp_path / "spark"), engine="spark", **kw)

@@ -30,7 +30,9 @@ def test_deterministic_capped_pile_layout(tmp_path):
 
 
 def test_docstrings_and_bad_sources_are_counted(tmp_path):
-    assert "Explain this module at some length, with detail." in docstrings('"""Explain this module at some length, with detail."""\nx = 1\n')
+    assert "Explain this module at some length, with detail." in docstrings(
+        '"""Explain this module at some length, with detail."""\nx = 1\n'
+    )
     src = tmp_path / "src"
     src.mkdir()
     (src / "a_ok.py").write_text('"""A module docstring long enough to be kept in the corpus."""\n')

@@ -39,8 +39,7 @@ def test_epoch_in_order_without_shuffle(shards):
     got = torch.cat([x['input_ids'] for x in batches]).numpy()
     np.testing.assert_array_equal(got, tokens.astype(np.int64))
     acc = ds.last_account
-    assert (acc.steps, acc.fresh_rows, acc.tokens_trained, acc.tokens_dropped) == \
-        (12, 96, 96 * SEQ, 0)
+    assert (acc.steps, acc.fresh_rows, acc.tokens_trained, acc.tokens_dropped) == (12, 96, 96 * SEQ, 0)
 
 
 def test_compact_dtype_and_labels(shards):
@@ -55,8 +54,7 @@ def test_compact_dtype_and_labels(shards):
 @pytest.mark.parametrize('num_workers', [0, 2])
 def test_shuffled_epoch_same_for_any_worker_count(shards, num_workers):
     root, tokens = shards
-    ref = [batch_hash(b) for b in SLWDataset(local=root, batch_size=BS, shuffle=True,
-                                             shuffle_seed=7)]
+    ref = [batch_hash(b) for b in SLWDataset(local=root, batch_size=BS, shuffle=True, shuffle_seed=7)]
     ds = SLWDataset(local=root, batch_size=BS, shuffle=True, shuffle_seed=7)
     loader = make_dataloader(ds, num_workers=num_workers)
     batches = list(loader)
@@ -162,6 +160,7 @@ def test_bad_arguments():
 def test_workers_send_addresses_and_the_main_process_gathers(shards, monkeypatch):
     """Default transfer: workers ship plans (a few KB), not token tensors."""
     from slwdata.dataset import BatchAddress
+
     root, tokens = shards
     ds = SLWDataset(local=root, batch_size=BS, shuffle=True, shuffle_seed=7)
     gathered = []
@@ -177,8 +176,7 @@ def test_workers_send_addresses_and_the_main_process_gathers(shards, monkeypatch
     # 12 steps in blocks of k, alternating workers. k=5: 0-4 (worker 0), 5-11 (1): the short
     # last block (10-11, under half a block) joins the one before it instead of travelling
     # alone. k=7: 0-6, 7-11 (5 steps is not short).
-    for k, blocks in ((5, [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9, 10, 11]]),
-                      (7, [[0, 1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11]])):
+    for k, blocks in ((5, [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9, 10, 11]]), (7, [[0, 1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11]])):
         gathered.clear()
         batches = list(make_dataloader(ds, num_workers=2, addresses_per_item=k))
         assert gathered == blocks and len(batches) == 12
@@ -188,8 +186,9 @@ def test_workers_send_addresses_and_the_main_process_gathers(shards, monkeypatch
 
 def test_variable_layout_shards_fall_back_to_worker_gather(tmp_path):
     """llm-foundry 'bytes' columns have no fixed row layout: workers gather, nothing breaks."""
-    tokens = write_token_shards(str(tmp_path), num_rows=32, seq_len=SEQ, rows_per_shard=8,
-                                encoding='bytes', dtype='int64')
+    tokens = write_token_shards(
+        str(tmp_path), num_rows=32, seq_len=SEQ, rows_per_shard=8, encoding='bytes', dtype='int64'
+    )
     ds = SLWDataset(local=str(tmp_path), batch_size=BS)
     got = torch.cat([b['input_ids'] for b in make_dataloader(ds, num_workers=2)]).numpy()
     assert rows_multiset(got) == rows_multiset(tokens)
@@ -200,32 +199,37 @@ def test_addresses_survive_cache_eviction(tmp_path):
     process re-prepares an evicted shard it still has to gather from."""
     import glob
     import os
+
     remote = str(tmp_path / 'remote')
     tokens = write_token_shards(remote, num_rows=96, seq_len=SEQ, rows_per_shard=8)
     cache = str(tmp_path / 'cache')
     import json
+
     with open(os.path.join(remote, 'index.json')) as f:
         index = json.load(f)['shards']
     # 8 raw shards, one more downloading (zip and raw) and index.json.
-    limit = 8 * max(s['raw_data']['bytes'] for s in index) + \
-        max(s['raw_data']['bytes'] + s['zip_data']['bytes'] for s in index) + \
-        os.path.getsize(os.path.join(remote, 'index.json'))
+    limit = (
+        8 * max(s['raw_data']['bytes'] for s in index)
+        + max(s['raw_data']['bytes'] + s['zip_data']['bytes'] for s in index)
+        + os.path.getsize(os.path.join(remote, 'index.json'))
+    )
     # Unshuffled, one shard a batch, and few batches in flight: a cache_limit of 9 shards is
     # enough for them (a smaller one is refused, tests/test_faults_dataset_cache.py).
-    ds = SLWDataset(remote=remote, local=cache, batch_size=BS, cache_limit=limit,
-                    prefetch_batches=0)
-    got = torch.cat([b['input_ids'] for b in make_dataloader(
-        ds, num_workers=2, addresses_per_item=1, prefetch_factor=1)]).numpy()
+    ds = SLWDataset(remote=remote, local=cache, batch_size=BS, cache_limit=limit, prefetch_batches=0)
+    got = torch.cat(
+        [b['input_ids'] for b in make_dataloader(ds, num_workers=2, addresses_per_item=1, prefetch_factor=1)]
+    ).numpy()
     assert rows_multiset(got) == rows_multiset(tokens)
     assert len(glob.glob(os.path.join(cache, 'shard.*.mds'))) < 12  # it did evict
 
     # Deterministically: a shard evicted after a worker addressed it.
     from slwdata.dataset import BatchAddress
+
     plan = next(iter(ds.epochs.planner(0, 0, None)[0]))
     for shard_id in np.unique(ds.reader.shard_of(plan.rows)):
         ds.evict_shard(int(shard_id))
     ds.reader.close()
-    batch, = ds.materialize_in_main(BatchAddress([plan]))
+    (batch,) = ds.materialize_in_main(BatchAddress([plan]))
     np.testing.assert_array_equal(batch['input_ids'].numpy(), tokens[plan.rows].astype(np.int64))
 
 
@@ -234,6 +238,7 @@ def test_spawned_workers_across_epochs(shards):
     process has gathered an epoch it holds memory maps, which must not travel (a pickled
     memmap is a full copy of the shard)."""
     import pickle
+
     root, tokens = shards
     ds = SLWDataset(local=root, batch_size=BS)
     loader = make_dataloader(ds, num_workers=1, multiprocessing_context='spawn')
@@ -253,6 +258,7 @@ def test_unknown_transfer_mode_is_refused(shards):
 def _fds_to(prefix: str) -> int:
     """Open file descriptors of this process on /dev/shm segments named ``prefix*``."""
     import os
+
     n = 0
     for fd in os.listdir('/proc/self/fd'):
         try:
@@ -267,6 +273,7 @@ def test_close_releases_streamings_shared_memory(shards):
     """streaming keeps a dataset's shared memory (and its fds) until the process exits, even
     once the dataset is collected; close() gives them back, so a process can build many."""
     import os
+
     root, _ = shards
     for seed in range(3):
         ds = SLWDataset(local=root, batch_size=BS, shuffle=True, shuffle_seed=seed)
@@ -286,10 +293,7 @@ def test_iterate_in_process_then_with_workers(shards):
     forked workers must not inherit it (filelock refuses an inherited lock)."""
     root, tokens = shards
     ds = SLWDataset(local=root, batch_size=BS, shuffle=True, shuffle_seed=5)
-    first = torch.cat([b['input_ids'] for b in make_dataloader(ds, num_workers=0,
-                                                                 streaming_loader=False)])
-    second = torch.cat([b['input_ids'] for b in make_dataloader(ds, num_workers=2,
-                                                                  streaming_loader=False)])
-    assert rows_multiset(first.numpy()) == rows_multiset(second.numpy()) == \
-        rows_multiset(tokens)
+    first = torch.cat([b['input_ids'] for b in make_dataloader(ds, num_workers=0, streaming_loader=False)])
+    second = torch.cat([b['input_ids'] for b in make_dataloader(ds, num_workers=2, streaming_loader=False)])
+    assert rows_multiset(first.numpy()) == rows_multiset(second.numpy()) == rows_multiset(tokens)
     ds.close()

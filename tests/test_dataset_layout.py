@@ -16,15 +16,13 @@ def _graph() -> dict[str, set[str]]:
     for path in PKG.glob('*.py'):
         deps = set()
         for node in ast.parse(path.read_text()).body:
-            if isinstance(node, ast.ImportFrom) and node.module and \
-                    node.module.startswith('slwdata.dataset'):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith('slwdata.dataset'):
                 if node.module == 'slwdata.dataset':
                     deps |= {a.name for a in node.names}
                 else:
                     deps.add(node.module.rsplit('.', 1)[1])
             elif isinstance(node, ast.Import):
-                deps |= {a.name.rsplit('.', 1)[1] for a in node.names
-                         if a.name.startswith('slwdata.dataset.')}
+                deps |= {a.name.rsplit('.', 1)[1] for a in node.names if a.name.startswith('slwdata.dataset.')}
         graph[path.stem] = deps
     return graph
 

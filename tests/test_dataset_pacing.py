@@ -115,23 +115,23 @@ def test_two_workers_deliver_the_same_batches(shards, transfer):
     assert_exactly_once(trained, carried_tokens(ds, 0), tokens)
 
 
-
 def test_forkserver_workers_deliver_the_same_batches(shards):
     """The start method the README recommends for tail reuse with workers: the dataset is
     pickled into workers started from a clean process, and they still plan the same epoch."""
     root, tokens = shards
     _, ref, _ = train(make(root))
     ds = make(root)
-    trained, hashes, kinds = train(make_dataloader(ds, num_workers=2,
-                                                   multiprocessing_context='forkserver'))
+    trained, hashes, kinds = train(make_dataloader(ds, num_workers=2, multiprocessing_context='forkserver'))
     assert any(kinds)  # tail batches were served
     assert hashes == ref
     assert_exactly_once(trained, carried_tokens(ds, 0), tokens)
+
 
 def test_a_plan_sent_by_a_worker_reads_the_same_batch(shards):
     """transfer='addresses': a worker sends each plan with its reads worked out, without
     its row ids or segment list; the main process gathers the same batch from it."""
     import pickle
+
     root, _ = shards
     ds = make(root)
     plans = list(ds.epochs.planner(0, 0, None)[0])
@@ -158,8 +158,7 @@ def test_second_epoch_continues_steps_and_carry(shards):
     assert acc1.first_step == acc0.steps
     assert acc1.tokens_carried_in == acc0.tokens_carried_out
     # Over two epochs every token is trained twice, minus what is still carried.
-    counts = np.bincount(np.concatenate([e0, e1, carried_tokens(ds, 1)]).astype(np.int64),
-                         minlength=tokens.size)
+    counts = np.bincount(np.concatenate([e0, e1, carried_tokens(ds, 1)]).astype(np.int64), minlength=tokens.size)
     assert (counts == 2).all()
 
 
@@ -272,6 +271,5 @@ def test_schedule_without_warmup_serves_full_length(shards):
     ds = SLWDataset(local=root, batch_size=BS)
     ds.bind_pacing(PacingSchedule(kind='constant', duration='6ba'), rows_per_step=BS)
     batches = list(ds)
-    assert all(int(b['slw_seq_len'][0]) == SEQ and not int(b['slw_tail_rows'][0])
-               for b in batches)
+    assert all(int(b['slw_seq_len'][0]) == SEQ and not int(b['slw_tail_rows'][0]) for b in batches)
     assert ds.epochs.lengths == [] and len(batches) == ROWS // BS

@@ -39,14 +39,14 @@ def test_read_segments_concatenates_in_order(shards):
     ds = SLWDataset(local=root, batch_size=5)
     ids, starts, lengths = np.array([3, 40, 3, 12]), np.array([20, 0, 0, 8]), np.array([4, 10, 2, 0])
     flat = ds.reader.read_segments(ids, starts, lengths)
-    expect = np.concatenate([tokens[i, s:s + n] for i, s, n in zip(ids, starts, lengths)])
+    expect = np.concatenate([tokens[i, s : s + n] for i, s, n in zip(ids, starts, lengths)])
     np.testing.assert_array_equal(flat, expect)
     with pytest.raises(ValueError, match='outside a row'):
         ds.reader.read_segments(np.array([1]), np.array([20]), np.array([8]))
 
 
 def _naive_segments(tokens, ids, starts, lengths):
-    return np.concatenate([tokens[i, s:s + n] for i, s, n in zip(ids, starts, lengths)])
+    return np.concatenate([tokens[i, s : s + n] for i, s, n in zip(ids, starts, lengths)])
 
 
 @pytest.mark.parametrize('order', ['row order', 'shuffled'])
@@ -82,12 +82,12 @@ def test_read_segments_runs_of_one_step_tails(shards, order):
         ds.reader.read_segments(ids, starts, lengths, out=np.empty(3, np.int64))
 
 
-@pytest.mark.parametrize('ids', [[49, 0, 7, 8, 33, 8, 16, 1], [17, 16, 23, 17]],
-                         ids=['across shards', 'one shard'])
+@pytest.mark.parametrize('ids', [[49, 0, 7, 8, 33, 8, 16, 1], [17, 16, 23, 17]], ids=['across shards', 'one shard'])
 def test_planned_row_reads_travel_and_read_the_same(shards, ids):
     """A worker works out a fresh batch's reads (plan_rows), the main process reads them
     (read_row_gather): rows in the order asked, cast into a wider out."""
     import pickle
+
     root, tokens = shards
     ds = SLWDataset(local=root, batch_size=5)
     ids = np.array(ids)
@@ -128,6 +128,7 @@ def test_planned_segment_reads_travel_and_read_the_same(shards):
     concatenation. Groups of one shard, start and length come sorted by shard (one read of
     whole rows per shard), each written at its place."""
     import pickle
+
     root, tokens = shards
     ds = SLWDataset(local=root, batch_size=5)
     run = np.arange(0, 50, 3)  # 17 rows over all 7 shards: runs of 2-3 per shard
@@ -158,16 +159,13 @@ def test_segment_ids_out_of_range_are_refused_unchecked_or_not(shards, bad):
     ds = SLWDataset(local=root, batch_size=5)
     for check in (True, False):
         with pytest.raises(IndexError, match='out of range'):
-            ds.reader.read_segments(np.array([bad, 5]), np.array([0, 0]), np.array([4, 4]),
-                                    check=check)
+            ds.reader.read_segments(np.array([bad, 5]), np.array([0, 0]), np.array([4, 4]), check=check)
 
 
 @pytest.mark.parametrize('encoding', ['ndarray', 'bytes'])
 def test_variable_size_columns_fall_back_per_sample(tmp_path, encoding):
-    tokens = np.random.default_rng(1).integers(0, 50000, (20, 16)).astype(
-        'int64' if encoding == 'bytes' else 'uint16')
-    write_token_shards(str(tmp_path), tokens=tokens, rows_per_shard=6, encoding=encoding,
-                       meta=False)
+    tokens = np.random.default_rng(1).integers(0, 50000, (20, 16)).astype('int64' if encoding == 'bytes' else 'uint16')
+    write_token_shards(str(tmp_path), tokens=tokens, rows_per_shard=6, encoding=encoding, meta=False)
     ds = SLWDataset(local=str(tmp_path), batch_size=4)
     assert not ds.reader.all_fixed and ds.seq_len == 16
     got = np.concatenate([b['input_ids'].numpy() for b in ds])
@@ -180,6 +178,7 @@ def test_variable_size_columns_fall_back_per_sample(tmp_path, encoding):
 
 def test_unequal_rows_in_fallback_name_the_shard(tmp_path):
     from streaming import MDSWriter
+
     with MDSWriter(out=str(tmp_path), columns={'tokens': 'ndarray'}) as w:
         for n in (8, 8, 9, 8):
             w.write({'tokens': np.arange(n, dtype=np.uint16)})
@@ -190,6 +189,7 @@ def test_unequal_rows_in_fallback_name_the_shard(tmp_path):
 
 def test_missing_column_is_named(tmp_path):
     from streaming import MDSWriter
+
     with MDSWriter(out=str(tmp_path), columns={'text': 'str'}) as w:
         w.write({'text': 'hello'})
     with pytest.raises(ShardFormatError, match=r"shard\.00000\.mds: no column 'tokens'"):
@@ -197,8 +197,7 @@ def test_missing_column_is_named(tmp_path):
 
 
 def test_truncated_shard_file_is_refused(tmp_path):
-    write_token_shards(str(tmp_path), num_rows=16, seq_len=8, rows_per_shard=8,
-                       compression=None)
+    write_token_shards(str(tmp_path), num_rows=16, seq_len=8, rows_per_shard=8, compression=None)
     path = os.path.join(str(tmp_path), 'shard.00001.mds')
     data = open(path, 'rb').read()
     with open(path, 'wb') as f:
@@ -210,9 +209,9 @@ def test_truncated_shard_file_is_refused(tmp_path):
 
 def test_column_layout_with_extra_fixed_columns(tmp_path):
     from streaming import MDSWriter
+
     tokens = np.arange(30 * 6, dtype=np.uint16).reshape(30, 6)
-    with MDSWriter(out=str(tmp_path), columns={'id': 'int', 'tokens': 'ndarray:uint16:6'},
-                   size_limit=200) as w:
+    with MDSWriter(out=str(tmp_path), columns={'id': 'int', 'tokens': 'ndarray:uint16:6'}, size_limit=200) as w:
         for i, row in enumerate(tokens):
             w.write({'id': i, 'tokens': row})
     ds = SLWDataset(local=str(tmp_path), batch_size=3)
@@ -221,5 +220,6 @@ def test_column_layout_with_extra_fixed_columns(tmp_path):
     np.testing.assert_array_equal(ds.reader.read_rows(np.array([29, 0, 13])), tokens[[29, 0, 13]])
     # Segments come from the column's strided view, single slices and runs alike.
     ids, starts, lengths = np.array([29, 3, 17, 4, 0]), np.array([2, 2, 2, 0, 5]), np.array([4] * 3 + [6, 1])
-    np.testing.assert_array_equal(ds.reader.read_segments(ids, starts, lengths),
-                                  _naive_segments(tokens, ids, starts, lengths))
+    np.testing.assert_array_equal(
+        ds.reader.read_segments(ids, starts, lengths), _naive_segments(tokens, ids, starts, lengths)
+    )

@@ -35,17 +35,23 @@ else:
 
 @pytest.fixture
 def remote(tmp_path):
-    tokens = write_token_shards((str(tmp_path / 'src'), str(tmp_path / 'remote')), num_rows=64,
-                                seq_len=16, rows_per_shard=4)
+    tokens = write_token_shards(
+        (str(tmp_path / 'src'), str(tmp_path / 'remote')), num_rows=64, seq_len=16, rows_per_shard=4
+    )
     return str(tmp_path / 'remote'), tokens
 
 
 def run_and_kill(remote_dir, local, mode, wait_for):
     """Start a child that uses the dataset, SIGKILL its process group once it printed
     `wait_for`; return the child's shared-memory prefix."""
-    proc = subprocess.Popen([sys.executable, '-c', CHILD, remote_dir, local, mode],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(REPO)), start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, '-c', CHILD, remote_dir, local, mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        start_new_session=True,
+    )
     lines, prefix = [], None
     deadline = time.monotonic() + 240
     try:
@@ -98,12 +104,14 @@ def test_stale_registration_of_same_local_dir(tmp_path, remote):
         path = os.path.join(gettempdir(), f'{prefix:06}_{lock}')
         if os.path.exists(path):
             os.unlink(path)
+
     # streaming's prefix walk stops at the first prefix with neither file locks nor a `_locals`
     # segment; another job's leftovers below ours (a shared machine) hide the registration.
     def walk_reaches(p: int) -> bool:
-        return any(os.path.exists(os.path.join(gettempdir(), f'{p:06}_{lock}'))
-                   for lock in ('barrier_filelock', 'cache_filelock')) \
-            or os.path.exists(f'/dev/shm/{p:06}_locals')
+        return any(
+            os.path.exists(os.path.join(gettempdir(), f'{p:06}_{lock}'))
+            for lock in ('barrier_filelock', 'cache_filelock')
+        ) or os.path.exists(f'/dev/shm/{p:06}_locals')
 
     if all(walk_reaches(p) for p in range(prefix)):
         with pytest.raises(ValueError, match='Reused local directory'):

@@ -44,11 +44,25 @@ def test_configs_are_complete_and_token_terminated(config):
 def test_train_slw_tiny_cpu(shards, tmp_path, slw):
     pytest.importorskip("composer")
     train = _load("train_slw")
-    args = [str(EXAMPLES / "configs" / "tiny-cpu.yaml"),
-            "--set", f"data.train={shards / 'train'}", "--set", f"data.val={shards / 'val'}",
-            "--set", "seq_len=32", "--set", "global_batch_size=4", "--set", "max_duration=512tok",
-            "--set", "eval_subset_num_batches=2", "--set", "progress_bar=false",
-            "--summary-json", str(tmp_path / "s.json")]
+    args = [
+        str(EXAMPLES / "configs" / "tiny-cpu.yaml"),
+        "--set",
+        f"data.train={shards / 'train'}",
+        "--set",
+        f"data.val={shards / 'val'}",
+        "--set",
+        "seq_len=32",
+        "--set",
+        "global_batch_size=4",
+        "--set",
+        "max_duration=512tok",
+        "--set",
+        "eval_subset_num_batches=2",
+        "--set",
+        "progress_bar=false",
+        "--summary-json",
+        str(tmp_path / "s.json"),
+    ]
     if not slw:
         args.append("--no-slw")
     summary = train.main(args)
@@ -63,8 +77,9 @@ def test_train_slw_tiny_cpu(shards, tmp_path, slw):
 
 
 def test_plain_pytorch_loop(shards):
-    result = _load("plain_pytorch").main([str(shards / "train"), "--tokens", "1024", "--batch-size", "4",
-                                          "--warmup", "0.5dur"])
+    result = _load("plain_pytorch").main(
+        [str(shards / "train"), "--tokens", "1024", "--batch-size", "4", "--warmup", "0.5dur"]
+    )
     assert 1024 <= result["trained_tokens"] < 1024 + 4 * 32
     assert result["steps"] > 1024 // (4 * 32)
     assert result["dropped_tokens"] > 0 and result["final_loss"] > 0

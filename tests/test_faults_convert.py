@@ -25,13 +25,28 @@ PILE = REPO.parent / "shared" / "data" / "corpora" / "pile-mini"
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "slwdata.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "slwdata.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def convert_args(inputs: list[Path], out: Path, *extra: str) -> list[str]:
-    return ["convert", *map(str, inputs), "--out", str(out), "--tokenizer", "bytes", "--seq-len", "64",
-            "--workers", "1", "--no-progress", "--size-limit", "65536", *extra]
+    return [
+        "convert",
+        *map(str, inputs),
+        "--out",
+        str(out),
+        "--tokenizer",
+        "bytes",
+        "--seq-len",
+        "64",
+        "--workers",
+        "1",
+        "--no-progress",
+        "--size-limit",
+        "65536",
+        *extra,
+    ]
 
 
 def one_error_line(proc: subprocess.CompletedProcess) -> str:
@@ -64,7 +79,7 @@ def children(pid: int) -> list[int]:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         if int(fields[1]) == pid and fields[0] != "Z":
             out.append(int(entry))
     return out
@@ -98,8 +113,7 @@ def test_work_dir_keeps_the_users_files_and_only_the_scratch_folder_goes(corpus,
 @pytest.mark.parametrize("which", ["input-parent", "input-itself", "out-parent", "out-itself"])
 def test_work_dir_overlapping_inputs_or_output_is_refused_up_front(corpus, tmp_path, which):
     out = tmp_path / "shards" / "out"
-    work = {"input-parent": corpus.parent, "input-itself": corpus, "out-parent": out.parent,
-            "out-itself": out}[which]
+    work = {"input-parent": corpus.parent, "input-itself": corpus, "out-parent": out.parent, "out-itself": out}[which]
     before = all_bytes(corpus)
     proc = cli(*convert_args([corpus], out, "--work-dir", str(work)))
     line = one_error_line(proc)
@@ -115,9 +129,25 @@ def test_work_dir_overlapping_inputs_or_output_is_refused_up_front(corpus, tmp_p
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_pool_workers_die_with_the_main_process_and_release_stdout(tmp_path, sig):
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "slwdata.cli", "convert", str(PILE), "--out", str(out),
-                             "--seq-len", "64", "--workers", "2", "--no-progress"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "slwdata.cli",
+            "convert",
+            str(PILE),
+            "--out",
+            str(out),
+            "--seq-len",
+            "64",
+            "--workers",
+            "2",
+            "--no-progress",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     workers: list[int] = []
     try:
         deadline = time.time() + 60
@@ -144,12 +174,17 @@ def test_pool_workers_die_with_the_main_process_and_release_stdout(tmp_path, sig
 def test_ctrl_c_ends_with_one_line_and_a_rerun_resumes_to_the_same_bytes(tmp_path):
     out, ref = tmp_path / "out", tmp_path / "ref"
     args = ["convert", str(PILE), "--out", str(out), "--seq-len", "64", "--workers", "2", "--no-progress"]
-    proc = subprocess.Popen([sys.executable, "-m", "slwdata.cli", *args], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "slwdata.cli", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 60
-        while (not list((out / ".slwdata-work").glob("unit-*.json")) and proc.poll() is None
-               and time.time() < deadline):
+        while not list((out / ".slwdata-work").glob("unit-*.json")) and proc.poll() is None and time.time() < deadline:
             time.sleep(0.005)
         os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole process group
         _, err = proc.communicate(timeout=60)
@@ -162,8 +197,11 @@ def test_ctrl_c_ends_with_one_line_and_a_rerun_resumes_to_the_same_bytes(tmp_pat
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1, err
     assert lines[0].startswith("slwdata convert: interrupted — ")
-    assert re.search(r"\d+ of 2 tokenized work units and [1-9]\d* tokenized chunks of compressed JSON-lines "
-                     r"files kept in ", lines[0]), lines[0]
+    assert re.search(
+        r"\d+ of 2 tokenized work units and [1-9]\d* tokenized chunks of compressed JSON-lines "
+        r"files kept in ",
+        lines[0],
+    ), lines[0]
     assert "rerun the same command to resume" in lines[0]
     assert not (out / "slwdata.json").exists()
 
@@ -192,8 +230,9 @@ def tmpfs(tmp_path: Path):
     """Mount a small tmpfs (needs root); yields (path, remount(options))."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True,
-                       text=True, timeout=30)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True, text=True, timeout=30
+    )
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.strip()}")
 
@@ -303,12 +342,16 @@ def test_verify_fails_without_slwdata_json_or_when_it_disagrees(corpus, tmp_path
 def test_a_second_conversion_into_a_busy_out_is_refused_naming_the_live_one(tmp_path):
     out = tmp_path / "out"
     args = ["convert", str(PILE), "--out", str(out), "--seq-len", "64", "--workers", "1", "--no-progress"]
-    first = subprocess.Popen([sys.executable, "-m", "slwdata.cli", *args], cwd=REPO, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "slwdata.cli", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 60
-        while not (out / ".slwdata-work" / "plan.json").exists() and first.poll() is None \
-                and time.time() < deadline:
+        while not (out / ".slwdata-work" / "plan.json").exists() and first.poll() is None and time.time() < deadline:
             time.sleep(0.005)
         assert first.poll() is None, "the first conversion ended too soon for this test"
         for extra in ([], ["--seq-len", "32"]):  # same settings (the race) and other settings
@@ -322,5 +365,4 @@ def test_a_second_conversion_into_a_busy_out_is_refused_naming_the_live_one(tmp_
             first.wait(10)
     assert first.returncode == 0, err
     assert cli("verify", str(out)).returncode == 0
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("shard.")) == ["index.json",
-                                                                                       "slwdata.json"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("shard.")) == ["index.json", "slwdata.json"]

@@ -25,16 +25,24 @@ from helpers_convert import REPO, all_bytes
 boto3 = pytest.importorskip("boto3")
 pytest.importorskip("moto.server")
 
-ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-       "AWS_DEFAULT_REGION": "us-east-1"}
+ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 @pytest.fixture()
 def moto_proc(free_port):
     """A moto S3 server in its own process; yields (endpoint, Popen, s3 client)."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **ENV})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **ENV},
+    )
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 60
@@ -46,8 +54,13 @@ def moto_proc(free_port):
                 if time.time() > deadline or proc.poll() is not None:
                     raise RuntimeError("moto server did not start") from None
                 time.sleep(0.1)
-        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
         client.create_bucket(Bucket="corpus")
         yield endpoint, proc, client
     finally:
@@ -62,8 +75,10 @@ class _Refuser(http.server.BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         code = {403: "AccessDenied", 500: "InternalError"}[self.status]
-        body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
-                f"<Message>injected {self.status}</Message></Error>").encode()
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+            f"<Message>injected {self.status}</Message></Error>"
+        ).encode()
         self.send_response(self.status)
         self.send_header("Content-Type", "application/xml")
         self.send_header("Content-Length", str(len(body)))
@@ -99,14 +114,38 @@ def corpus(tmp_path: Path) -> Path:
 
 
 def convert_cmd(corpus: Path, out: str, work: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "slwdata.cli", "convert", str(corpus), "--out", out, "--tokenizer", "bytes",
-            "--seq-len", "64", "--workers", "1", "--no-progress", "--size-limit", "32768", "--work-dir",
-            str(work), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "slwdata.cli",
+        "convert",
+        str(corpus),
+        "--out",
+        out,
+        "--tokenizer",
+        "bytes",
+        "--seq-len",
+        "64",
+        "--workers",
+        "1",
+        "--no-progress",
+        "--size-limit",
+        "32768",
+        "--work-dir",
+        str(work),
+        *extra,
+    ]
 
 
 def run(cmd: list[str], endpoint: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **ENV, "S3_ENDPOINT_URL": endpoint, **env})
+    return subprocess.run(
+        cmd,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **ENV, "S3_ENDPOINT_URL": endpoint, **env},
+    )
 
 
 def error_line(proc: subprocess.CompletedProcess) -> str:
@@ -158,8 +197,14 @@ def test_store_that_stops_answering_mid_convert_ends_in_bounded_time(moto_proc, 
     work = tmp_path / "work"
     work.mkdir()
     cmd = convert_cmd(corpus, "s3://corpus/out", work, "--remote-timeout", "4")
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **ENV, "S3_ENDPOINT_URL": endpoint})
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **ENV, "S3_ENDPOINT_URL": endpoint},
+    )
     try:
         deadline = time.time() + 60
         while not list(work.rglob("plan.json")) and proc.poll() is None and time.time() < deadline:
@@ -236,8 +281,13 @@ def test_a_busy_remote_out_is_refused_and_a_dead_runs_lease_is_taken_over(moto_p
 
 def test_a_live_lease_from_another_host_is_respected(moto_proc, corpus, tmp_path):
     endpoint, _, client = moto_proc
-    client.put_object(Bucket="corpus", Key="out/.slwdata-lease.json", Body=json.dumps(
-        {"token": "x", "pid": 4242, "host": "trainer-7", "started": "earlier", "expires": time.time() + 600}))
+    client.put_object(
+        Bucket="corpus",
+        Key="out/.slwdata-lease.json",
+        Body=json.dumps(
+            {"token": "x", "pid": 4242, "host": "trainer-7", "started": "earlier", "expires": time.time() + 600}
+        ),
+    )
     line = error_line(run(convert_cmd(corpus, "s3://corpus/out", tmp_path / "w"), endpoint))
     assert "is being written by another conversion (pid 4242 on trainer-7, started earlier;" in line
     assert os.listdir(tmp_path / "w") == []

@@ -17,8 +17,7 @@ SEQ, BS, ROWS, PER_SHARD = 32, 4, 48, 8
 
 
 def _shards(root: str) -> np.ndarray:
-    return write_token_shards(root, num_rows=ROWS, seq_len=SEQ, rows_per_shard=PER_SHARD,
-                              compression=None)
+    return write_token_shards(root, num_rows=ROWS, seq_len=SEQ, rows_per_shard=PER_SHARD, compression=None)
 
 
 def _flip(root: str, shard: int = 2, row: int = 3) -> tuple[str, str, str]:
@@ -105,9 +104,11 @@ def test_evicted_shard_is_checked_again_in_a_worker(tmp_path, monkeypatch):
     with open(os.path.join(remote, 'index.json')) as f:
         index = json.load(f)['shards']
     # The minimum make_dataloader takes here: 8 raw shards, one downloading, index.json.
-    limit = 8 * max(s['raw_data']['bytes'] for s in index) + \
-        max(s['raw_data']['bytes'] + s['zip_data']['bytes'] for s in index) + \
-        os.path.getsize(os.path.join(remote, 'index.json'))
+    limit = (
+        8 * max(s['raw_data']['bytes'] for s in index)
+        + max(s['raw_data']['bytes'] + s['zip_data']['bytes'] for s in index)
+        + os.path.getsize(os.path.join(remote, 'index.json'))
+    )
     log = str(tmp_path / 'hashed.log')
     plain = hashing._hashes['xxh64']
 
@@ -116,8 +117,7 @@ def test_evicted_shard_is_checked_again_in_a_worker(tmp_path, monkeypatch):
             f.write(f'{os.getpid()}\n')
         return plain(data)
 
-    ds = SLWDataset(remote=remote, local=str(tmp_path / 'cache'), batch_size=BS,
-                    cache_limit=limit, prefetch_batches=0)
+    ds = SLWDataset(remote=remote, local=str(tmp_path / 'cache'), batch_size=BS, cache_limit=limit, prefetch_batches=0)
     monkeypatch.setitem(hashing._hashes, 'xxh64', counted)
     try:
         loader = make_dataloader(ds, num_workers=2, addresses_per_item=1, prefetch_factor=1)

@@ -35,18 +35,26 @@ def frozen_store(tmp_path, monkeypatch, free_port):
     """A moto server in its own process holding 16 one-batch shards; yields a function that
     freezes it (SIGSTOP). The server is thawed and killed in any case."""
     port = free_port()
-    env = {'AWS_ACCESS_KEY_ID': 'testing', 'AWS_SECRET_ACCESS_KEY': 'testing',
-           'AWS_SESSION_TOKEN': 'testing', 'AWS_DEFAULT_REGION': 'us-east-1',
-           'S3_ENDPOINT_URL': f'http://127.0.0.1:{port}'}
+    env = {
+        'AWS_ACCESS_KEY_ID': 'testing',
+        'AWS_SECRET_ACCESS_KEY': 'testing',
+        'AWS_SESSION_TOKEN': 'testing',
+        'AWS_DEFAULT_REGION': 'us-east-1',
+        'S3_ENDPOINT_URL': f'http://127.0.0.1:{port}',
+    }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    server = subprocess.Popen([sys.executable, '-c', SERVER, str(port)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+    server = subprocess.Popen(
+        [sys.executable, '-c', SERVER, str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
     try:
         assert server.stdout.readline().strip() == 'ready'
         boto3.client('s3', endpoint_url=env['S3_ENDPOINT_URL']).create_bucket(Bucket='slw')
-        write_token_shards((str(tmp_path / 'src'), 's3://slw/ds'), num_rows=16 * BS,
-                           seq_len=SEQ, rows_per_shard=BS)
+        write_token_shards((str(tmp_path / 'src'), 's3://slw/ds'), num_rows=16 * BS, seq_len=SEQ, rows_per_shard=BS)
         yield lambda: os.kill(server.pid, signal.SIGSTOP)
     finally:
         os.kill(server.pid, signal.SIGCONT)
@@ -55,15 +63,15 @@ def frozen_store(tmp_path, monkeypatch, free_port):
 
 
 def test_frozen_store_ends_iteration_in_bounded_time(tmp_path, frozen_store, caplog):
-    ds = SLWDataset(remote='s3://slw/ds', local=str(tmp_path / 'cache'), batch_size=BS,
-                    remote_timeout=TIMEOUT, prefetch_batches=0)
+    ds = SLWDataset(
+        remote='s3://slw/ds', local=str(tmp_path / 'cache'), batch_size=BS, remote_timeout=TIMEOUT, prefetch_batches=0
+    )
     try:
         it = iter(ds)
         next(it)
         frozen_store()
         start = time.monotonic()
-        with caplog.at_level(logging.WARNING, logger='slwdata.dataset.remote'), \
-                pytest.raises(RuntimeError) as err:
+        with caplog.at_level(logging.WARNING, logger='slwdata.dataset.remote'), pytest.raises(RuntimeError) as err:
             next(it)
         elapsed = time.monotonic() - start
     finally:
@@ -79,13 +87,15 @@ def test_frozen_store_ends_iteration_in_bounded_time(tmp_path, frozen_store, cap
 
 def test_frozen_store_with_workers(tmp_path, frozen_store):
     """A DataLoader worker downloads; its error reaches the main process, also in bounded time."""
-    ds = SLWDataset(remote='s3://slw/ds', local=str(tmp_path / 'cache'), batch_size=BS,
-                    remote_timeout=TIMEOUT)
+    ds = SLWDataset(remote='s3://slw/ds', local=str(tmp_path / 'cache'), batch_size=BS, remote_timeout=TIMEOUT)
     frozen_store()  # index.json is local already: the first shard is the first download
     start = time.monotonic()
     try:
-        with pytest.raises(RuntimeError, match=r'(?s)shard\.00000\.mds.*did not deliver it.*'
-                           r'past remote_timeout=12 s'):
+        with pytest.raises(
+            RuntimeError,
+            match=r'(?s)shard\.00000\.mds.*did not deliver it.*'
+            r'past remote_timeout=12 s',
+        ):
             next(iter(make_dataloader(ds, num_workers=1)))
     finally:
         ds.close()

@@ -15,8 +15,10 @@ import pytest
 
 from slwdata.dataset.testing import write_token_shards
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not os.path.isdir('/dev/shm'),
-                                                   reason='POSIX shared memory in /dev/shm')]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.path.isdir('/dev/shm'), reason='POSIX shared memory in /dev/shm'),
+]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,8 +62,7 @@ def _data(tmp_path, name):
 
 
 def _run(code, *args, env, timeout=120):
-    out = subprocess.run([sys.executable, '-c', code, *args], env=env, capture_output=True,
-                         text=True, timeout=timeout)
+    out = subprocess.run([sys.executable, '-c', code, *args], env=env, capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, out.stdout + out.stderr
     return out
 
@@ -84,9 +85,14 @@ def test_live_plain_streaming_job_keeps_its_memory(tmp_path, env):
     """The issue's case: an owner record left by an earlier SLWDataset process that had the
     same prefix (here written as that process left it: dead pid, no segment inodes), a plain
     StreamingDataset job now running on that prefix, and a new SLWDataset process."""
-    plain = subprocess.Popen([sys.executable, '-c', PLAIN_JOB, _data(tmp_path, 'a')], env=env,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    plain = subprocess.Popen(
+        [sys.executable, '-c', PLAIN_JOB, _data(tmp_path, 'a')],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         prefix = int(plain.stdout.readline().split()[1])
         before = _segments(prefix)
@@ -113,15 +119,19 @@ def test_owner_record_removed_on_close_and_at_exit(tmp_path, env, how):
     if how == 'close':
         assert 'record after close False' in out.stdout
     assert not os.path.exists(_record(env, prefix))
-    assert not os.listdir(env['TMPDIR']) or \
-        not [f for f in os.listdir(env['TMPDIR']) if f.startswith('slwdata_owner_')]
+    assert not os.listdir(env['TMPDIR']) or not [f for f in os.listdir(env['TMPDIR']) if f.startswith('slwdata_owner_')]
 
 
 def test_sigkilled_run_is_still_cleaned(tmp_path, env):
     root = _data(tmp_path, 'a')
-    job = subprocess.Popen([sys.executable, '-c', SLW_JOB, root, 'hang'], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)
+    job = subprocess.Popen(
+        [sys.executable, '-c', SLW_JOB, root, 'hang'],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         prefix = int(job.stdout.readline().split()[1])
         assert job.stdout.readline().startswith('batches')

@@ -17,8 +17,15 @@ def shards(tmp_path) -> Path:
     docs = [f"document number {i} " * (i % 7 + 1) for i in range(300)]
     (tmp_path / "a.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
     out = tmp_path / "out"
-    convert([tmp_path / "a.jsonl"], str(out), seq_len=32, tokenizer="bytes", size_limit=8192,
-            progress=False, log=lambda m: None)
+    convert(
+        [tmp_path / "a.jsonl"],
+        str(out),
+        seq_len=32,
+        tokenizer="bytes",
+        size_limit=8192,
+        progress=False,
+        log=lambda m: None,
+    )
     return out
 
 

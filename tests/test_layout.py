@@ -43,8 +43,12 @@ def _edges(name: str, path: Path, mods: dict[str, Path], top_level_only: bool) -
             n = todo.pop()
             nodes.append(n)
             if isinstance(n, (ast.If, ast.Try)):
-                todo.extend(n.body + n.orelse + getattr(n, "finalbody", []) +
-                            [s for h in getattr(n, "handlers", []) for s in h.body])
+                todo.extend(
+                    n.body
+                    + n.orelse
+                    + getattr(n, "finalbody", [])
+                    + [s for h in getattr(n, "handlers", []) for s in h.body]
+                )
     out: set[str] = set()
     for n in nodes:
         if isinstance(n, ast.Import):
@@ -108,8 +112,17 @@ def test_no_import_circle_even_through_lazy_imports() -> None:
     assert _cycles(top_level_only=False) == []
 
 
-@pytest.mark.parametrize("module", ["converters.units", "converters.spark", "converters.readers",
-                                    "converters.pipeline", "slwdata.errors", "slwdata.cli"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "converters.units",
+        "converters.spark",
+        "converters.readers",
+        "converters.pipeline",
+        "slwdata.errors",
+        "slwdata.cli",
+    ],
+)
 def test_module_imports_alone_in_a_fresh_interpreter(module: str) -> None:
     """Each module imports first, on its own (a circle shows up as an ImportError here)."""
     run = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=ROOT, capture_output=True, text=True)

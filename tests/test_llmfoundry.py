@@ -30,8 +30,10 @@ TUNE_LR = 0.15
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not (VENV / "bin" / "llmfoundry").exists(),
-                       reason=".venv-llmfoundry is absent: run `bash scripts/setup_llmfoundry.sh` (.ci/run does)"),
+    pytest.mark.skipif(
+        not (VENV / "bin" / "llmfoundry").exists(),
+        reason=".venv-llmfoundry is absent: run `bash scripts/setup_llmfoundry.sh` (.ci/run does)",
+    ),
 ]
 
 
@@ -56,8 +58,9 @@ def work(tmp_path_factory) -> Path:
     return work
 
 
-def run(work: Path, command: str, probe: Path | None = None, extra: list[str] | None = None,
-        timeout: int = 600) -> subprocess.CompletedProcess:
+def run(
+    work: Path, command: str, probe: Path | None = None, extra: list[str] | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(PROBE), PYTHONHASHSEED="0")
     env.pop("SLW_PROBE_OUT", None)
     if probe is not None:
@@ -86,21 +89,41 @@ def test_doc_shows_the_yaml_files_verbatim_and_installs_with_setup_script():
     assert "bash scripts/setup_llmfoundry.sh" in (REPO / ".ci" / "run").read_text()
     for f in files:  # the constants this test checks against
         text = f.read_text()
-        for needle in (f"max_seq_len: {FULL}", f"start: {START}", f"duration: {WARMUP}",
-                       f"max_duration: {MAX_TOKENS}tok", f"global_train_batch_size: {ROWS}"):
+        for needle in (
+            f"max_seq_len: {FULL}",
+            f"start: {START}",
+            f"duration: {WARMUP}",
+            f"max_duration: {MAX_TOKENS}tok",
+            f"global_train_batch_size: {ROWS}",
+        ):
             assert needle in text, (f.name, needle)
 
 
 def test_pip_reports_no_conflict_in_the_llmfoundry_env():
     proc = subprocess.run([str(VENV / "bin" / "pip"), "check"], capture_output=True, text=True)
     assert proc.returncode == 0 and "No broken requirements found" in proc.stdout, proc.stdout + proc.stderr
-    versions = subprocess.run([str(VENV / "bin" / "python"), "-c",
-                               "import importlib.metadata as m; print(m.version('llm-foundry'), m.version('mosaicml-streaming'))"],
-                              capture_output=True, text=True, check=True).stdout.split()
+    versions = subprocess.run(
+        [
+            str(VENV / "bin" / "python"),
+            "-c",
+            "import importlib.metadata as m; print(m.version('llm-foundry'), m.version('mosaicml-streaming'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert versions[0] == "0.22.0" and versions[1].startswith("0.12.")
-    eps = subprocess.run([str(VENV / "bin" / "python"), "-c",
-                          "from llmfoundry import registry; print('slw' in registry.dataloaders.get_all(), "
-                          "'slw' in registry.algorithms.get_all())"], capture_output=True, text=True, check=True)
+    eps = subprocess.run(
+        [
+            str(VENV / "bin" / "python"),
+            "-c",
+            "from llmfoundry import registry; print('slw' in registry.dataloaders.get_all(), "
+            "'slw' in registry.algorithms.get_all())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert eps.stdout.split() == ["True", "True"], eps.stdout + eps.stderr
 
 
@@ -160,8 +183,10 @@ def test_slw_loader_reserves_tails_and_balances_the_epoch(slw_run):
     assert fit_end["epoch"] >= 1  # epoch 0 was trained to its end
     epoch0 = sum(f["tokens"] for f in forwards if f["epoch"] == 0)
     assert epoch0 == acct["tokens_trained"]
-    assert acct["fresh_rows"] * FULL + acct["tokens_carried_in"] == \
-        acct["tokens_trained"] + acct["tokens_dropped"] + acct["tokens_carried_out"]
+    assert (
+        acct["fresh_rows"] * FULL + acct["tokens_carried_in"]
+        == acct["tokens_trained"] + acct["tokens_dropped"] + acct["tokens_carried_out"]
+    )
     assert acct["tokens_dropped"] == 0 and acct["tail_batches"] > 0
 
 
@@ -173,8 +198,12 @@ def test_slw_loader_resumes_mid_warmup_with_the_same_lengths(slw_run, converted,
     assert _plan(stop + 1)[stop] < FULL
     # max_duration stays in tokens (the YAML's LR warmup is in tokens): the tokens of the first steps.
     first_tokens = sum(f["tokens"] for f in forwards[:stop])
-    run(converted, cmd, tmp_path / "a.jsonl", [f"max_duration={first_tokens}tok", f"save_folder={ckpt}",
-                                               f"save_interval={stop}ba"])
+    run(
+        converted,
+        cmd,
+        tmp_path / "a.jsonl",
+        [f"max_duration={first_tokens}tok", f"save_folder={ckpt}", f"save_interval={stop}ba"],
+    )
     run(converted, cmd, tmp_path / "b.jsonl", [f"load_path={ckpt}/ep0-ba{stop}-rank0.pt"])
     first, _, _ = records(tmp_path / "a.jsonl")
     second, _, end = records(tmp_path / "b.jsonl")
@@ -188,8 +217,14 @@ def test_slw_loader_resumes_mid_warmup_with_the_same_lengths(slw_run, converted,
 def test_slw_loader_refuses_unknown_keys_by_name(converted):
     cmd = [c for c in _commands() if c.endswith("mpt-tiny-slw.yaml")][0]
     env = dict(os.environ)
-    proc = subprocess.run(shlex.split(cmd) + ["train_loader.dataset.suffle=true", "train_loader.dataset.eos_token_id=0"],
-                          cwd=converted, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        shlex.split(cmd) + ["train_loader.dataset.suffle=true", "train_loader.dataset.eos_token_id=0"],
+        cwd=converted,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode != 0
     out = re.sub(r"\s+", " ", re.sub(r"\[rank0\]:|│", " ", proc.stdout + proc.stderr))
     assert "slw dataloader, train_loader.dataset: unknown key(s) ['suffle']" in out, out[-3000:]
@@ -201,17 +236,23 @@ def test_tune_runs_llmfoundry_trials_from_the_training_yaml(converted, tmp_path)
     import yaml
 
     cfg = yaml.safe_load((REPO / "examples" / "llmfoundry" / "mpt-tiny-slw.yaml").read_text())
-    cfg["eval_loader"] = {"name": "text", "drop_last": False, "num_workers": 0, "prefetch_factor": None,
-                          "persistent_workers": False,
-                          "dataset": {"local": "${variables.data_local}", "shuffle": False,
-                                      "max_seq_len": "${variables.max_seq_len}"}}
+    cfg["eval_loader"] = {
+        "name": "text",
+        "drop_last": False,
+        "num_workers": 0,
+        "prefetch_factor": None,
+        "persistent_workers": False,
+        "dataset": {"local": "${variables.data_local}", "shuffle": False, "max_seq_len": "${variables.max_seq_len}"},
+    }
     cfg["eval_subset_num_batches"] = 16  # 16 x 4 rows x 64 = 4,096 tokens per validation
     cfg["device_eval_batch_size"] = 4
     cfg["optimizer"]["lr"] = TUNE_LR  # high enough to provoke a fluctuation
     (converted / "tune.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     out = tmp_path / "tune"
-    cmd = (f"{VENV.name}/bin/slwdata tune tune.yaml --out {out} --starts 8 --evals 8 "
-           "--t-init 2 --t-min 1 --t-max 4 --max-trials 3")
+    cmd = (
+        f"{VENV.name}/bin/slwdata tune tune.yaml --out {out} --starts 8 --evals 8 "
+        "--t-init 2 --t-min 1 --t-max 4 --max-trials 3"
+    )
     env = dict(os.environ, PYTHONHASHSEED="0")
     proc = subprocess.run(shlex.split(cmd), cwd=converted, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]

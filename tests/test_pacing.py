@@ -73,8 +73,16 @@ def test_units_samples_tokens_and_fraction():
 
 @pytest.mark.parametrize(
     "spec,value,unit",
-    [("1000ba", 1000, "ba"), ("2000sp", 2000, "sp"), ("5000000tok", 5_000_000, "tok"), ("5e6tok", 5_000_000, "tok"),
-     ("0.3dur", Fraction(3, 10), "dur"), (1000, 1000, "ba"), ("1_000ba", 1000, "ba"), ("250", 250, "ba")],
+    [
+        ("1000ba", 1000, "ba"),
+        ("2000sp", 2000, "sp"),
+        ("5000000tok", 5_000_000, "tok"),
+        ("5e6tok", 5_000_000, "tok"),
+        ("0.3dur", Fraction(3, 10), "dur"),
+        (1000, 1000, "ba"),
+        ("1_000ba", 1000, "ba"),
+        ("250", 250, "ba"),
+    ],
 )
 def test_duration_parsing(spec, value, unit):
     d = Duration.parse(spec)
@@ -82,9 +90,18 @@ def test_duration_parsing(spec, value, unit):
     assert Duration.parse(str(d)) == d
 
 
-@pytest.mark.parametrize("bad,msg", [("10ep", "epochs"), ("1.5dur", r"\[0, 1\]"), ("abc", "cannot parse"),
-                                     (-3, "non-negative"), ("2.5ba", "whole number"), (1.5, r"\[0, 1\]"),
-                                     ("10furlongs", "unknown duration unit")])
+@pytest.mark.parametrize(
+    "bad,msg",
+    [
+        ("10ep", "epochs"),
+        ("1.5dur", r"\[0, 1\]"),
+        ("abc", "cannot parse"),
+        (-3, "non-negative"),
+        ("2.5ba", "whole number"),
+        (1.5, r"\[0, 1\]"),
+        ("10furlongs", "unknown duration unit"),
+    ],
+)
 def test_duration_errors(bad, msg):
     with pytest.raises(ValueError, match=msg):
         Duration.parse(bad)
@@ -183,11 +200,14 @@ def test_progress_object_and_call():
         sched.seq_len(step=-1)
 
 
-@pytest.mark.parametrize("cfg", [
-    {"start": 8, "duration": "0.3dur"},
-    {"kind": "root", "degree": 3, "end": 2048, "duration": "5000000tok", "multiple": 64},
-    {"kind": "stages", "end": 1024, "stages": [[0, 128], [500, 1024]]},
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"start": 8, "duration": "0.3dur"},
+        {"kind": "root", "degree": 3, "end": 2048, "duration": "5000000tok", "multiple": 64},
+        {"kind": "stages", "end": 1024, "stages": [[0, 128], [500, 1024]]},
+    ],
+)
 def test_config_round_trip(cfg):
     sched = PacingSchedule.from_config(cfg)
     again = PacingSchedule.from_config(sched.to_config())
@@ -246,7 +266,9 @@ def test_plan_resolves_the_run_total_once(monkeypatch):
     expected = [sched.seq_len(step=i, samples=4 * i, total="2000ba") for i in range(2000)]
     calls = []
     real = pacing.Duration.parse.__func__
-    monkeypatch.setattr(pacing.Duration, "parse", classmethod(lambda cls, *a, **k: calls.append(a) or real(cls, *a, **k)))
+    monkeypatch.setattr(
+        pacing.Duration, "parse", classmethod(lambda cls, *a, **k: calls.append(a) or real(cls, *a, **k))
+    )
     assert sched.plan(2000, 4, total="2000ba") == expected
     assert len(calls) <= 2
     calls.clear()
@@ -277,9 +299,11 @@ def test_explicit_start_and_duration_with_stages_are_not_overridden():
 
 
 def test_top_level_exports_pacing_without_torch_or_numpy():
-    code = ("import sys; from slwdata import PacingSchedule, Duration; import slwdata.pacing as p; "
-            "assert PacingSchedule is p.PacingSchedule and Duration is p.Duration; "
-            "print('torch' in sys.modules, 'numpy' in sys.modules)")
+    code = (
+        "import sys; from slwdata import PacingSchedule, Duration; import slwdata.pacing as p; "
+        "assert PacingSchedule is p.PacingSchedule and Duration is p.Duration; "
+        "print('torch' in sys.modules, 'numpy' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "False"]

@@ -56,8 +56,15 @@ def run_epochs(policy, lengths, n_epochs, batches_per_epoch, B, warmup_end_step=
     for ep in range(n_epochs):
         rows = rank_offset + ep * batches_per_epoch * B + np.arange(batches_per_epoch * B)
         pl = plan_epoch(
-            None, B, E, lengths, first_step=step, policy=policy, ledger=led,
-            warmup_end_step=warmup_end_step, fresh_rows=rows,
+            None,
+            B,
+            E,
+            lengths,
+            first_step=step,
+            policy=policy,
+            ledger=led,
+            warmup_end_step=warmup_end_step,
+            fresh_rows=rows,
         )
         for p in pl:
             assert p.seq_len == lengths[min(p.step, len(lengths) - 1)]
@@ -182,8 +189,10 @@ def test_two_ranks_plan_the_same_number_of_batches():
         for sched in SCHEDULES.values():
             lengths = sched(300)
             ka = [p.kind for p in plan_epoch(None, B, E, lengths, policy=policy, fresh_rows=np.arange(M * B))]
-            kb = [p.kind for p in plan_epoch(None, B, E, lengths, policy=policy,
-                                              fresh_rows=10**9 + np.arange(M * B)[::-1])]
+            kb = [
+                p.kind
+                for p in plan_epoch(None, B, E, lengths, policy=policy, fresh_rows=10**9 + np.arange(M * B)[::-1])
+            ]
             assert ka == kb
             assert count_epoch_batches(M, B, E, lengths, policy=policy) == len(ka)
 

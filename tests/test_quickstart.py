@@ -17,8 +17,18 @@ SEQ, BS, START = 32, 8, 8
 def _cfg(out, **kw):
     from slwdata.quickstart import QuickstartConfig
 
-    base = dict(out=str(out), seq_len=SEQ, batch_size=BS, slw_start=START, corpus_mb=0.05, lr_warmup="2ba",
-                warmup_duration="6ba", eval_points=3, progress=False, workers=1)
+    base = dict(
+        out=str(out),
+        seq_len=SEQ,
+        batch_size=BS,
+        slw_start=START,
+        corpus_mb=0.05,
+        lr_warmup="2ba",
+        warmup_duration="6ba",
+        eval_points=3,
+        progress=False,
+        workers=1,
+    )
     return QuickstartConfig(**{**base, **kw})
 
 
@@ -66,8 +76,10 @@ def test_every_cut_tail_is_reserved_within_the_run(quickstart):
     assert tails["cut"] == tails["reserved"] + tails["carried"]
     assert tails["cut"] - tails["epoch0_carried_out"] <= tails["reserved"] <= tails["cut"]
     assert 0 <= tails["carried"] <= tails["epoch0_carried_out"] < BS * SEQ
-    assert (f"tails: cut {tails['cut']:,} = re-served {tails['reserved']:,} + carried {tails['carried']:,} "
-            f"(< one batch of {BS * SEQ:,}") in result["text"]
+    assert (
+        f"tails: cut {tails['cut']:,} = re-served {tails['reserved']:,} + carried {tails['carried']:,} "
+        f"(< one batch of {BS * SEQ:,}"
+    ) in result["text"]
 
 
 def test_a_short_budget_shows_the_unserved_tails(tmp_path):
@@ -83,8 +95,16 @@ def test_a_short_budget_shows_the_unserved_tails(tmp_path):
 def test_table_efficiency_and_cpu_lines(quickstart):
     _, result = quickstart
     lines = result["table"].splitlines()
-    for header in ("trained tokens", "tokens cut", "tokens re-served from tails", "steps loss ratio > 1.5",
-                   "steps loss ratio > 1.2", "max loss ratio", "final val loss", "wall time (s)"):
+    for header in (
+        "trained tokens",
+        "tokens cut",
+        "tokens re-served from tails",
+        "steps loss ratio > 1.5",
+        "steps loss ratio > 1.2",
+        "max loss ratio",
+        "final val loss",
+        "wall time (s)",
+    ):
         assert header in lines[0]
     assert lines[2].startswith("baseline") and lines[3].startswith("slw") and lines[4].startswith("noise floor")
     base, slw, _ = result["runs"]
@@ -113,13 +133,16 @@ def test_plots_and_report_files(quickstart):
     assert Path(data["train"], "slwdata.json").exists() and Path(data["val"], "index.json").exists()
 
 
-@pytest.mark.parametrize("flag, message", [
-    (["--seq-len", "20"], "--seq-len must be a multiple of 8"),
-    (["--steps", "-1"], "--steps must be >= 0"),
-    (["--slw-start", "4096"], "--slw-start must lie in"),
-    (["--beta2", "1.5"], "--beta2 must lie in (0, 1)"),
-    (["--floor-lr", "0"], "--floor-lr must be positive"),
-])
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        (["--seq-len", "20"], "--seq-len must be a multiple of 8"),
+        (["--steps", "-1"], "--steps must be >= 0"),
+        (["--slw-start", "4096"], "--slw-start must lie in"),
+        (["--beta2", "1.5"], "--beta2 must lie in (0, 1)"),
+        (["--floor-lr", "0"], "--floor-lr must be positive"),
+    ],
+)
 def test_bad_flags_are_user_errors(tmp_path, capsys, flag, message):
     assert cli_main(["quickstart", "--out", str(tmp_path), *flag]) == 2
     assert message in capsys.readouterr().err

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def blocks(heading: str, lang: str) -> list[str]:
     """The ``lang`` code blocks of the README section under ``## heading``."""
     text = (ROOT / "README.md").read_text()
-    section = text[text.index(f"## {heading}\n"):]
+    section = text[text.index(f"## {heading}\n") :]
     end = section.find("\n## ", 5)
     section = section if end < 0 else section[:end]
     return re.findall(rf"^```{lang}\n(.*?)^```", section, flags=re.S | re.M)

@@ -11,8 +11,10 @@ def test_loss_ratio_is_loss_over_previous_minimum():
 
 
 def test_table_aligns_and_marks_missing_values():
-    runs = [{"name": "baseline", "trained_tokens": 4096, "max_loss_ratio": 1.5},
-            {"name": "slw", "trained_tokens": 4096, "reserved_tokens": 128}]
+    runs = [
+        {"name": "baseline", "trained_tokens": 4096, "max_loss_ratio": 1.5},
+        {"name": "slw", "trained_tokens": 4096, "reserved_tokens": 128},
+    ]
     lines = format_table(runs).splitlines()
     assert lines[0].split("  ")[0] == "run"
     assert "tokens re-served from tails" in lines[0]

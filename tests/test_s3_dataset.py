@@ -25,8 +25,9 @@ def s3_env(moto_s3):
 
 def upload(tmp_path, client, num_rows=48, rows_per_shard=8, prefix='ds'):
     local_src = str(tmp_path / 'src')
-    tokens = write_token_shards((local_src, f's3://slw/{prefix}'), num_rows=num_rows,
-                                seq_len=SEQ, rows_per_shard=rows_per_shard)
+    tokens = write_token_shards(
+        (local_src, f's3://slw/{prefix}'), num_rows=num_rows, seq_len=SEQ, rows_per_shard=rows_per_shard
+    )
     client.upload_file(os.path.join(local_src, 'slwdata.json'), 'slw', f'{prefix}/slwdata.json')
     return tokens
 
@@ -49,14 +50,18 @@ def test_stream_full_epoch_from_s3(tmp_path, s3_env, num_workers):
 def test_server_gone_mid_epoch_fails_with_bounded_retries(tmp_path, s3_env):
     server, client = s3_env
     upload(tmp_path, client, num_rows=64, rows_per_shard=4)  # 16 shards, one batch each
-    ds = SLWDataset(remote='s3://slw/ds', local=str(tmp_path / 'cache'), batch_size=BS,
-                    remote_timeout=10, prefetch_batches=1)
+    ds = SLWDataset(
+        remote='s3://slw/ds', local=str(tmp_path / 'cache'), batch_size=BS, remote_timeout=10, prefetch_batches=1
+    )
     it = iter(ds)
     next(it)
     server.stop()
     start = time.monotonic()
-    with pytest.raises(RuntimeError, match=r'Could not prepare shard .*shard\.000\d\d\.mds from '
-                       r's3://slw/ds'):
+    with pytest.raises(
+        RuntimeError,
+        match=r'Could not prepare shard .*shard\.000\d\d\.mds from '
+        r's3://slw/ds',
+    ):
         for _ in it:
             pass
     assert time.monotonic() - start < 120  # bounded: no hang
@@ -69,7 +74,6 @@ def test_altered_shard_is_refused_by_name(tmp_path, s3_env):
     data = bytearray(client.get_object(Bucket='slw', Key=key)['Body'].read())
     data[len(data) // 2] ^= 0xFF
     client.put_object(Bucket='slw', Key=key, Body=bytes(data))
-    ds = SLWDataset(remote='s3://slw/ds', local=str(tmp_path / 'cache'), batch_size=BS,
-                    validate_hash='xxh64')
+    ds = SLWDataset(remote='s3://slw/ds', local=str(tmp_path / 'cache'), batch_size=BS, validate_hash='xxh64')
     with pytest.raises(RuntimeError, match=r'shard\.00002\.mds.*Checksum failure'):
         list(ds)

@@ -25,8 +25,17 @@ def _corpus(folder, files=2, docs=40):
     folder.mkdir()
     rng = random.Random(0)
     for i in range(files):
-        lines = [json.dumps({"text": " ".join("".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 8)))
-                                               for _ in range(120)), "meta": {}}) for _ in range(docs)]
+        lines = [
+            json.dumps(
+                {
+                    "text": " ".join(
+                        "".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 8))) for _ in range(120)
+                    ),
+                    "meta": {},
+                }
+            )
+            for _ in range(docs)
+        ]
         (folder / f"{i:02d}.jsonl.zst").write_bytes(zstd.ZstdCompressor().compress(("\n".join(lines) + "\n").encode()))
     return folder
 
@@ -62,8 +71,11 @@ def test_every_seed_has_its_noise_floor_run(tiny):
         # held at s, same rows per step, at the safe LR, as many steps as the seed's SLW run
         assert set(f["history"]["seq_len"]) == {c["start"]}
         assert c["lr"] == bs.PRESETS["tiny"].floor_lr and c["rows"] == bs.PRESETS["tiny"].base["rows"]
-        slw = [r for r in res["results"] if r["cell"]["method"] == "slw" and r["cell"]["seed"] == c["seed"]
-               and r["cell"]["group"] == "grid"]
+        slw = [
+            r
+            for r in res["results"]
+            if r["cell"]["method"] == "slw" and r["cell"]["seed"] == c["seed"] and r["cell"]["group"] == "grid"
+        ]
         assert slw and all(f["steps"] == s["steps"] for s in slw)
     text = res["text"]
     assert "Noise floor" in text and "floor > 1.5 / > 1.2" in text
@@ -147,9 +159,37 @@ def test_gpu_preset_setup_path_at_tiny_size(tmp_path):
     assert listed[0].method == "floor" and listed[0].rows * listed[0].start >= 2048
     assert len({c.total_tokens for c in listed}) == 1
     corpus = _corpus(tmp_path / "corpus", docs=12)
-    got = bs.main(["--preset", "gpu", "--device", "cpu", "--model", "tiny", "--base-steps", "2", "--rows", "2",
-                   "--seq-len", "64", "--start", "16", "--slw-steps", "2", "--lr-warmup", "1", "--seeds", "0",
-                   "--lrs", "6e-4", "--no-levers", "--corpus", str(corpus), "--out", str(tmp_path / "run")])
+    got = bs.main(
+        [
+            "--preset",
+            "gpu",
+            "--device",
+            "cpu",
+            "--model",
+            "tiny",
+            "--base-steps",
+            "2",
+            "--rows",
+            "2",
+            "--seq-len",
+            "64",
+            "--start",
+            "16",
+            "--slw-steps",
+            "2",
+            "--lr-warmup",
+            "1",
+            "--seeds",
+            "0",
+            "--lrs",
+            "6e-4",
+            "--no-levers",
+            "--corpus",
+            str(corpus),
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     assert [r["cell"]["method"] for r in got["results"]] == ["floor", "baseline", "slw", "shortformer"]
     meta = json.loads(next((tmp_path / "run" / "shards").glob("*/train/slwdata.json")).read_text())
     assert meta["tokenizer"]["vocab_size"] == 50257
@@ -160,7 +200,8 @@ def test_a_run_longer_than_the_corpus_starts_a_new_epoch():
     import numpy as np
 
     rows = np.random.default_rng(0).integers(0, 257, size=(10, 32))
-    cell = bs.Cell(method="baseline", lr=1e-3, seed=0, base_steps=6, rows=4, seq_len=32, start=8,
-                   slw_steps=2, lr_warmup=1)
+    cell = bs.Cell(
+        method="baseline", lr=1e-3, seed=0, base_steps=6, rows=4, seq_len=32, start=8, slw_steps=2, lr_warmup=1
+    )
     got = bs.run_cell(cell, rows, rows[:4], vocab=257, eval_points=2)
     assert got["trained_tokens"] == 6 * 4 * 32 and got["epochs_started"] == 3  # 24 rows from 10

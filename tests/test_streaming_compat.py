@@ -31,21 +31,26 @@ def test_streaming_compat(name):
 OTHER_VENV = REPO / '.venv-llmfoundry'  # llm-foundry pins streaming 0.12 (scripts/setup_llmfoundry.sh)
 
 
-@pytest.mark.skipif(not (OTHER_VENV / 'bin' / 'python').exists(),
-                    reason='.venv-llmfoundry is absent: run `bash scripts/setup_llmfoundry.sh` '
-                           '(.ci/run does)')
+@pytest.mark.skipif(
+    not (OTHER_VENV / 'bin' / 'python').exists(),
+    reason='.venv-llmfoundry is absent: run `bash scripts/setup_llmfoundry.sh` (.ci/run does)',
+)
 def test_the_other_supported_streaming_passes_the_same_checks():
     """The same checks, run by the interpreter of the llm-foundry environment, whose
     streaming is the other supported series: the compat module imports there and every
     internal it wraps or overrides is still there."""
-    code = ('import sys, streaming; sys.path.insert(0, "tests")\n'
-            'import helpers_streaming_compat as checks\n'
-            f'for name in {CHECKS!r}:\n'
-            '    getattr(checks, "check_" + name)()\n'
-            'print("streaming", streaming.__version__)\n')
-    out = subprocess.run([str(OTHER_VENV / 'bin' / 'python'), '-c', code], cwd=REPO,
-                         capture_output=True, text=True, timeout=300)
+    code = (
+        'import sys, streaming; sys.path.insert(0, "tests")\n'
+        'import helpers_streaming_compat as checks\n'
+        f'for name in {CHECKS!r}:\n'
+        '    getattr(checks, "check_" + name)()\n'
+        'print("streaming", streaming.__version__)\n'
+    )
+    out = subprocess.run(
+        [str(OTHER_VENV / 'bin' / 'python'), '-c', code], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     other = out.stdout.split()[-1]
-    assert other.rsplit('.', 1)[0] != '.'.join(streaming.__version__.split('.')[:2]), \
+    assert other.rsplit('.', 1)[0] != '.'.join(streaming.__version__.split('.')[:2]), (
         f'both environments have streaming {other}: only one series is checked'
+    )

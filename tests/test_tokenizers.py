@@ -16,7 +16,9 @@ GPT2_FILE = SHARED / "data" / "tokenizers" / "gpt2.tiktoken"
 def test_gpt2_known_answers_offline():
     tok = load_tokenizer("gpt2")
     assert tok.encode_batch(["Hello world", "The quick brown fox jumps over the lazy dog."]) == [
-        [15496, 995], [464, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290, 13]]
+        [15496, 995],
+        [464, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290, 13],
+    ]
     assert (tok.eos_id, tok.vocab_size) == (50256, 50257)
     assert tok.decode([15496, 995]) == "Hello world"
     assert dtype_for_vocab(tok.vocab_size) == "uint16"

@@ -18,8 +18,7 @@ def test_a_pickled_plan_is_the_same_plan(base):
     import pickle
 
     fresh = base + np.random.default_rng(0).permutation(8 * 4).reshape(8, 4)
-    plans = list(plan_epoch(None, 4, 16, [8, 8, 16, 8, 16, 16, 16, 16, 16, 16], policy="interleave",
-                            fresh_rows=fresh))
+    plans = list(plan_epoch(None, 4, 16, [8, 8, 16, 8, 16, 16, 16, 16, 16, 16], policy="interleave", fresh_rows=fresh))
     assert {p.kind for p in plans} == {"fresh", "tail"}
 
     def fetch(ids):
@@ -27,8 +26,13 @@ def test_a_pickled_plan_is_the_same_plan(base):
 
     for p in plans:
         q = pickle.loads(pickle.dumps(p))
-        assert (q.step, q.index, q.kind, q.seq_len, q.fresh_index) == \
-            (p.step, p.index, p.kind, p.seq_len, p.fresh_index)
+        assert (q.step, q.index, q.kind, q.seq_len, q.fresh_index) == (
+            p.step,
+            p.index,
+            p.kind,
+            p.seq_len,
+            p.fresh_index,
+        )
         assert np.array_equal(q.materialize(fetch), p.materialize(fetch))
         if p.kind == "fresh":
             assert q.rows.dtype == np.int64 and np.array_equal(q.rows, p.rows)

@@ -57,8 +57,17 @@ def scripted(s_min: int, t_star: int, calls: list):
 
 
 def space(**kw):
-    base = dict(unit="ba", lr_warmup=100, trial_length=400, eval_interval=25, starts=(8, 16, 32, 64),
-                t_init=200, t_min=100, t_max=800, resolution=25)
+    base = dict(
+        unit="ba",
+        lr_warmup=100,
+        trial_length=400,
+        eval_interval=25,
+        starts=(8, 16, 32, 64),
+        t_init=200,
+        t_min=100,
+        t_max=800,
+        resolution=25,
+    )
     base.update(kw)
     return SearchSpace(**base)
 
@@ -104,14 +113,17 @@ def test_search_edges_say_what_to_do():
     assert "budget of 3 spent" in r.message and r.duration is not None and r.duration <= 333
 
 
-@pytest.mark.parametrize("bad, words", [
-    (dict(starts=(5, 12)), "no start length in [5, 12] is a positive multiple of 8"),
-    (dict(starts=(64,), end=64), "below the row length 64"),
-    (dict(t_min=900), "T bounds [900, 800]ba hold no candidate"),
-    (dict(lr_warmup=0), "the LR warmup is 0ba"),
-    (dict(eval_interval=200), "fewer than 3 validations"),
-    (dict(ratio=1.0), "ratio must be > 1"),
-])
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        (dict(starts=(5, 12)), "no start length in [5, 12] is a positive multiple of 8"),
+        (dict(starts=(64,), end=64), "below the row length 64"),
+        (dict(t_min=900), "T bounds [900, 800]ba hold no candidate"),
+        (dict(lr_warmup=0), "the LR warmup is 0ba"),
+        (dict(eval_interval=200), "fewer than 3 validations"),
+        (dict(ratio=1.0), "ratio must be > 1"),
+    ],
+)
 def test_bounds_that_exclude_every_candidate_are_refused_before_any_trial(bad, words):
     calls: list = []
     with pytest.raises(ValueError) as exc:
@@ -174,11 +186,29 @@ def text_shards(tmp_path_factory):
 
 
 def tune_cmd(shards, out, *extra):
-    return SLWDATA + ["tune", str(ROOT / "examples" / "configs" / "tiny-cpu.yaml"), "--out", str(out),
-                      "--set", f"data.train={shards / 'train'}", "--set", f"data.val={shards / 'val'}",
-                      "--set", "seq_len=32", "--set", "global_batch_size=8", "--set", "model.vocab_size=256",
-                      "--set", "max_duration=40960tok", "--set", "scheduler.t_warmup=0.025dur",
-                      "--set", "eval_subset_num_batches=16", *extra]
+    return SLWDATA + [
+        "tune",
+        str(ROOT / "examples" / "configs" / "tiny-cpu.yaml"),
+        "--out",
+        str(out),
+        "--set",
+        f"data.train={shards / 'train'}",
+        "--set",
+        f"data.val={shards / 'val'}",
+        "--set",
+        "seq_len=32",
+        "--set",
+        "global_batch_size=8",
+        "--set",
+        "model.vocab_size=256",
+        "--set",
+        "max_duration=40960tok",
+        "--set",
+        "scheduler.t_warmup=0.025dur",
+        "--set",
+        "eval_subset_num_batches=16",
+        *extra,
+    ]
 
 
 @pytest.mark.composer
@@ -187,8 +217,24 @@ def test_tune_end_to_end_at_a_high_lr(text_shards, tmp_path):
     pytest.importorskip("composer")
     out = tmp_path / "tune"
     # LR 0.3 on a tiny byte-level GPT: the regime where the pilot saw loss spikes.
-    cmd = tune_cmd(text_shards, out, "--set", "optimizer.lr=0.3", "--starts", "8", "--evals", "8",
-                   "--t-init", "2", "--t-min", "1", "--t-max", "4", "--max-trials", "3")
+    cmd = tune_cmd(
+        text_shards,
+        out,
+        "--set",
+        "optimizer.lr=0.3",
+        "--starts",
+        "8",
+        "--evals",
+        "8",
+        "--t-init",
+        "2",
+        "--t-min",
+        "1",
+        "--t-max",
+        "4",
+        "--max-trials",
+        "3",
+    )
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert run.returncode in (0, 1), run.stderr[-2000:]
     assert "slwdata tune: LR warmup 1024tok; trials train 4096tok (4x), validating every 512tok" in run.stdout
@@ -201,8 +247,9 @@ def test_tune_end_to_end_at_a_high_lr(text_shards, tmp_path):
         idx = first_fluctuation([tuple(p) for p in t["curve"]["points"]], 1.3, t["judged_until"])
         assert (idx is None) == t["passed"]
         assert 4096 <= t["curve"]["trained_tokens"] < 4096 + 8 * 32
-    assert report["trial_tokens"] == sum({(t["start"], t["duration"]): t["curve"]["trained_tokens"]
-                                          for t in trials}.values())
+    assert report["trial_tokens"] == sum(
+        {(t["start"], t["duration"]): t["curve"]["trained_tokens"] for t in trials}.values()
+    )
     assert f"{report['trials_trained']} trials trained (0 cached)" in run.stdout
     assert (out / "tune.png").stat().st_size > 10_000 and "| # | stage |" in (out / "tune.md").read_text()
     # Rerunning the same command trains nothing and reaches the same verdicts.
@@ -210,20 +257,25 @@ def test_tune_end_to_end_at_a_high_lr(text_shards, tmp_path):
     assert again.returncode == run.returncode
     assert f"0 trials trained ({report['trials_trained']} cached)" in again.stdout
     report2 = json.loads((out / "tune.json").read_text())
-    assert [(t["start"], t["duration"], t["passed"]) for t in report2["trials"]] == \
-        [(t["start"], t["duration"], t["passed"]) for t in trials]
+    assert [(t["start"], t["duration"], t["passed"]) for t in report2["trials"]] == [
+        (t["start"], t["duration"], t["passed"]) for t in trials
+    ]
 
 
-@pytest.mark.parametrize("extra, words", [
-    (["--set", "scheduler=null"], "cannot find the LR warmup (scheduler.t_warmup)"),
-    (["--set", "data.val=null"], "no validation set (data.val)"),
-    (["--set", "eval_subset_num_batches=2"], "gives 512 tokens per validation, fewer than 3,269"),
-    (["--t-min", "9"], "T bounds [9216, 8192]tok hold no candidate"),
-    (["--starts", "32,40"], "no start length in [32, 40] is a positive multiple of 8 and below the row length 32"),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--set", "scheduler=null"], "cannot find the LR warmup (scheduler.t_warmup)"),
+        (["--set", "data.val=null"], "no validation set (data.val)"),
+        (["--set", "eval_subset_num_batches=2"], "gives 512 tokens per validation, fewer than 3,269"),
+        (["--t-min", "9"], "T bounds [9216, 8192]tok hold no candidate"),
+        (["--starts", "32,40"], "no start length in [32, 40] is a positive multiple of 8 and below the row length 32"),
+    ],
+)
 def test_bad_setups_are_refused_before_any_trial(text_shards, tmp_path, extra, words):
-    run = subprocess.run(tune_cmd(text_shards, tmp_path / "t", *extra), capture_output=True, text=True,
-                         timeout=120, cwd=tmp_path)
+    run = subprocess.run(
+        tune_cmd(text_shards, tmp_path / "t", *extra), capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert run.returncode == 2
     assert run.stderr.startswith("slwdata tune: error: ") and words in run.stderr, run.stderr
     assert "Traceback" not in run.stderr and not (tmp_path / "t" / "trials").exists()
@@ -233,9 +285,15 @@ def test_help_documents_the_strategy():
     run = subprocess.run(SLWDATA + ["tune", "--help"], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0
     text = " ".join(run.stdout.split())
-    for words in ("raise s (--starts) until the validation perplexity no longer fluctuates",
-                  "binary-search the largest T", "--ratio (1.3) times the best one before it",
-                  "--warmup-multiples", "--max-trials", "--launcher", "--fresh"):
+    for words in (
+        "raise s (--starts) until the validation perplexity no longer fluctuates",
+        "binary-search the largest T",
+        "--ratio (1.3) times the best one before it",
+        "--warmup-multiples",
+        "--max-trials",
+        "--launcher",
+        "--fresh",
+    ):
         assert words in text, words
 
 
@@ -261,14 +319,22 @@ def test_composer_factory_trials_follow_the_trial_settings(text_shards):
         torch.manual_seed(0)
         model = ComposerGPT("tiny", vocab_size=256, block_size=32)
         ds = SLWDataset(local=str(text_shards / "train"), batch_size=8, shuffle=True, shuffle_seed=0)
-        return Trainer(model=model, train_dataloader=DataLoader(ds, batch_size=None),
-                       eval_dataloader=val_dataloader(str(text_shards / "val"), 8), eval_interval=eval_interval,
-                       eval_subset_num_batches=4, max_duration=max_duration,
-                       optimizers=DecoupledAdamW(model.parameters(), lr=1e-3),
-                       schedulers=CosineAnnealingWithWarmupScheduler(t_warmup="256tok", t_max="8192tok"),
-                       algorithms=[SequenceLengthWarmup(start=start, duration=duration)],
-                       callbacks=callbacks, device="cpu", progress_bar=False, seed=0,
-                       device_train_microbatch_size=8)
+        return Trainer(
+            model=model,
+            train_dataloader=DataLoader(ds, batch_size=None),
+            eval_dataloader=val_dataloader(str(text_shards / "val"), 8),
+            eval_interval=eval_interval,
+            eval_subset_num_batches=4,
+            max_duration=max_duration,
+            optimizers=DecoupledAdamW(model.parameters(), lr=1e-3),
+            schedulers=CosineAnnealingWithWarmupScheduler(t_warmup="256tok", t_max="8192tok"),
+            algorithms=[SequenceLengthWarmup(start=start, duration=duration)],
+            callbacks=callbacks,
+            device="cpu",
+            progress_bar=False,
+            seed=0,
+            device_train_microbatch_size=8,
+        )
 
     trials = ComposerFactoryTrials(make_trainer, unit="tok", lr_warmup=256, full_run_tokens=8192)
     curve = trials.bind(1024, 256)(16, 512)
@@ -288,7 +354,7 @@ def test_readme_tune_commands_run_as_written(tmp_path):
 
     pytest.importorskip("composer")
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Tune s and T"):]
+    section = text[text.index("## Tune s and T") :]
     (block,) = re.findall(r"^```bash\n(.*?)^```", section[: section.index("\n## ", 5)], flags=re.S | re.M)
     work = tmp_path / "slwdata"
     work.mkdir()

@@ -39,8 +39,15 @@ from composer.loggers import Logger
 from composer.utils import dist
 
 from slwdata.pacing import PacingSchedule
-from slwdata.truncate import (SLW_PREFIX, SLWMismatchError, TruncateInfo, check_inferred_end, check_planned_length,
-                              full_length, truncate_batch)
+from slwdata.truncate import (
+    SLW_PREFIX,
+    SLWMismatchError,
+    TruncateInfo,
+    check_inferred_end,
+    check_planned_length,
+    full_length,
+    truncate_batch,
+)
 
 __all__ = ["SequenceLengthWarmup", "PacedDataLoader", "SLWMismatchError", "registry"]
 
@@ -140,8 +147,10 @@ class _Counts:
     """What a right token counter may report for one cut batch (this rank), and what to do when
     Composer's counter reported something else."""
 
-    GENERIC_FIX = ("give the Trainer a DataSpec whose get_num_tokens_in_batch counts the (cut) batch it is "
-                   "given, e.g. DataSpec(loader, get_num_tokens_in_batch=slwdata.truncate.count_tokens)")
+    GENERIC_FIX = (
+        "give the Trainer a DataSpec whose get_num_tokens_in_batch counts the (cut) batch it is "
+        "given, e.g. DataSpec(loader, get_num_tokens_in_batch=slwdata.truncate.count_tokens)"
+    )
 
     def __init__(self, valid: list[int], fix: str) -> None:
         self.valid = valid
@@ -160,14 +169,20 @@ def _token_counts(batch: Any, info: TruncateInfo) -> _Counts:
             elif isinstance(value, (list, tuple)) and all(isinstance(v, (int, torch.Tensor)) for v in value):
                 valid.append(int(sum(int(v) for v in value)))  # llm-foundry: one int per row
         if "input_ids" in batch:
-            fix = ("the batch's input_ids were cut, so its DataSpec.get_num_tokens_in_batch reads something the "
-                   "cut does not change; " + _Counts.GENERIC_FIX)
+            fix = (
+                "the batch's input_ids were cut, so its DataSpec.get_num_tokens_in_batch reads something the "
+                "cut does not change; " + _Counts.GENERIC_FIX
+            )
         else:
-            fix = (f"the batch has no 'input_ids' key (keys: {sorted(map(str, batch))}), which Composer's default "
-                   f"counter reads: name the token tensor 'input_ids', or {_Counts.GENERIC_FIX}")
+            fix = (
+                f"the batch has no 'input_ids' key (keys: {sorted(map(str, batch))}), which Composer's default "
+                f"counter reads: name the token tensor 'input_ids', or {_Counts.GENERIC_FIX}"
+            )
     else:
-        fix = (f"Composer's default counter reads a dict batch's 'input_ids' key, and this batch is a "
-               f"{type(batch).__name__}: use dict batches with 'input_ids', or {_Counts.GENERIC_FIX}")
+        fix = (
+            f"Composer's default counter reads a dict batch's 'input_ids' key, and this batch is a "
+            f"{type(batch).__name__}: use dict batches with 'input_ids', or {_Counts.GENERIC_FIX}"
+        )
     return _Counts(valid, fix)
 
 
@@ -214,16 +229,34 @@ class SequenceLengthWarmup(Algorithm):
         if unknown:
             # YAML configs reach here as keyword arguments: name the typo and what is accepted.
             raise ValueError(f"unknown SequenceLengthWarmup option(s) {sorted(unknown)}; allowed: {_ALLOWED_KEYS}")
-        pacing_args = {"start": (start, None), "end": (end, None), "duration": (duration, None), "kind": (kind, "linear"),
-                       "multiple": (multiple, 8), "degree": (degree, 2.0), "stages": (stages, None), "fn": (fn, None)}
+        pacing_args = {
+            "start": (start, None),
+            "end": (end, None),
+            "duration": (duration, None),
+            "kind": (kind, "linear"),
+            "multiple": (multiple, 8),
+            "degree": (degree, 2.0),
+            "stages": (stages, None),
+            "fn": (fn, None),
+        }
         if schedule is not None:
             also = sorted(name for name, (value, default) in pacing_args.items() if value != default)
             if also:
-                raise ValueError(f"schedule= replaces the pacing options, which would be ignored: do not also pass "
-                                 f"{also} (put them in the schedule)")
+                raise ValueError(
+                    f"schedule= replaces the pacing options, which would be ignored: do not also pass "
+                    f"{also} (put them in the schedule)"
+                )
         if schedule is None:
-            schedule = PacingSchedule(start=start, end=end, duration=duration, kind=kind, multiple=multiple,
-                                      degree=degree, stages=stages, fn=fn)
+            schedule = PacingSchedule(
+                start=start,
+                end=end,
+                duration=duration,
+                kind=kind,
+                multiple=multiple,
+                degree=degree,
+                stages=stages,
+                fn=fn,
+            )
         elif isinstance(schedule, Mapping):
             schedule = PacingSchedule.from_config(schedule)
         elif not isinstance(schedule, PacingSchedule):
@@ -318,20 +351,27 @@ class SequenceLengthWarmup(Algorithm):
                 self._end_inferred = True
             rows = _rows_per_device(loader)
             if rows is None:
-                raise ValueError("neither the train dataloader nor its dataset has an int batch_size: the dataset "
-                                 "cannot plan its tails")
+                raise ValueError(
+                    "neither the train dataloader nor its dataset has an int batch_size: the dataset "
+                    "cannot plan its tails"
+                )
             fresh_len = _safe_len(loader)
             dataset.bind_pacing(self.schedule, rows_per_step=rows * dist.get_world_size(), run_total=self.total)
             # Composer fixed dataloader_len from the fresh-only length; a planning dataset's epoch
             # also holds tail batches (and their number changes with the carry), so follow its
             # count per epoch -- unless the user cut the epoch short (train_subset_num_batches).
-            user_cut = state.dataloader_len is not None and fresh_len is not None and int(state.dataloader_len) != fresh_len
+            user_cut = (
+                state.dataloader_len is not None and fresh_len is not None and int(state.dataloader_len) != fresh_len
+            )
             if hasattr(dataset, "num_batches") and not user_cut:
                 self._planning_dataset = dataset
         if state.dataloader is not None and not isinstance(state.dataloader, PacedDataLoader):
             length = state.dataloader_len
-            state.set_dataloader(PacedDataLoader(state.dataloader, self, state), state.dataloader_label or "train",
-                                 dataloader_len=int(length) if length is not None else -1)
+            state.set_dataloader(
+                PacedDataLoader(state.dataloader, self, state),
+                state.dataloader_label or "train",
+                dataloader_len=int(length) if length is not None else -1,
+            )
         self._set_epoch_len(state)  # also on a mid-epoch resume, where no EPOCH_START runs
 
     def _set_epoch_len(self, state: State) -> None:
@@ -375,16 +415,23 @@ class SequenceLengthWarmup(Algorithm):
         info = self._info
         if info is None:
             return
-        rows_global = int(state.timestamp.sample) - int(state.previous_timestamp.sample) \
-            if state.previous_timestamp is not None else info.rows * dist.get_world_size()
-        tokens_step = int(state.timestamp.token) - int(state.previous_timestamp.token) \
-            if state.previous_timestamp is not None else 0
+        rows_global = (
+            int(state.timestamp.sample) - int(state.previous_timestamp.sample)
+            if state.previous_timestamp is not None
+            else info.rows * dist.get_world_size()
+        )
+        tokens_step = (
+            int(state.timestamp.token) - int(state.previous_timestamp.token)
+            if state.previous_timestamp is not None
+            else 0
+        )
         self.trained_tokens += info.seq_len * rows_global
         self.dropped_tokens += (info.full_len - info.seq_len) * rows_global
         # Lockstep (docs/DESIGN.md): every rank re-serves the same number of tail rows per step.
         self.reserved_tokens += self._tail_rows * info.seq_len * dist.get_world_size()
-        self._check_token_count(tokens_step, info.seq_len * rows_global, info.full_len * rows_global, state,
-                                counts=self._counts)
+        self._check_token_count(
+            tokens_step, info.seq_len * rows_global, info.full_len * rows_global, state, counts=self._counts
+        )
         metrics = {
             "slw/seq_len": info.seq_len,
             "slw/trained_tokens": self.trained_tokens,
@@ -398,11 +445,15 @@ class SequenceLengthWarmup(Algorithm):
     def _tokens_needed(self, state: State) -> bool:
         """Whether a wrong token count would change what is trained or when the run stops."""
         max_duration = state.max_duration
-        return (self.schedule.unit == "tok" or (self.total or "").endswith("tok")
-                or (max_duration is not None and max_duration.unit == TimeUnit.TOKEN))
+        return (
+            self.schedule.unit == "tok"
+            or (self.total or "").endswith("tok")
+            or (max_duration is not None and max_duration.unit == TimeUnit.TOKEN)
+        )
 
-    def _check_token_count(self, counted: int, expected: int, full: int, state: State,
-                           counts: Optional["_Counts"] = None) -> None:
+    def _check_token_count(
+        self, counted: int, expected: int, full: int, state: State, counts: Optional["_Counts"] = None
+    ) -> None:
         if counted == expected or self._warned_token_count:
             return
         if counts is not None and counts.valid:
@@ -515,12 +566,14 @@ class SequenceLengthWarmup(Algorithm):
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()
-        sd.update({
-            "schedule": self.schedule.to_config(allow_callable=True) if self.schedule.kind != "callable" else None,
-            "trained_tokens": self.trained_tokens,
-            "dropped_tokens": self.dropped_tokens,
-            "reserved_tokens": self.reserved_tokens,
-        })
+        sd.update(
+            {
+                "schedule": self.schedule.to_config(allow_callable=True) if self.schedule.kind != "callable" else None,
+                "trained_tokens": self.trained_tokens,
+                "dropped_tokens": self.dropped_tokens,
+                "reserved_tokens": self.reserved_tokens,
+            }
+        )
         return sd
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -533,8 +586,20 @@ class SequenceLengthWarmup(Algorithm):
             self._end_inferred = True
 
 
-_ALLOWED_KEYS = ["start", "end", "duration", "kind", "multiple", "degree", "stages", "fn", "schedule", "truncate",
-                 "preallocate", "keys"]
+_ALLOWED_KEYS = [
+    "start",
+    "end",
+    "duration",
+    "kind",
+    "multiple",
+    "degree",
+    "stages",
+    "fn",
+    "schedule",
+    "truncate",
+    "preallocate",
+    "keys",
+]
 
 #: Name -> class, for config systems (llm-foundry reads the ``llmfoundry_algorithms`` entry point).
 registry: dict[str, type] = {"slw": SequenceLengthWarmup, "sequence_length_warmup": SequenceLengthWarmup}

@@ -25,7 +25,9 @@ from slwdata.stability import loss_ratio, loss_ratio_stats
 __all__ = ["loss_ratio_stats", "adam_variance_stats", "StabilityMonitor"]
 
 
-def adam_variance_stats(optimizers: Sequence[torch.optim.Optimizer] | torch.optim.Optimizer) -> Optional[dict[str, float]]:
+def adam_variance_stats(
+    optimizers: Sequence[torch.optim.Optimizer] | torch.optim.Optimizer,
+) -> Optional[dict[str, float]]:
     """``{"var_l1": sum sqrt(exp_avg_sq), "var_sqrt_max": max sqrt(exp_avg_sq)}`` over all parameters.
 
     Both statistics are taken on ``sqrt(exp_avg_sq)``, the per-parameter scale Adam divides by.
@@ -119,8 +121,11 @@ class StabilityMonitor(Callback):
         if stats is not None:
             self.last_var = stats
             self.var_l1_max = stats["var_l1"] if self.var_l1_max is None else max(self.var_l1_max, stats["var_l1"])
-            self.var_sqrt_max_max = stats["var_sqrt_max"] if self.var_sqrt_max_max is None else max(
-                self.var_sqrt_max_max, stats["var_sqrt_max"])
+            self.var_sqrt_max_max = (
+                stats["var_sqrt_max"]
+                if self.var_sqrt_max_max is None
+                else max(self.var_sqrt_max_max, stats["var_sqrt_max"])
+            )
         return stats
 
     def batch_end(self, state: State, logger: Logger) -> None:
@@ -141,8 +146,13 @@ class StabilityMonitor(Callback):
             logger.log_metrics(metrics)
 
     def fit_end(self, state: State, logger: Logger) -> None:
-        logger.log_metrics({f"stability/summary/{k}": v for k, v in self.summary().items()
-                            if isinstance(v, (int, float)) and v is not None})
+        logger.log_metrics(
+            {
+                f"stability/summary/{k}": v
+                for k, v in self.summary().items()
+                if isinstance(v, (int, float)) and v is not None
+            }
+        )
 
     def summary(self) -> dict[str, Any]:
         """Steps seen, max loss ratio, steps above the threshold, and Adam variance maxima."""
@@ -158,8 +168,14 @@ class StabilityMonitor(Callback):
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "best": self.best, "max_ratio": self.max_ratio, "steps_above": self.steps_above,
-                "var_l1_max": self.var_l1_max, "var_sqrt_max_max": self.var_sqrt_max_max}
+        return {
+            "steps": self.steps,
+            "best": self.best,
+            "max_ratio": self.max_ratio,
+            "steps_above": self.steps_above,
+            "var_l1_max": self.var_l1_max,
+            "var_sqrt_max_max": self.var_sqrt_max_max,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "losses" in state:  # checkpoints written before only the statistics were kept

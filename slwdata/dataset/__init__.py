@@ -19,17 +19,22 @@ from slwdata.dataset.plan import BatchPlan, plan_epoch  # noqa: F401
 from slwdata.dataset.reader import ShardFormatError, ShardTokenReader  # noqa: F401
 from slwdata.dataset.remote import RemoteTimeoutError
 from slwdata.dataset.transport import (  # noqa: F401
-                                       TRANSFER_MODES,
-                                       BatchAddress,
-                                       SLWDataLoader,
-                                       SLWStreamingDataLoader,
-                                       make_dataloader,
+    TRANSFER_MODES,
+    BatchAddress,
+    SLWDataLoader,
+    SLWStreamingDataLoader,
+    make_dataloader,
 )
 
 # The per-rank account's name before the planner's and the dataset's accounts became one type.
 RankEpochAccount = EpochAccount
 
 __all__ = [
-    'SLWDataset', 'make_dataloader', 'EpochAccount', 'ResumeMismatchError', 'ShardFormatError',
-    'ShardHashError', 'RemoteTimeoutError'
+    'SLWDataset',
+    'make_dataloader',
+    'EpochAccount',
+    'ResumeMismatchError',
+    'ShardFormatError',
+    'ShardHashError',
+    'RemoteTimeoutError',
 ]

@@ -85,4 +85,5 @@ class EpochAccount:
             f'tail_rows={self.tail_rows:,} trained={self.tokens_trained:,} '
             f'dropped={self.tokens_dropped:,} recorded={self.tokens_recorded:,} '
             f'carried={self.tokens_carried_out:,} ledger_peak={self.ledger_peak_segments:,} '
-            f'segments / {format_bytes(self.ledger_peak_bytes)}')
+            f'segments / {format_bytes(self.ledger_peak_bytes)}'
+        )

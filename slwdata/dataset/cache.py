@@ -25,8 +25,9 @@ import numpy as np
 __all__ = ['batches_in_flight', 'min_cache_bytes', 'check_cache_limit']
 
 
-def batches_in_flight(num_workers: int, prefetch_factor: int, addresses_per_item: int,
-                      prefetch_batches: int, addresses: bool) -> int:
+def batches_in_flight(
+    num_workers: int, prefetch_factor: int, addresses_per_item: int, prefetch_batches: int, addresses: bool
+) -> int:
     """Consecutive batches whose shards may have to be local at the same time."""
     if num_workers <= 0:
         return prefetch_batches + 1
@@ -42,8 +43,7 @@ def min_cache_bytes(dataset, batches: int, epoch: int = 0) -> tuple[int, int]:
     which streaming counts too."""
     fresh, _ = dataset.rank_batches(epoch)
     keep = [dataset.streams[i].safe_keep_zip for i in dataset.stream_per_shard]
-    sizes = np.sort(np.array([s.get_persistent_size(k) for s, k in zip(dataset.shards, keep)],
-                             np.int64))[::-1]
+    sizes = np.sort(np.array([s.get_persistent_size(k) for s, k in zip(dataset.shards, keep)], np.int64))[::-1]
     downloading = max(s.get_max_size() for s in dataset.shards)
     if not len(fresh):
         return 0, 0
@@ -53,27 +53,33 @@ def min_cache_bytes(dataset, batches: int, epoch: int = 0) -> tuple[int, int]:
     sums = np.convolve(per_batch, np.ones(window, np.int64), mode='valid')
     shards = int(min(len(sizes), sums.max() + 1))
     index = sum(stream.get_index_size() for stream in dataset.streams)
-    return int(sizes[:shards - 1].sum()) + downloading + index, shards
+    return int(sizes[: shards - 1].sum()) + downloading + index, shards
 
 
-def check_cache_limit(dataset, num_workers: int, prefetch_factor: int,
-                      addresses_per_item: int) -> None:
+def check_cache_limit(dataset, num_workers: int, prefetch_factor: int, addresses_per_item: int) -> None:
     """Raise ``ValueError`` if ``dataset.cache_limit`` is set and too small for the loader."""
     limit = getattr(dataset, 'cache_limit', None)
     if not limit:
         return
     addresses = dataset.transfer == 'addresses' and dataset.reader.all_fixed
-    batches = batches_in_flight(num_workers, prefetch_factor or 0, addresses_per_item,
-                                dataset.prefetch_batches, addresses)
+    batches = batches_in_flight(
+        num_workers, prefetch_factor or 0, addresses_per_item, dataset.prefetch_batches, addresses
+    )
     need, shards = min_cache_bytes(dataset, batches)
     if limit >= need:
         return
-    how = (f'{num_workers} workers x ((prefetch_factor {prefetch_factor} + 1) x '
-           f'{"addresses_per_item " + str(addresses_per_item) if addresses else "1"} + '
-           f'prefetch_batches {dataset.prefetch_batches})') if num_workers > 0 else \
-        f'prefetch_batches {dataset.prefetch_batches} + 1'
+    how = (
+        (
+            f'{num_workers} workers x ((prefetch_factor {prefetch_factor} + 1) x '
+            f'{"addresses_per_item " + str(addresses_per_item) if addresses else "1"} + '
+            f'prefetch_batches {dataset.prefetch_batches})'
+        )
+        if num_workers > 0
+        else f'prefetch_batches {dataset.prefetch_batches} + 1'
+    )
     raise ValueError(
         f'cache_limit={limit} bytes cannot hold the shards of the batches in flight: {batches} '
         f'batches ({how}); with those read meanwhile and one downloading, up to {shards} shards, '
         f'{need} bytes. Set cache_limit >= {need}, or lower num_workers / prefetch_factor / '
-        f'addresses_per_item / prefetch_batches.')
+        f'addresses_per_item / prefetch_batches.'
+    )

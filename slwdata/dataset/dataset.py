@@ -61,8 +61,13 @@ class ResumeMismatchError(RuntimeError):
 
 
 _TORCH_DTYPES = {
-    'int64': torch.int64, 'int32': torch.int32, 'int16': torch.int16, 'uint8': torch.uint8,
-    'uint16': torch.uint16, 'uint32': torch.uint32, 'float32': torch.float32
+    'int64': torch.int64,
+    'int32': torch.int32,
+    'int16': torch.int16,
+    'uint8': torch.uint8,
+    'uint16': torch.uint16,
+    'uint32': torch.uint32,
+    'float32': torch.float32,
 }
 
 
@@ -148,22 +153,23 @@ class SLWDataset(StreamingDataset):
         batch['input_ids'].shape       # torch.Size([8, 1024])
     """
 
-    def __init__(self,
-                 *,
-                 batch_size: int,
-                 reuse: str = 'deferred',
-                 column: str = 'tokens',
-                 output_dtype: Optional[str] = 'int64',
-                 labels: bool = False,
-                 bytes_dtype: str = 'int64',
-                 prefetch_batches: int = 2,
-                 clean_stale_shm: bool = True,
-                 verify_hashes: bool = True,
-                 remote_timeout: float = DEFAULT_REMOTE_TIMEOUT,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        batch_size: int,
+        reuse: str = 'deferred',
+        column: str = 'tokens',
+        output_dtype: Optional[str] = 'int64',
+        labels: bool = False,
+        bytes_dtype: str = 'int64',
+        prefetch_batches: int = 2,
+        clean_stale_shm: bool = True,
+        verify_hashes: bool = True,
+        remote_timeout: float = DEFAULT_REMOTE_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f'SLWDataset needs batch_size= (rows per rank per step), '
-                             f'got {batch_size!r}.')
+            raise ValueError(f'SLWDataset needs batch_size= (rows per rank per step), got {batch_size!r}.')
         if reuse not in REUSE_POLICIES:
             raise ValueError(f'reuse={reuse!r}; choose one of {", ".join(REUSE_POLICIES)}.')
         if clean_stale_shm:
@@ -171,8 +177,7 @@ class SLWDataset(StreamingDataset):
         with bounded_s3_downloads(remote_timeout):
             super().__init__(batch_size=batch_size, **kwargs)
         bound_streams(self.streams, remote_timeout)
-        self.verifier = ShardVerifier(self.shards, compat.shm_prefix(self)) if verify_hashes \
-            else None
+        self.verifier = ShardVerifier(self.shards, compat.shm_prefix(self)) if verify_hashes else None
         if compat.is_local_leader(self):
             register_owner(compat.shm_prefix(self))
         self.reuse = reuse
@@ -184,14 +189,16 @@ class SLWDataset(StreamingDataset):
         self.transfer = 'full'
         self.addresses_per_item = 8
         self.meta = self._load_meta()
-        self.reader = ShardTokenReader(self.shards,
-                                       self.sample_offset_per_shard,
-                                       column=column,
-                                       ensure=self._ensure_shard,
-                                       touch=functools.partial(compat.touch_shards, self),
-                                       fallback_get=self.get_item,
-                                       bytes_dtype=bytes_dtype,
-                                       verify=self.verifier.verify if self.verifier else None)
+        self.reader = ShardTokenReader(
+            self.shards,
+            self.sample_offset_per_shard,
+            column=column,
+            ensure=self._ensure_shard,
+            touch=functools.partial(compat.touch_shards, self),
+            fallback_get=self.get_item,
+            bytes_dtype=bytes_dtype,
+            verify=self.verifier.verify if self.verifier else None,
+        )
         self.seq_len = self._resolve_seq_len()
         self.eos_id = self.meta.get('eos_id') if self.meta else None
         # Pacing (bound later by the algorithm or the user) and the epochs planned with it.
@@ -216,31 +223,35 @@ class SLWDataset(StreamingDataset):
                     # failure (403, 500, a timeout) must not silently drop the shards' own settings.
                     if not _is_not_found(err):
                         where = os.path.join(stream.remote, stream.split or '', META_BASENAME)
-                        raise ShardFormatError(f'{where}: cannot be read ({type(err).__name__}: {err}); '
-                                               'it was not taken as absent. Fix the access or the store '
-                                               'and retry.') from err
+                        raise ShardFormatError(
+                            f'{where}: cannot be read ({type(err).__name__}: {err}); '
+                            'it was not taken as absent. Fix the access or the store '
+                            'and retry.'
+                        ) from err
             if os.path.isfile(path):
                 try:
                     metas.append((path, read_meta_file(path)))
                 except (OSError, json.JSONDecodeError) as err:
-                    raise ShardFormatError(f'{path}: unreadable slwdata metadata ({err}).') \
-                        from err
+                    raise ShardFormatError(f'{path}: unreadable slwdata metadata ({err}).') from err
         if not metas:
             return {}
         path, meta = metas[0]
         for other_path, other in metas[1:]:
             for key in ('seq_len', 'dtype', 'column'):
                 if other.get(key) != meta.get(key):
-                    raise ShardFormatError(f'{other_path}: {key}={other.get(key)!r} differs from '
-                                           f'{path}: {key}={meta.get(key)!r}; streams must agree.')
+                    raise ShardFormatError(
+                        f'{other_path}: {key}={other.get(key)!r} differs from '
+                        f'{path}: {key}={meta.get(key)!r}; streams must agree.'
+                    )
         return meta
 
     def _resolve_seq_len(self) -> int:
         meta_len = self.meta.get('seq_len') if self.meta else None
         if self.reader.seq_len is not None:
             if meta_len is not None and int(meta_len) != self.reader.seq_len:
-                raise ShardFormatError(f'{META_BASENAME} says seq_len={meta_len} but the shards '
-                                       f'hold rows of {self.reader.seq_len} tokens.')
+                raise ShardFormatError(
+                    f'{META_BASENAME} says seq_len={meta_len} but the shards hold rows of {self.reader.seq_len} tokens.'
+                )
             return self.reader.seq_len
         if meta_len is not None:
             self.reader.seq_len = int(meta_len)
@@ -260,12 +271,15 @@ class SLWDataset(StreamingDataset):
             except Exception as err:
                 compat.release_failed_shard(self, shard_id)
                 remote = self.streams[self.stream_per_shard[shard_id]].remote
-                raise RuntimeError(f'Could not prepare shard {name}'
-                                   f'{f" from {remote}" if remote else ""}: {err}') from err
+                raise RuntimeError(
+                    f'Could not prepare shard {name}{f" from {remote}" if remote else ""}: {err}'
+                ) from err
             if os.path.isfile(name):
                 return
-        raise RuntimeError(f'Shard {name} keeps disappearing after download; the cache_limit '
-                           f'is probably too small for the shards in use.')
+        raise RuntimeError(
+            f'Shard {name} keeps disappearing after download; the cache_limit '
+            f'is probably too small for the shards in use.'
+        )
 
     def _evict_shard(self, shard_id: int) -> None:
         """streaming's eviction, and the shard's hash record: its next copy is checked again
@@ -290,8 +304,7 @@ class SLWDataset(StreamingDataset):
         if schedule is not None and getattr(schedule, 'end', None) is None:
             schedule = schedule.with_end(self.seq_len)
         if schedule is not None and schedule.end != self.seq_len:
-            raise ValueError(f'Pacing ends at {schedule.end} tokens but the shards hold rows of '
-                             f'{self.seq_len} tokens.')
+            raise ValueError(f'Pacing ends at {schedule.end} tokens but the shards hold rows of {self.seq_len} tokens.')
         if schedule is not None and (not isinstance(rows_per_step, int) or rows_per_step < 1):
             raise ValueError(f'rows_per_step must be a positive int, got {rows_per_step!r}.')
         self.epochs.bind(schedule, rows_per_step, run_total)
@@ -316,9 +329,9 @@ class SLWDataset(StreamingDataset):
         if self.pacing is None:
             return None
         return {
-            'schedule': self.pacing.to_config(allow_callable=True) if
-                        self.pacing.kind != 'callable' or isinstance(self.pacing.fn_spec, str)
-                        else repr(self.pacing),
+            'schedule': self.pacing.to_config(allow_callable=True)
+            if self.pacing.kind != 'callable' or isinstance(self.pacing.fn_spec, str)
+            else repr(self.pacing),
             'rows_per_step': self.rows_per_step,
             'run_total': None if self.run_total is None else str(self.run_total),
         }
@@ -412,16 +425,21 @@ class SLWDataset(StreamingDataset):
         problems = []
         if slw.get('version') != STATE_VERSION:
             problems.append(f'state version {slw.get("version")} (expected {STATE_VERSION})')
-        for key, mine in (('num_ranks', world.num_ranks), ('batch_size', self.batch_size),
-                          ('reuse', self.reuse), ('seq_len', self.seq_len),
-                          ('pacing', self.pacing_config())):
+        for key, mine in (
+            ('num_ranks', world.num_ranks),
+            ('batch_size', self.batch_size),
+            ('reuse', self.reuse),
+            ('seq_len', self.seq_len),
+            ('pacing', self.pacing_config()),
+        ):
             if slw.get(key) != mine:
                 problems.append(f'{key}: checkpoint {slw.get(key)!r}, now {mine!r}')
         if problems:
             raise ResumeMismatchError(
                 'Cannot resume SLWDataset: ' + '; '.join(problems) + '. The tail ledger and the '
                 'pacing plan are per rank and per step, so a resumed run must keep the world '
-                'size, batch size, reuse policy and pacing of the checkpoint.')
+                'size, batch size, reuse policy and pacing of the checkpoint.'
+            )
 
     # ------------------------------------------------------------------ iteration
     def close(self) -> None:
@@ -463,8 +481,7 @@ class SLWDataset(StreamingDataset):
         loader in the main process."""
         B, L = plan.rows_per_batch, self.seq_len
         dtype = self.output_dtype if self.output_dtype is not None else self.reader.dtype
-        if self.transfer != 'full' and self.reader.dtype is not None and \
-                torch.utils.data.get_worker_info() is not None:
+        if self.transfer != 'full' and self.reader.dtype is not None and torch.utils.data.get_worker_info() is not None:
             dtype = self.reader.dtype
         if dtype is None:
             dtype = np.dtype(np.int64)
@@ -472,35 +489,33 @@ class SLWDataset(StreamingDataset):
         # The slw_* keys only when pacing is bound: then a consumer that removes them (the
         # Composer algorithm, PlainSLW) is cutting; a plain batch works with model(**batch).
         with_meta = self.pacing is not None
-        meta_fits = with_meta and np.issubdtype(dtype, np.integer) and \
-            max(L, B) <= np.iinfo(dtype).max
+        meta_fits = with_meta and np.issubdtype(dtype, np.integer) and max(L, B) <= np.iinfo(dtype).max
         if dtype.name not in _TORCH_DTYPES:
             dtype = np.dtype(np.int64)
         # numpy's allocator, not torch.empty: a fresh multi-MB torch CPU buffer is page-faulted
         # in on every batch, while numpy's reuses hot (huge) pages.
         arr = np.empty(n_tok + (2 * B if meta_fits else 0), dtype)
         buf = torch.from_numpy(arr)
-        ids = arr[:B * L].reshape(B, L)
+        ids = arr[: B * L].reshape(B, L)
         if plan.kind == 'fresh':
             if plan.gather is not None:
                 self.reader.read_row_gather(plan.gather, out=ids)
             else:
                 self.reader.read_rows(plan.rows, out=ids)
         elif plan.gather is not None:
-            self.reader.read_gather(plan.gather, out=arr[:B * L])
+            self.reader.read_gather(plan.gather, out=arr[: B * L])
         else:
             seg = plan.taken
-            self.reader.read_segments(seg['row'], seg['start'], seg['length'], check=False,
-                                      out=arr[:B * L])
-        batch: dict[str, Any] = {'input_ids': buf[:B * L].view(B, L)}
+            self.reader.read_segments(seg['row'], seg['start'], seg['length'], check=False, out=arr[: B * L])
+        batch: dict[str, Any] = {'input_ids': buf[: B * L].view(B, L)}
         if self.emit_labels:
-            arr[B * L:2 * B * L] = arr[:B * L]
-            batch['labels'] = buf[B * L:2 * B * L].view(B, L)
+            arr[B * L : 2 * B * L] = arr[: B * L]
+            batch['labels'] = buf[B * L : 2 * B * L].view(B, L)
         if meta_fits:
-            arr[n_tok:n_tok + B] = plan.seq_len
-            arr[n_tok + B:] = plan.tail_rows
-            batch['slw_seq_len'] = buf[n_tok:n_tok + B]
-            batch['slw_tail_rows'] = buf[n_tok + B:]
+            arr[n_tok : n_tok + B] = plan.seq_len
+            arr[n_tok + B :] = plan.tail_rows
+            batch['slw_seq_len'] = buf[n_tok : n_tok + B]
+            batch['slw_tail_rows'] = buf[n_tok + B :]
         elif with_meta:
             batch['slw_seq_len'] = torch.full((B,), plan.seq_len, dtype=torch.int64)
             batch['slw_tail_rows'] = torch.full((B,), plan.tail_rows, dtype=torch.int64)
@@ -522,7 +537,8 @@ class SLWDataset(StreamingDataset):
                 f'SLWDataset yields whole batches ({self.batch_size} rows per rank, set by '
                 f'SLWDataset(batch_size=...)): DataLoader(ds, batch_size=N) would stack N of them '
                 f'into [N, {self.batch_size}, {self.seq_len}] items. Use DataLoader(ds, batch_size=None) '
-                f'or slwdata.dataset.make_dataloader(ds).')
+                f'or slwdata.dataset.make_dataloader(ds).'
+            )
         return self._iter_batches()
 
     def _iter_batches(self) -> Iterator[dict[str, Any]]:
@@ -534,15 +550,17 @@ class SLWDataset(StreamingDataset):
         DataLoader collects items from its workers round-robin starting with worker 0. Fewer
         than ``k / 2`` steps after the last whole block of ``k`` join that block."""
         if getattr(self, '_closed', False):
-            raise RuntimeError('This SLWDataset was closed (close() released its shared memory): '
-                               'build a new one to iterate again.')
+            raise RuntimeError(
+                'This SLWDataset was closed (close() released its shared memory): build a new one to iterate again.'
+            )
         epoch, sample_in_epoch, world = compat.start_worker_epoch(self)
         steps_done = 0
         if sample_in_epoch:
             slw = self._resume_slw
             if slw is None:
-                raise ResumeMismatchError('Checkpoint has no SLWDataset state (key "slw"); it was '
-                                          'written by another dataset class.')
+                raise ResumeMismatchError(
+                    'Checkpoint has no SLWDataset state (key "slw"); it was written by another dataset class.'
+                )
             self._check_resume(slw)
             steps_done = int(slw['steps_in_epoch'])
         self.reader.close()  # a forked worker must not reuse the parent's memory maps
@@ -556,7 +574,8 @@ class SLWDataset(StreamingDataset):
                 raise ResumeMismatchError(
                     f'Replaying the plans before epoch {epoch} gives first step {replayed[0]} and '
                     f'{replayed[1]} carried tail tokens, the checkpoint says {stored[0]} and '
-                    f'{stored[1]}: the shards or the shuffle differ from the checkpointed run.')
+                    f'{stored[1]}: the shards or the shuffle differ from the checkpointed run.'
+                )
         planner, leftover = self.epochs.planner(epoch, step0, carried)
         if steps_done:
             planner.skip(steps_done)
@@ -589,12 +608,14 @@ class SLWDataset(StreamingDataset):
         self.last_account = account
         self.accounts[epoch] = account.as_dict()
         if worker == 0:
-            logger.info('SLWDataset epoch %d rank %d: %s', epoch, account.rank,
-                        json.dumps(account.as_dict(), sort_keys=True))
+            logger.info(
+                'SLWDataset epoch %d rank %d: %s', epoch, account.rank, json.dumps(account.as_dict(), sort_keys=True)
+            )
 
     @staticmethod
-    def _own_plans(planner: EpochPlanner, block_at: Callable[[int], int], num_workers: int,
-                   worker: int) -> Iterator[BatchPlan]:
+    def _own_plans(
+        planner: EpochPlanner, block_at: Callable[[int], int], num_workers: int, worker: int
+    ) -> Iterator[BatchPlan]:
         """The plans of this worker's blocks. Every step is still simulated (the ledger needs
         each push and take), but another worker's steps are replayed without building their
         plans: a worker's only work in the main loop's way is planning."""
@@ -606,8 +627,9 @@ class SLWDataset(StreamingDataset):
             else:
                 planner.skip_next()
 
-    def configure_transfer(self, transfer: str, addresses_per_item: int, num_workers: int,
-                           prefetch_factor: Optional[int]) -> None:
+    def configure_transfer(
+        self, transfer: str, addresses_per_item: int, num_workers: int, prefetch_factor: Optional[int]
+    ) -> None:
         """How batches leave DataLoader workers (:func:`~slwdata.dataset.transport.make_dataloader`
         calls it); a ``cache_limit`` too small for the batches in flight is refused here."""
         self.transfer = transfer
@@ -616,8 +638,7 @@ class SLWDataset(StreamingDataset):
 
     def _sends_addresses(self) -> bool:
         """In a DataLoader worker with ``transfer == 'addresses'`` over fixed-layout shards."""
-        return self.transfer == 'addresses' and self.reader.all_fixed and \
-            torch.utils.data.get_worker_info() is not None
+        return self.transfer == 'addresses' and self.reader.all_fixed and torch.utils.data.get_worker_info() is not None
 
     def _emit_for_worker(self) -> Any:
         """``plan -> what this process yields``: the batch itself, or, when sending addresses,
@@ -636,8 +657,7 @@ class SLWDataset(StreamingDataset):
                 plan.gather = self.reader.plan_rows(plan.rows)
             else:
                 seg = plan.taken
-                plan.gather = self.reader.plan_segments(seg['row'], seg['start'],
-                                                        seg['length'])
+                plan.gather = self.reader.plan_segments(seg['row'], seg['start'], seg['length'])
         self._verify_ahead(plan.gather.shards)
         return plan
 

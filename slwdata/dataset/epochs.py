@@ -35,8 +35,9 @@ class RankEpochs:
         rank: ``() -> this rank`` (asked when an account is closed).
     """
 
-    def __init__(self, rank_batches: RankBatches, batch_size: int, row_len: int, reuse: str,
-                 rank: Callable[[], int]) -> None:
+    def __init__(
+        self, rank_batches: RankBatches, batch_size: int, row_len: int, reuse: str, rank: Callable[[], int]
+    ) -> None:
         self.rank_batches = rank_batches
         self.batch_size = batch_size
         self.row_len = row_len
@@ -81,19 +82,24 @@ class RankEpochs:
         self.seq_len_at(0)  # fills self.lengths, which stops at the warmup's end
         return len(self.lengths)
 
-    def planner(self, epoch: int, step0: int,
-                carried: Optional[TailLedger]) -> tuple[EpochPlanner, NDArray[np.int64]]:
+    def planner(self, epoch: int, step0: int, carried: Optional[TailLedger]) -> tuple[EpochPlanner, NDArray[np.int64]]:
         """``epoch``'s planner from global step ``step0`` with ``carried`` tails, and the ids
         of the rank's final partial batch."""
         fresh, leftover = self.rank_batches(epoch)
-        planner = plan_epoch(len(fresh), self.batch_size, self.row_len, self.seq_len_at,
-                             first_step=step0, policy=self.policy,
-                             warmup_end_step=self.warmup_end(), ledger=carried,
-                             fresh_rows=fresh)
+        planner = plan_epoch(
+            len(fresh),
+            self.batch_size,
+            self.row_len,
+            self.seq_len_at,
+            first_step=step0,
+            policy=self.policy,
+            warmup_end_step=self.warmup_end(),
+            ledger=carried,
+            fresh_rows=fresh,
+        )
         return planner, leftover
 
-    def close(self, epoch: int, planner: EpochPlanner,
-              leftover: NDArray[np.int64]) -> tuple[TailLedger, EpochAccount]:
+    def close(self, epoch: int, planner: EpochPlanner, leftover: NDArray[np.int64]) -> tuple[TailLedger, EpochAccount]:
         """The ledger to carry into the next epoch and this epoch's account.
 
         The rows of the final partial batch join the carried ledger as whole rows (or are
@@ -107,11 +113,18 @@ class RankEpochs:
             carried._push_trusted(leftover, 0, self.row_len, leftover_tokens)
         else:
             dropped += leftover_tokens
-        account = replace(acct, epoch=epoch, rank=self.rank(), leftover_rows=int(len(leftover)),
-                          tokens_dropped=dropped, tokens_carried_out=carried.tokens,
-                          carried_segments=carried.entries, ledger_carried_bytes=carried.nbytes,
-                          ledger_peak_segments=max(acct.ledger_peak_segments, carried.entries),
-                          ledger_peak_bytes=max(acct.ledger_peak_bytes, carried.nbytes))
+        account = replace(
+            acct,
+            epoch=epoch,
+            rank=self.rank(),
+            leftover_rows=int(len(leftover)),
+            tokens_dropped=dropped,
+            tokens_carried_out=carried.tokens,
+            carried_segments=carried.entries,
+            ledger_carried_bytes=carried.nbytes,
+            ledger_peak_segments=max(acct.ledger_peak_segments, carried.entries),
+            ledger_peak_bytes=max(acct.ledger_peak_bytes, carried.nbytes),
+        )
         account.check()
         return carried, account
 
@@ -146,13 +159,20 @@ class RankEpochs:
         if self.pacing is None:
             return len(fresh)
         step0, carried = self.start(epoch)
-        return count_epoch_batches(len(fresh), self.batch_size, self.row_len, self.seq_len_at,
-                                   first_step=step0, policy=self.policy,
-                                   warmup_end_step=self.warmup_end(),
-                                   carried_tokens=0 if carried is None else carried.tokens)
+        return count_epoch_batches(
+            len(fresh),
+            self.batch_size,
+            self.row_len,
+            self.seq_len_at,
+            first_step=step0,
+            policy=self.policy,
+            warmup_end_step=self.warmup_end(),
+            carried_tokens=0 if carried is None else carried.tokens,
+        )
 
-    def finish(self, epoch: int, planner: EpochPlanner, leftover: NDArray[np.int64],
-               resumed_at_step: int) -> EpochAccount:
+    def finish(
+        self, epoch: int, planner: EpochPlanner, leftover: NDArray[np.int64], resumed_at_step: int
+    ) -> EpochAccount:
         """Close an iterated epoch and remember where the next one starts."""
         carried, account = self.close(epoch, planner, leftover)
         account.resumed_at_step = resumed_at_step

@@ -135,4 +135,5 @@ class ShardVerifier:
             f'{filename}: {algo} hash is {found} but index.json says {expected}: the shard is '
             f'corrupt or was modified. Delete this copy (a dataset with a remote downloads it '
             f'again) or reconvert it; `slwdata verify {where}` checks every shard. '
-            f'(verify_hashes=False skips this check, for shards verified elsewhere.)')
+            f'(verify_hashes=False skips this check, for shards verified elsewhere.)'
+        )

@@ -216,9 +216,7 @@ class _Decider:
             return "fresh" if fresh_left else None
         # deferred
         if self.phase_k < 0:
-            in_warmup = (
-                step < self.warmup_end_step if self.warmup_end_step is not None else seq_len < self.row_len
-            )
+            in_warmup = step < self.warmup_end_step if self.warmup_end_step is not None else seq_len < self.row_len
             if in_warmup:
                 return "fresh" if fresh_left else None
             self.phase_k = ledger_tokens // self.full
@@ -401,8 +399,15 @@ class EpochPlanner:
 
     def remaining_batches(self) -> int:
         """Batches left in this epoch, from a token-count dry run (no ledger copies)."""
-        return _dry_run(self._decider_copy(), self._length, self.step, self.rows_per_batch, self.row_len,
-                        self.ledger.tokens, self.policy)
+        return _dry_run(
+            self._decider_copy(),
+            self._length,
+            self.step,
+            self.rows_per_batch,
+            self.row_len,
+            self.ledger.tokens,
+            self.policy,
+        )
 
     def _decider_copy(self) -> _Decider:
         d = _Decider.__new__(_Decider)
@@ -459,8 +464,7 @@ class EpochPlanner:
                 acct.tokens_rerecorded += B * drop
             acct.tail_batches += 1
             if build:
-                plan = BatchPlan(step, self.position, "tail", L, e, B, taken=taken, _pieces=pieces,
-                                 _offsets=offsets)
+                plan = BatchPlan(step, self.position, "tail", L, e, B, taken=taken, _pieces=pieces, _offsets=offsets)
         acct.tokens_trained += B * L
         acct.steps += 1
         self.position += 1
@@ -498,8 +502,9 @@ class EpochPlanner:
 plan_epoch = EpochPlanner
 
 
-def _dry_run(decider: _Decider, length: Callable[[int], int], step: int, B: int, e: int, tokens: int,
-             policy: str) -> int:
+def _dry_run(
+    decider: _Decider, length: Callable[[int], int], step: int, B: int, e: int, tokens: int, policy: str
+) -> int:
     n = 0
     while True:
         L = _check_len(length(step), step, e)

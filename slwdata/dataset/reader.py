@@ -44,8 +44,17 @@ class ShardFormatError(ValueError):
 
 # Value dtypes streaming's MDS ``ndarray`` encoding can declare.
 _NDARRAY_DTYPES = {
-    'uint8', 'int8', 'uint16', 'int16', 'uint32', 'int32', 'uint64', 'int64', 'float16',
-    'float32', 'float64'
+    'uint8',
+    'int8',
+    'uint16',
+    'int16',
+    'uint32',
+    'int32',
+    'uint64',
+    'int64',
+    'float16',
+    'float32',
+    'float64',
 }
 
 
@@ -82,6 +91,7 @@ class ColumnLayout:
     ``fixed`` is True when every column of the shard has a fixed size, i.e. the fast path
     applies: a sample is ``stride`` bytes and the tokens start ``offset`` bytes into it.
     """
+
     column: str
     column_index: int
     dtype: Optional[np.dtype]
@@ -104,8 +114,9 @@ class ColumnLayout:
         if not fixed:
             return cls(column, index, dtype, length, False)
         if sizes[index] != length * dtype.itemsize:
-            raise ShardFormatError(f'{where}: column {column!r} is declared '
-                                   f'{shard.column_encodings[index]} but has size {sizes[index]}.')
+            raise ShardFormatError(
+                f'{where}: column {column!r} is declared {shard.column_encodings[index]} but has size {sizes[index]}.'
+            )
         return cls(column, index, dtype, length, True, int(sum(sizes)), int(sum(sizes[:index])))
 
 
@@ -118,6 +129,7 @@ class RowGather:
     ``groups`` is ``int32 [G, 2]``: ``(shard, count)``; ``local`` the row ids within their
     shard, shard after shard; ``order`` where each of them goes in the batch (int16 when the
     batch has under 32768 rows: it crosses the worker pipe, which must not fill)."""
+
     groups: NDArray[np.int32]
     local: NDArray[np.int32]
     order: NDArray[np.integer]
@@ -136,8 +148,11 @@ class RowGather:
 def _row_gather(n_groups: int, rows: int, order_size: int, blob: bytes) -> RowGather:
     a = np.frombuffer(blob, np.uint8)
     g, lo = 8 * n_groups, 8 * n_groups + 4 * rows
-    return RowGather(a[:g].view(np.int32).reshape(n_groups, 2), a[g:lo].view(np.int32),
-                     a[lo:].view(np.int16 if order_size == 2 else np.int32))
+    return RowGather(
+        a[:g].view(np.int32).reshape(n_groups, 2),
+        a[g:lo].view(np.int32),
+        a[lo:].view(np.int16 if order_size == 2 else np.int32),
+    )
 
 
 @dataclass
@@ -153,6 +168,7 @@ class SegmentGather:
     from rows ``at, at + 1, ...`` of the shard's read, written one after the other from
     ``out[pos]``. ``total`` is the tokens read. About 2 KB for a tail batch of 256 rows of
     1024: it crosses the DataLoader worker pipe with the plan."""
+
     runs: NDArray[np.int32]
     groups: NDArray[np.int32]
     local: NDArray[np.int32]
@@ -166,8 +182,7 @@ class SegmentGather:
     def __reduce__(self) -> tuple:
         # One bytes object: it unpickles an order of magnitude faster than numpy arrays (x 8
         # plans per DataLoader item, in the main process).
-        blob = b''.join(a.astype(np.int32, copy=False).tobytes()
-                        for a in (self.runs, self.groups, self.local))
+        blob = b''.join(a.astype(np.int32, copy=False).tobytes() for a in (self.runs, self.groups, self.local))
         return (_segment_gather, (len(self.runs), len(self.groups), self.total, blob))
 
 
@@ -182,6 +197,7 @@ class _Scratch(threading.local):
     scattered and cast into the batch. Shared anonymous memory, so it never turns
     copy-on-write when DataLoader workers fork: a new temporary per read landed on heap
     pages last written before the fork and took tens of page faults per tail batch."""
+
     pid: Optional[int] = None
     arr: Optional[np.ndarray] = None  # a view of the mapping, which it keeps alive
 
@@ -224,17 +240,18 @@ class ShardTokenReader:
         max_open: memory maps kept open at once.
     """
 
-    def __init__(self,
-                 shards: Sequence,
-                 sample_offset_per_shard: NDArray[np.int64],
-                 column: str = 'tokens',
-                 ensure: Optional[Callable[[int], None]] = None,
-                 touch: Optional[Callable[[NDArray[np.int64]], None]] = None,
-                 fallback_get: Optional[Callable[[int], dict]] = None,
-                 bytes_dtype: str = 'int64',
-                 max_open: int = 256,
-                 verify: Optional[Callable[[int, str, mmap.mmap, os.stat_result], None]] = None
-                 ) -> None:
+    def __init__(
+        self,
+        shards: Sequence,
+        sample_offset_per_shard: NDArray[np.int64],
+        column: str = 'tokens',
+        ensure: Optional[Callable[[int], None]] = None,
+        touch: Optional[Callable[[NDArray[np.int64]], None]] = None,
+        fallback_get: Optional[Callable[[int], dict]] = None,
+        bytes_dtype: str = 'int64',
+        max_open: int = 256,
+        verify: Optional[Callable[[int, str, mmap.mmap, os.stat_result], None]] = None,
+    ) -> None:
         self.shards = list(shards)
         self.offsets = np.asarray(sample_offset_per_shard, np.int64)
         self.samples = np.array([s.samples for s in self.shards], np.int64)
@@ -254,15 +271,16 @@ class ShardTokenReader:
         self.seq_len: Optional[int] = lengths.pop() if len(lengths) == 1 else None
         self.dtype: Optional[np.dtype] = dtypes.pop() if len(dtypes) == 1 else None
         if len(lengths) > 1:
-            raise ShardFormatError(f'Shards disagree on the token row length: {sorted(lengths)}; '
-                                   f'first shard {_shard_name(self.shards[0])}.')
+            raise ShardFormatError(
+                f'Shards disagree on the token row length: {sorted(lengths)}; '
+                f'first shard {_shard_name(self.shards[0])}.'
+            )
 
     # ----------------------------------------------------------------------------------------
     def shard_of(self, ids: NDArray[np.int64], check: bool = True) -> NDArray[np.int64]:
         """Shard id of each global sample id (``check``: refuse ids out of range)."""
         ids = np.asarray(ids, np.int64)
-        if check and ids.size and (ids.min() < 0 or
-                                   ids.max() >= self.offsets[-1] + self.samples[-1]):
+        if check and ids.size and (ids.min() < 0 or ids.max() >= self.offsets[-1] + self.samples[-1]):
             raise IndexError(f'Sample id out of range [0, {self.offsets[-1] + self.samples[-1]}).')
         return np.searchsorted(self.offsets, ids, side='right') - 1
 
@@ -282,8 +300,10 @@ class ShardTokenReader:
                 # Evicted between ensure() and open() (another worker needed the space).
                 if self.ensure is None:
                     raise
-        raise RuntimeError(f'{filename} keeps being evicted before it can be opened: the '
-                           'cache_limit is too small for the shards in use.')
+        raise RuntimeError(
+            f'{filename} keeps being evicted before it can be opened: the '
+            'cache_limit is too small for the shards in use.'
+        )
 
     def _map(self, shard_id: int) -> np.ndarray:
         """Memory-map the token column of a fixed-layout shard as ``[samples, seq_len]``."""
@@ -303,29 +323,30 @@ class ShardTokenReader:
         if num != shard.samples or end - begin != num * layout.stride or end > len(buf):
             raise ShardFormatError(
                 f'{filename}: header says {num} samples spanning {end - begin} bytes; '
-                f'index.json says {shard.samples} samples of {layout.stride} bytes.')
+                f'index.json says {shard.samples} samples of {layout.stride} bytes.'
+            )
         del header
         if self.verify is not None:
             self.verify(shard_id, filename, buf, st)
         # Header and tokens come from the one mapping opened above: an eviction (unlink) by
         # another worker after this point cannot take the file away from under the reader.
         if layout.stride == layout.seq_len * layout.dtype.itemsize:
-            mm = np.frombuffer(buf, layout.dtype, num * layout.seq_len,
-                               begin).reshape(num, layout.seq_len)
+            mm = np.frombuffer(buf, layout.dtype, num * layout.seq_len, begin).reshape(num, layout.seq_len)
         else:
             raw = np.frombuffer(buf, np.uint8, num * layout.stride, begin).reshape(num, layout.stride)
             nbytes = layout.seq_len * layout.dtype.itemsize
             # Tokens as tokens (a strided [samples, seq_len] view), so rows and segments
             # index it alike.
-            mm = raw[:, layout.offset:layout.offset + nbytes].view(layout.dtype)
+            mm = raw[:, layout.offset : layout.offset + nbytes].view(layout.dtype)
         # A plain ndarray (its base keeps the mapping open), not np.memmap: its Python-level
         # __getitem__ / __array_finalize__ cost more than a small gather from one shard.
         mm = mm.view(np.ndarray)
         self._maps[shard_id] = mm
         if mm.flags.c_contiguous:
             # The same rows, each one opaque item of seq_len * itemsize bytes (see _gather).
-            self._row_bytes[shard_id] = mm.view(np.uint8).view(
-                np.dtype((np.void, mm.shape[1] * mm.itemsize))).reshape(len(mm))
+            self._row_bytes[shard_id] = (
+                mm.view(np.uint8).view(np.dtype((np.void, mm.shape[1] * mm.itemsize))).reshape(len(mm))
+            )
         if len(self._maps) > self.max_open:
             old, _ = self._maps.popitem(last=False)
             self._row_bytes.pop(old, None)
@@ -339,7 +360,7 @@ class ShardTokenReader:
         if rows is None:  # extra columns: a strided view
             return m[local]
         k = len(local)
-        block = _scratch(k * rows.itemsize)[:k * rows.itemsize].view(rows.dtype)
+        block = _scratch(k * rows.itemsize)[: k * rows.itemsize].view(rows.dtype)
         # Rows as opaque bytes: the token data is usually not 2-byte aligned in the file
         # (np.take would then copy the whole shard first). 'clip' writes straight into `block`
         # ('raise' buffers); ids are within the shard by construction (plan_rows / plan_segments).
@@ -349,8 +370,9 @@ class ShardTokenReader:
     def _decode(self, sample_id: int, shard_id: int) -> np.ndarray:
         """Per-sample fallback for shards without a fixed layout."""
         if self.fallback_get is None:
-            raise ShardFormatError(f'{_shard_name(self.shards[shard_id])}: variable-size layout '
-                                   'and no per-sample fallback reader.')
+            raise ShardFormatError(
+                f'{_shard_name(self.shards[shard_id])}: variable-size layout and no per-sample fallback reader.'
+            )
         value = self.fallback_get(int(sample_id))[self.column]
         if isinstance(value, (bytes, bytearray, memoryview)):
             value = np.frombuffer(value, self.bytes_dtype)
@@ -366,7 +388,8 @@ class ShardTokenReader:
         if len(lengths) != 1 or (self.seq_len is not None and lengths != {self.seq_len}):
             raise ShardFormatError(
                 f'{_shard_name(self.shards[shard_id])}: token rows of lengths {sorted(lengths)}; '
-                f'rows must all have the same length ({self.seq_len or "any"}).')
+                f'rows must all have the same length ({self.seq_len or "any"}).'
+            )
         if self.seq_len is None:
             self.seq_len = lengths.pop()
         return np.stack(rows)
@@ -388,7 +411,7 @@ class ShardTokenReader:
             # Row lengths agree across shards: checked at init (fixed layouts) or per shard.
             pieces, lo = [], 0
             for shard, k in gather.groups.tolist():
-                pieces.append(self._rows_of_shard(shard, gather.local[lo:lo + k]))
+                pieces.append(self._rows_of_shard(shard, gather.local[lo : lo + k]))
                 lo += k
             if len(pieces) == 1:
                 rows = pieces[0]  # one shard: the stable order is the identity
@@ -411,8 +434,7 @@ class ShardTokenReader:
         """
         ids = np.asarray(ids, np.int64)
         if not len(ids):
-            return RowGather(np.zeros((0, 2), np.int32), np.zeros(0, np.int32),
-                             np.zeros(0, np.int16))
+            return RowGather(np.zeros((0, 2), np.int32), np.zeros(0, np.int32), np.zeros(0, np.int16))
         shard_ids = self.shard_of(ids, check)
         order = np.argsort(shard_ids, kind='stable')
         sorted_shards = shard_ids[order]
@@ -444,13 +466,18 @@ class ShardTokenReader:
             return out
         lo = 0
         for shard, k in g.tolist():
-            out[order[lo:lo + k]] = self._gather(shard, local[lo:lo + k])
+            out[order[lo : lo + k]] = self._gather(shard, local[lo : lo + k])
             lo += k
         return out
 
-    def read_segments(self, ids: NDArray[np.int64], starts: NDArray[np.integer],
-                      lengths: NDArray[np.integer], check: bool = True,
-                      out: Optional[np.ndarray] = None) -> np.ndarray:
+    def read_segments(
+        self,
+        ids: NDArray[np.int64],
+        starts: NDArray[np.integer],
+        lengths: NDArray[np.integer],
+        check: bool = True,
+        out: Optional[np.ndarray] = None,
+    ) -> np.ndarray:
         """Concatenate ``tokens[id][start:start+length]`` for each segment, in order (1-D).
 
         Tail rows are materialized this way: a tail row is the concatenation of its segments.
@@ -463,9 +490,11 @@ class ShardTokenReader:
         if check:
             if not (len(ids) == len(starts) == len(lengths)):
                 raise ValueError('ids, starts and lengths must have the same length.')
-            if len(ids) and ((starts < 0).any() or (lengths < 0).any() or
-                             (self.seq_len is not None and
-                              (starts + lengths > self.seq_len).any())):
+            if len(ids) and (
+                (starts < 0).any()
+                or (lengths < 0).any()
+                or (self.seq_len is not None and (starts + lengths > self.seq_len).any())
+            ):
                 raise ValueError(f'Segment outside a row of {self.seq_len} tokens.')
         total = int(lengths.sum())
         if out is not None and (out.ndim != 1 or len(out) != total):
@@ -490,8 +519,9 @@ class ShardTokenReader:
         np.copyto(out, rows.reshape(-1)[flat_index], casting='unsafe')
         return out
 
-    def plan_segments(self, ids: NDArray[np.integer], starts: NDArray[np.integer],
-                      lengths: NDArray[np.integer]) -> 'SegmentGather':
+    def plan_segments(
+        self, ids: NDArray[np.integer], starts: NDArray[np.integer], lengths: NDArray[np.integer]
+    ) -> 'SegmentGather':
         """Work out how :meth:`read_gather` reads these segments (fixed layouts only): index
         arithmetic, no token read, so a DataLoader worker can do it and send the result with
         the batch's plan, leaving the main process only the reads. The ids are always checked
@@ -507,8 +537,7 @@ class ShardTokenReader:
         starts = np.asarray(starts, np.int64)
         lengths = np.asarray(lengths, np.int64)
         if not len(ids):
-            return SegmentGather(np.zeros((0, 4), np.int32), np.zeros((0, 5), np.int32),
-                                 np.zeros(0, np.int32), 0)
+            return SegmentGather(np.zeros((0, 4), np.int32), np.zeros((0, 5), np.int32), np.zeros(0, np.int32), 0)
         # A tail that straddles two tail rows may arrive as two pieces that continue each
         # other in the source row: joined first.
         joins = (ids[1:] == ids[:-1]) & (starts[1:] == starts[:-1] + lengths[:-1])
@@ -521,8 +550,7 @@ class ShardTokenReader:
         # one step recorded, in row order, split by shard. Sorted by shard, so the main
         # process reads all of a shard's rows with one indexed read and copies each group's
         # slice of them into place.
-        edge = (shard_ids[1:] != shard_ids[:-1]) | (starts[1:] != starts[:-1]) | \
-            (lengths[1:] != lengths[:-1])
+        edge = (shard_ids[1:] != shard_ids[:-1]) | (starts[1:] != starts[:-1]) | (lengths[1:] != lengths[:-1])
         bounds = np.flatnonzero(np.concatenate([[True], edge, [True]]))
         head = bounds[:-1]
         pos = np.cumsum(lengths) - lengths
@@ -533,11 +561,11 @@ class ShardTokenReader:
         by_shard = np.argsort(shard_ids[head], kind='stable')
         head, count = head[by_shard], count[by_shard]
         shard = shard_ids[head]
-        rows = np.concatenate([local[h:h + c] for h, c in zip(head.tolist(), count.tolist())]) \
-            if len(head) else local
+        rows = np.concatenate([local[h : h + c] for h, c in zip(head.tolist(), count.tolist())]) if len(head) else local
         ends = np.cumsum(count)
-        first = np.flatnonzero(np.concatenate([[True], shard[1:] != shard[:-1]])) \
-            if len(head) else np.zeros(0, np.int64)
+        first = (
+            np.flatnonzero(np.concatenate([[True], shard[1:] != shard[:-1]])) if len(head) else np.zeros(0, np.int64)
+        )
         run_end = np.append(first[1:], len(head)) if len(head) else first
         runs = np.empty((len(first), 4), np.int32)
         runs[:, 0] = shard[first]
@@ -564,11 +592,11 @@ class ShardTokenReader:
         local, groups, g = gather.local, gather.groups.tolist(), 0
         for shard, lo, hi, n_groups in runs.tolist():
             block = self._gather(shard, local[lo:hi])
-            for begin, n, k, pos, at in groups[g:g + n_groups]:
+            for begin, n, k, pos, at in groups[g : g + n_groups]:
                 if k == 1:
-                    out[pos:pos + n] = block[at, begin:begin + n]
+                    out[pos : pos + n] = block[at, begin : begin + n]
                 else:
-                    out[pos:pos + k * n].reshape(k, n)[...] = block[at:at + k, begin:begin + n]
+                    out[pos : pos + k * n].reshape(k, n)[...] = block[at : at + k, begin : begin + n]
             g += n_groups
         return out
 

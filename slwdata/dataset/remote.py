@@ -28,8 +28,13 @@ from typing import Any, Iterator, Sequence
 
 from slwdata.dataset.streaming_compat import S3Downloader, downloader_mappings, set_stream_downloader, stream_downloader
 
-__all__ = ['BoundedS3Downloader', 'RemoteTimeoutError', 'bounded_s3_downloads', 'bound_streams',
-           'DEFAULT_REMOTE_TIMEOUT']
+__all__ = [
+    'BoundedS3Downloader',
+    'RemoteTimeoutError',
+    'bounded_s3_downloads',
+    'bound_streams',
+    'DEFAULT_REMOTE_TIMEOUT',
+]
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +55,15 @@ def _retryable(err: BaseException) -> bool:
     """Timeouts, dropped connections and server-side errors; not a 403 or a 404."""
     from botocore.exceptions import ClientError, HTTPClientError
     from botocore.exceptions import ConnectionError as BotoConnectionError
+
     if isinstance(err, ClientError):
         code = str(err.response.get('Error', {}).get('Code', ''))
         status = int(err.response.get('ResponseMetadata', {}).get('HTTPStatusCode', 0) or 0)
         return status >= 500 or code in ('SlowDown', 'Throttling', 'RequestTimeout')
-    return isinstance(err, (BotoConnectionError, HTTPClientError, OSError)) or \
-        type(err).__name__ in ('RetriesExceededError', 'ResponseStreamingError')
+    return isinstance(err, (BotoConnectionError, HTTPClientError, OSError)) or type(err).__name__ in (
+        'RetriesExceededError',
+        'ResponseStreamingError',
+    )
 
 
 class BoundedS3Downloader(S3Downloader):
@@ -80,34 +88,40 @@ class BoundedS3Downloader(S3Downloader):
         from boto3.session import Session
         from botocore import UNSIGNED
         from botocore.config import Config
+
         per_op = max(0.5, self.remote_timeout * _PER_OP)
         extra = {'signature_version': UNSIGNED} if unsigned else {}
-        config = Config(connect_timeout=per_op, read_timeout=per_op,
-                        retries={'mode': 'standard', 'total_max_attempts': 1}, **extra)
-        self._s3_client = Session().client('s3', config=config,
-                                           endpoint_url=os.environ.get('S3_ENDPOINT_URL'))
+        config = Config(
+            connect_timeout=per_op, read_timeout=per_op, retries={'mode': 'standard', 'total_max_attempts': 1}, **extra
+        )
+        self._s3_client = Session().client('s3', config=config, endpoint_url=os.environ.get('S3_ENDPOINT_URL'))
 
     def _attempt(self, remote: str, local: str) -> None:
         from boto3.s3.transfer import TransferConfig
         from botocore.exceptions import ClientError, NoCredentialsError
+
         if self._s3_client is None:
             try:
                 self._create_s3_client()
             except NoCredentialsError:
                 self._create_s3_client(unsigned=True)
         obj = urllib.parse.urlparse(remote)
-        extra_args = {'RequestPayer': 'requester'} \
-            if obj.netloc in self._requester_pays_buckets else {}
+        extra_args = {'RequestPayer': 'requester'} if obj.netloc in self._requester_pays_buckets else {}
         try:
-            self._s3_client.download_file(obj.netloc, obj.path.lstrip('/'), local,
-                                          ExtraArgs=extra_args,
-                                          Config=TransferConfig(use_threads=False,
-                                                                num_download_attempts=1))
+            self._s3_client.download_file(
+                obj.netloc,
+                obj.path.lstrip('/'),
+                local,
+                ExtraArgs=extra_args,
+                Config=TransferConfig(use_threads=False, num_download_attempts=1),
+            )
         except ClientError as err:
             code = str(err.response.get('Error', {}).get('Code', ''))
             if code in ('403', '404', 'NoSuchKey', 'NoSuchBucket', 'AccessDenied'):
-                err.args = (f'Object {remote} not found or not readable ({code}): check the '
-                            'bucket, the path and its permissions.',)
+                err.args = (
+                    f'Object {remote} not found or not readable ({code}): check the '
+                    'bucket, the path and its permissions.',
+                )
             raise
 
     def _download_file_impl(self, remote: str, local: str, timeout: float) -> None:
@@ -133,17 +147,25 @@ class BoundedS3Downloader(S3Downloader):
                 spent = time.monotonic() - first
                 if spent + backoff + worst > self.remote_timeout:
                     self._first_try.pop(remote, None)
-                    msg = (f'{remote}: the object store did not deliver it ({attempt} '
-                           f'attempt(s) in {spent:.0f} s; last: {type(err).__name__}: {err}); '
-                           f'giving up, as another attempt could end past remote_timeout='
-                           f'{self.remote_timeout:g} s. Check that the endpoint '
-                           f'({os.environ.get("S3_ENDPOINT_URL") or "AWS S3"}) answers, or '
-                           'raise remote_timeout.')
+                    msg = (
+                        f'{remote}: the object store did not deliver it ({attempt} '
+                        f'attempt(s) in {spent:.0f} s; last: {type(err).__name__}: {err}); '
+                        f'giving up, as another attempt could end past remote_timeout='
+                        f'{self.remote_timeout:g} s. Check that the endpoint '
+                        f'({os.environ.get("S3_ENDPOINT_URL") or "AWS S3"}) answers, or '
+                        'raise remote_timeout.'
+                    )
                     self._gave_up[remote] = (time.monotonic(), msg)
                     raise RemoteTimeoutError(msg) from err
-                logger.warning('%s: %s: %s; retrying in %.0f s (attempt %d; gives up %.0f s '
-                               'after the first).', remote, type(err).__name__, err, backoff,
-                               attempt + 1, self.remote_timeout)
+                logger.warning(
+                    '%s: %s: %s; retrying in %.0f s (attempt %d; gives up %.0f s after the first).',
+                    remote,
+                    type(err).__name__,
+                    err,
+                    backoff,
+                    attempt + 1,
+                    self.remote_timeout,
+                )
                 time.sleep(backoff)
                 backoff = min(2 * backoff, 8.0)
 

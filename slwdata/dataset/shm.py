@@ -87,8 +87,11 @@ def register_owner(prefix_int: int) -> None:
     """Record this process as the owner of ``prefix_int`` (called by the local leader, after
     its segments exist); the record is removed by :func:`release_owner` or at exit."""
     segments = {n: _inode(shm_path(prefix_int, n)) for n in _SEGMENTS}
-    record = {'pid': os.getpid(), 'start': _start_time(os.getpid()),
-              'segments': {n: i for n, i in segments.items() if i is not None}}
+    record = {
+        'pid': os.getpid(),
+        'start': _start_time(os.getpid()),
+        'segments': {n: i for n, i in segments.items() if i is not None},
+    }
     tmp = owner_path(prefix_int) + f'.{os.getpid()}.tmp'
     with open(tmp, 'w') as f:
         json.dump(record, f)
@@ -173,7 +176,7 @@ def clean_dead_owners() -> list[int]:
     cleaned = []
     for path in sorted(glob.glob(os.path.join(gettempdir(), 'slwdata_owner_*.json'))):
         try:
-            prefix_int = int(os.path.basename(path)[len('slwdata_owner_'):-len('.json')])
+            prefix_int = int(os.path.basename(path)[len('slwdata_owner_') : -len('.json')])
             with open(path) as f:
                 record = json.load(f)
         except (ValueError, OSError):
@@ -185,13 +188,15 @@ def clean_dead_owners() -> list[int]:
         # (a job that took the prefix over made new ones); those the owner made later (epoch
         # data) have no recorded inode, and the live-mapping check covers them.
         recorded = record.get('segments') or {}
-        foreign = [n for n, i in recorded.items()
-                   if _inode(shm_path(prefix_int, n)) not in (None, i)]
+        foreign = [n for n, i in recorded.items() if _inode(shm_path(prefix_int, n)) not in (None, i)]
         if user is not None or foreign:
-            logger.warning('Shared-memory prefix %06d of dead process %s is now %s: left '
-                           'alone, stale owner record %s removed.', prefix_int, record.get('pid'),
-                           f'in use by pid {user}' if user is not None else
-                           f'held by another job ({", ".join(foreign)})', path)
+            logger.warning(
+                'Shared-memory prefix %06d of dead process %s is now %s: left alone, stale owner record %s removed.',
+                prefix_int,
+                record.get('pid'),
+                f'in use by pid {user}' if user is not None else f'held by another job ({", ".join(foreign)})',
+                path,
+            )
             _unlink_quiet(path)
             continue
         # File locks first: a prefix with shared memory but no lock is still skipped by
@@ -201,7 +206,10 @@ def clean_dead_owners() -> list[int]:
         leaked = [name for name in _SEGMENTS if _unlink_shm(shm_path(prefix_int, name))]
         _unlink_quiet(path)
         if leaked:
-            logger.warning('Removed shared memory %s left by dead process %s.',
-                           ', '.join(shm_path(prefix_int, n) for n in leaked), record.get('pid'))
+            logger.warning(
+                'Removed shared memory %s left by dead process %s.',
+                ', '.join(shm_path(prefix_int, n) for n in leaked),
+                record.get('pid'),
+            )
         cleaned.append(prefix_int)
     return cleaned

@@ -30,13 +30,36 @@ from streaming.base.storage.download import S3Downloader
 from streaming.base.world import World
 
 __all__ = [
-    'SUPPORTED_STREAMING', 'OVERRIDDEN_HOOKS', 'BARRIER_FILELOCK', 'CACHE_FILELOCK',
-    'SHM_TO_CLEAN', 'S3Downloader', 'SharedArray', 'SharedMemory', 'World', 'HASHES',
-    'shm_path', 'shm_prefix', 'is_local_leader', 'rank_world', 'one_worker_per_rank',
-    'rank_sample_ids', 'ensure_resume_params', 'read_resume_state', 'start_worker_epoch',
-    'missing_shards', 'all_shards_local', 'release_failed_shard', 'touch_shards',
-    'drop_cache_filelock', 'download_stream_file', 'release_local_dir', 'streaming_shms',
-    'downloader_mappings', 'stream_downloader', 'set_stream_downloader'
+    'SUPPORTED_STREAMING',
+    'OVERRIDDEN_HOOKS',
+    'BARRIER_FILELOCK',
+    'CACHE_FILELOCK',
+    'SHM_TO_CLEAN',
+    'S3Downloader',
+    'SharedArray',
+    'SharedMemory',
+    'World',
+    'HASHES',
+    'shm_path',
+    'shm_prefix',
+    'is_local_leader',
+    'rank_world',
+    'one_worker_per_rank',
+    'rank_sample_ids',
+    'ensure_resume_params',
+    'read_resume_state',
+    'start_worker_epoch',
+    'missing_shards',
+    'all_shards_local',
+    'release_failed_shard',
+    'touch_shards',
+    'drop_cache_filelock',
+    'download_stream_file',
+    'release_local_dir',
+    'streaming_shms',
+    'downloader_mappings',
+    'stream_downloader',
+    'set_stream_downloader',
 ]
 
 # Release series this module was written against (``major.minor``; pyproject pins the same).
@@ -46,8 +69,7 @@ SUPPORTED_STREAMING = ('0.12', '0.13')
 OVERRIDDEN_HOOKS = (
     ('streaming.base.dataset.StreamingDataset', '_resume', ('world', 'epoch')),
     ('streaming.base.dataset.StreamingDataset', '_evict_shard', ('shard_id',)),
-    ('streaming.base.storage.download.S3Downloader', '_download_file_impl',
-     ('remote', 'local', 'timeout')),
+    ('streaming.base.storage.download.S3Downloader', '_download_file_impl', ('remote', 'local', 'timeout')),
 )
 
 # Hash algorithm name -> function of bytes, the ones streaming can check an index against.
@@ -78,8 +100,7 @@ def rank_world(dataset: Any) -> World:
 def one_worker_per_rank(dataset: Any) -> World:
     """This rank's place, with one worker per rank."""
     w = dataset._parallel_rank_world
-    return World(num_nodes=w.num_nodes, ranks_per_node=w.ranks_per_node, workers_per_rank=1,
-                 worker=w.rank)
+    return World(num_nodes=w.num_nodes, ranks_per_node=w.ranks_per_node, workers_per_rank=1, worker=w.rank)
 
 
 def rank_sample_ids(dataset: Any, world: World, epoch: int) -> NDArray[np.int64]:

@@ -23,8 +23,12 @@ if TYPE_CHECKING:
     from slwdata.dataset.dataset import SLWDataset
 
 __all__ = [
-    'TRANSFER_MODES', 'BatchAddress', 'SLWDataLoader', 'SLWStreamingDataLoader', 'make_dataloader',
-    'reduce_plan'
+    'TRANSFER_MODES',
+    'BatchAddress',
+    'SLWDataLoader',
+    'SLWStreamingDataLoader',
+    'make_dataloader',
+    'reduce_plan',
 ]
 
 TRANSFER_MODES = ('addresses', 'compact', 'full')
@@ -47,9 +51,18 @@ def _narrow(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
     return out
 
 
-def _rebuild_plan(step: int, index: int, kind: str, seq_len: int, row_len: int,
-                  rows_per_batch: int, fresh_index: Optional[int], rows: Optional[np.ndarray],
-                  taken: Optional[np.ndarray], gather: Any = None) -> BatchPlan:
+def _rebuild_plan(
+    step: int,
+    index: int,
+    kind: str,
+    seq_len: int,
+    row_len: int,
+    rows_per_batch: int,
+    fresh_index: Optional[int],
+    rows: Optional[np.ndarray],
+    taken: Optional[np.ndarray],
+    gather: Any = None,
+) -> BatchPlan:
     """A plan from its wire form (:func:`reduce_plan`)."""
     if rows is not None:
         rows = rows.astype(np.int64, copy=False)
@@ -57,8 +70,18 @@ def _rebuild_plan(step: int, index: int, kind: str, seq_len: int, row_len: int,
         seg = np.empty(len(taken), SEGMENT_DTYPE)
         seg['row'], seg['start'], seg['length'] = taken[:, 0], taken[:, 1], taken[:, 2]
         taken = seg
-    return BatchPlan(step, index, kind, seq_len, row_len, rows_per_batch, fresh_index=fresh_index,
-                     rows=rows, taken=taken, gather=gather)
+    return BatchPlan(
+        step,
+        index,
+        kind,
+        seq_len,
+        row_len,
+        rows_per_batch,
+        fresh_index=fresh_index,
+        rows=rows,
+        taken=taken,
+        gather=gather,
+    )
 
 
 def reduce_plan(plan: BatchPlan) -> tuple:
@@ -70,11 +93,21 @@ def reduce_plan(plan: BatchPlan) -> tuple:
     waits for the worker's feeder thread at every DataLoader item it receives. A plan with its
     reads worked out (``gather``) goes without ``rows`` / ``taken``: the receiver only reads
     it."""
-    return (_rebuild_plan, (plan.step, plan.index, plan.kind, plan.seq_len, plan.row_len,
-                            plan.rows_per_batch, plan.fresh_index,
-                            _narrow(plan.rows) if plan.gather is None else None,
-                            _narrow(plan.taken) if plan.gather is None else None,
-                            plan.gather))
+    return (
+        _rebuild_plan,
+        (
+            plan.step,
+            plan.index,
+            plan.kind,
+            plan.seq_len,
+            plan.row_len,
+            plan.rows_per_batch,
+            plan.fresh_index,
+            _narrow(plan.rows) if plan.gather is None else None,
+            _narrow(plan.taken) if plan.gather is None else None,
+            plan.gather,
+        ),
+    )
 
 
 copyreg.pickle(BatchPlan, reduce_plan)
@@ -115,9 +148,12 @@ class _MainSideLoader:
                 continue
             if target is not None and isinstance(item, dict):
                 # numpy, not Tensor.to: torch's uint16 casts are not vectorized.
-                item = {k: torch.from_numpy(v.numpy().astype(target))
-                        if isinstance(v, torch.Tensor) and v.numpy().dtype != target else v
-                        for k, v in item.items()}
+                item = {
+                    k: torch.from_numpy(v.numpy().astype(target))
+                    if isinstance(v, torch.Tensor) and v.numpy().dtype != target
+                    else v
+                    for k, v in item.items()
+                }
             yield item
 
 
@@ -141,12 +177,14 @@ class SLWStreamingDataLoader(_MainSideLoader, StreamingDataLoader):
             yield batch
 
 
-def make_dataloader(dataset: 'SLWDataset',
-                    num_workers: int = 0,
-                    streaming_loader: bool = True,
-                    transfer: str = 'addresses',
-                    addresses_per_item: int = 8,
-                    **kwargs: Any) -> torch.utils.data.DataLoader:
+def make_dataloader(
+    dataset: 'SLWDataset',
+    num_workers: int = 0,
+    streaming_loader: bool = True,
+    transfer: str = 'addresses',
+    addresses_per_item: int = 8,
+    **kwargs: Any,
+) -> torch.utils.data.DataLoader:
     """A DataLoader that passes SLWDataset's whole batches through (``batch_size=None``).
 
     ``streaming_loader=True`` returns a ``StreamingDataLoader`` (tracks samples for
@@ -195,7 +233,8 @@ def make_dataloader(dataset: 'SLWDataset',
     # An SLWDataset; a plain StreamingDataset passes through with a plain loader's transfer.
     configure = getattr(dataset, 'configure_transfer', None)
     if configure is not None:
-        configure(transfer if num_workers > 0 else 'full', addresses_per_item, num_workers,
-                  kwargs.get('prefetch_factor'))
+        configure(
+            transfer if num_workers > 0 else 'full', addresses_per_item, num_workers, kwargs.get('prefetch_factor')
+        )
     cls = SLWStreamingDataLoader if streaming_loader else SLWDataLoader
     return cls(dataset, num_workers=num_workers, **kwargs)

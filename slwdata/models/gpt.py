@@ -66,9 +66,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x).split(c, dim=2)
         # [B, H, T, hd]
         q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
-        )
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).contiguous().view(b, t, c))
 
 
@@ -132,9 +130,7 @@ class GPT(nn.Module):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         b, t = input_ids.shape
         if t > self.config.block_size:
-            raise ValueError(
-                f"sequence length {t} exceeds the model's block_size {self.config.block_size}"
-            )
+            raise ValueError(f"sequence length {t} exceeds the model's block_size {self.config.block_size}")
         pos = torch.arange(t, device=input_ids.device)
         x = self.drop(self.wte(input_ids) + self.wpe(pos))
         for block in self.blocks:
@@ -154,6 +150,4 @@ def lm_loss(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     """
     if input_ids.shape[1] < 2:
         raise ValueError("need at least 2 tokens per row to compute a next-token loss")
-    return F.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.size(-1)).float(), input_ids[:, 1:].reshape(-1).long()
-    )
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(), input_ids[:, 1:].reshape(-1).long())

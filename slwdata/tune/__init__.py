@@ -11,5 +11,14 @@ Example::
 from slwdata.tune.runners import ComposerFactoryTrials, ExampleTrainerTrials, TuneSetupError
 from slwdata.tune.search import Curve, SearchSpace, TrialCache, TuneResult, first_fluctuation, search
 
-__all__ = ["search", "SearchSpace", "Curve", "TuneResult", "TrialCache", "first_fluctuation",
-           "ExampleTrainerTrials", "ComposerFactoryTrials", "TuneSetupError"]
+__all__ = [
+    "search",
+    "SearchSpace",
+    "Curve",
+    "TuneResult",
+    "TrialCache",
+    "first_fluctuation",
+    "ExampleTrainerTrials",
+    "ComposerFactoryTrials",
+    "TuneSetupError",
+]

@@ -45,37 +45,86 @@ example:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("tune", help="tune SLW's start length and duration from short trials",
-                              description=DESCRIPTION, epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", help="the training YAML you will train with: an llm-foundry YAML (it has a "
-                   "train_loader) or a config of examples/train_slw.py")
-    p.add_argument("--runner", choices=("auto", "llmfoundry", "example"), default="auto",
-                   help="how a trial runs: 'llmfoundry train YAML ...' or 'python train_slw.py CONFIG ...' "
-                        "(default: llmfoundry when the YAML has a train_loader)")
+    p = subparsers.add_parser(
+        "tune",
+        help="tune SLW's start length and duration from short trials",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "config",
+        help="the training YAML you will train with: an llm-foundry YAML (it has a "
+        "train_loader) or a config of examples/train_slw.py",
+    )
+    p.add_argument(
+        "--runner",
+        choices=("auto", "llmfoundry", "example"),
+        default="auto",
+        help="how a trial runs: 'llmfoundry train YAML ...' or 'python train_slw.py CONFIG ...' "
+        "(default: llmfoundry when the YAML has a train_loader)",
+    )
     p.add_argument("--script", help="the trainer script (default: train_slw.py beside the config's folder)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config entry for every trial, dotted keys (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config entry for every trial, dotted keys (repeatable)",
+    )
     p.add_argument("--launcher", help="command prefix for each trial, e.g. 'composer -n 8' (default: this python)")
-    p.add_argument("--out", default="./slw-tune", help="folder for the report and the trial cache (default %(default)s)")
+    p.add_argument(
+        "--out", default="./slw-tune", help="folder for the report and the trial cache (default %(default)s)"
+    )
     p.add_argument("--lr-warmup", help="the LR warmup, e.g. 300ba or 0.02dur (default: scheduler.t_warmup)")
-    p.add_argument("--warmup-multiples", type=float, default=4.0, metavar="K",
-                   help="each trial trains K x the LR warmup (default %(default)g)")
+    p.add_argument(
+        "--warmup-multiples",
+        type=float,
+        default=4.0,
+        metavar="K",
+        help="each trial trains K x the LR warmup (default %(default)g)",
+    )
     p.add_argument("--evals", type=int, default=16, help="validations per trial (default %(default)s)")
-    p.add_argument("--ratio", type=float, default=1.3,
-                   help="a fluctuation: val perplexity > RATIO x the best before it (default %(default)g)")
+    p.add_argument(
+        "--ratio",
+        type=float,
+        default=1.3,
+        help="a fluctuation: val perplexity > RATIO x the best before it (default %(default)g)",
+    )
     p.add_argument("--starts", default="8,16,32,64,128", help="start lengths to try, in order (default %(default)s)")
-    p.add_argument("--start-window", type=float, default=1.0, metavar="M",
-                   help="the start stage judges the first M x LR warmup (default %(default)g)")
-    p.add_argument("--t-init", type=float, default=2.0, metavar="X", help="T for the start stage, x LR warmup (default %(default)g)")
-    p.add_argument("--t-min", type=float, default=1.0, metavar="X", help="smallest T, x LR warmup (default %(default)g)")
+    p.add_argument(
+        "--start-window",
+        type=float,
+        default=1.0,
+        metavar="M",
+        help="the start stage judges the first M x LR warmup (default %(default)g)",
+    )
+    p.add_argument(
+        "--t-init",
+        type=float,
+        default=2.0,
+        metavar="X",
+        help="T for the start stage, x LR warmup (default %(default)g)",
+    )
+    p.add_argument(
+        "--t-min", type=float, default=1.0, metavar="X", help="smallest T, x LR warmup (default %(default)g)"
+    )
     p.add_argument("--t-max", type=float, default=8.0, metavar="X", help="largest T, x LR warmup (default %(default)g)")
-    p.add_argument("--resolution", type=float, default=0.5, metavar="X",
-                   help="stop when the T interval is this narrow, x LR warmup (default %(default)g)")
+    p.add_argument(
+        "--resolution",
+        type=float,
+        default=0.5,
+        metavar="X",
+        help="stop when the T interval is this narrow, x LR warmup (default %(default)g)",
+    )
     p.add_argument("--max-trials", type=int, help="a budget of trials to train (cached ones are free)")
-    p.add_argument("--min-val-tokens", type=int,
-                   help="refuse a validation set smaller than this (default: enough for --ratio to stand 5 "
-                        "standard errors clear, 3,269 tokens at 1.3)")
+    p.add_argument(
+        "--min-val-tokens",
+        type=int,
+        help="refuse a validation set smaller than this (default: enough for --ratio to stand 5 "
+        "standard errors clear, 3,269 tokens at 1.3)",
+    )
     p.add_argument("--trial-timeout", type=float, help="seconds before a trial is stopped as hung")
     p.add_argument("--fresh", action="store_true", help="train every trial again (cached ones are kept, not read)")
     p.set_defaults(func=_main)
@@ -96,12 +145,21 @@ def _space(args: argparse.Namespace, runner: Any) -> Any:
     def x(v: float) -> int:
         return max(1, int(round(v * w)))
 
-    return SearchSpace(unit=runner.unit, lr_warmup=w, trial_length=trial_length,
-                       eval_interval=max(1, trial_length // args.evals), starts=starts,
-                       t_init=x(args.t_init), t_min=x(args.t_min), t_max=x(args.t_max),
-                       resolution=x(args.resolution), ratio=args.ratio,
-                       start_window=x(args.start_window), max_trials=args.max_trials,
-                       end=runner.seq_len or None)
+    return SearchSpace(
+        unit=runner.unit,
+        lr_warmup=w,
+        trial_length=trial_length,
+        eval_interval=max(1, trial_length // args.evals),
+        starts=starts,
+        t_init=x(args.t_init),
+        t_min=x(args.t_min),
+        t_max=x(args.t_max),
+        resolution=x(args.resolution),
+        ratio=args.ratio,
+        start_window=x(args.start_window),
+        max_trials=args.max_trials,
+        end=runner.seq_len or None,
+    )
 
 
 def _user(msg: str) -> Exception:
@@ -116,8 +174,13 @@ def _main(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     try:
-        common = dict(overrides=args.overrides, launcher=args.launcher, lr_warmup=args.lr_warmup,
-                      log_dir=out / "logs", timeout_s=args.trial_timeout)
+        common = dict(
+            overrides=args.overrides,
+            launcher=args.launcher,
+            lr_warmup=args.lr_warmup,
+            log_dir=out / "logs",
+            timeout_s=args.trial_timeout,
+        )
         if _runner_kind(args) == "llmfoundry":
             runner: Any = LLMFoundryTrials(args.config, **common)
         else:
@@ -129,9 +192,11 @@ def _main(args: argparse.Namespace) -> int:
         need = args.min_val_tokens if args.min_val_tokens is not None else val_tokens_needed(args.ratio)
         have = runner.val_tokens()
         if 0 <= have < need:
-            raise TuneSetupError(f"the validation set gives {have:,} tokens per validation, fewer than {need:,}: "
-                                 f"a {args.ratio}x perplexity rise would not stand clear of its noise; use a larger "
-                                 "data.val or eval_subset_num_batches (or --min-val-tokens)")
+            raise TuneSetupError(
+                f"the validation set gives {have:,} tokens per validation, fewer than {need:,}: "
+                f"a {args.ratio}x perplexity rise would not stand clear of its noise; use a larger "
+                "data.val or eval_subset_num_batches (or --min-val-tokens)"
+            )
     except TuneSetupError as exc:
         raise _user(str(exc)) from None
     identity = {**runner.identity(), "trial_length": space.trial_length, "eval_interval": space.eval_interval}
@@ -139,22 +204,35 @@ def _main(args: argparse.Namespace) -> int:
     if args.fresh:
         cache.get = lambda s, T: None  # type: ignore[method-assign]
     w, u = space.lr_warmup, space.unit
-    print(f"slwdata tune: LR warmup {w}{u}; trials train {space.trial_length}{u} "
-          f"({args.warmup_multiples:g}x), validating every {space.eval_interval}{u}; "
-          f"starts {space.candidate_starts()}, T in [{space.t_min}, {space.t_max}]{u} to {space.resolution}{u}",
-          flush=True)
+    print(
+        f"slwdata tune: LR warmup {w}{u}; trials train {space.trial_length}{u} "
+        f"({args.warmup_multiples:g}x), validating every {space.eval_interval}{u}; "
+        f"starts {space.candidate_starts()}, T in [{space.t_min}, {space.t_max}]{u} to {space.resolution}{u}",
+        flush=True,
+    )
     t0 = time.time()
     try:
-        result = search(runner.bind(space.trial_length, space.eval_interval), space, cache,
-                        log=lambda m: print(f"slwdata tune: {m}", flush=True))
+        result = search(
+            runner.bind(space.trial_length, space.eval_interval),
+            space,
+            cache,
+            log=lambda m: print(f"slwdata tune: {m}", flush=True),
+        )
     except RuntimeError as exc:
         raise _user(f"{exc}; finished trials are cached in {out / 'trials'}, rerun to go on") from None
-    report = write_report(result, out, full_run_tokens=runner.full_run_tokens(), wall_s=time.time() - t0,
-                          snippet=_snippet(result, isinstance(runner, LLMFoundryTrials)))
+    report = write_report(
+        result,
+        out,
+        full_run_tokens=runner.full_run_tokens(),
+        wall_s=time.time() - t0,
+        snippet=_snippet(result, isinstance(runner, LLMFoundryTrials)),
+    )
     print(f"slwdata tune: {result.message}")
-    print(f"slwdata tune: {report['trials_trained']} trials trained ({report['trials_cached']} cached), "
-          f"{report['trial_tokens']:,} tokens = {report['cost_fraction']:.1%} of the full run's "
-          f"{report['full_run_tokens']:,}")
+    print(
+        f"slwdata tune: {report['trials_trained']} trials trained ({report['trials_cached']} cached), "
+        f"{report['trial_tokens']:,} tokens = {report['cost_fraction']:.1%} of the full run's "
+        f"{report['full_run_tokens']:,}"
+    )
     print(f"slwdata tune: report {out / 'tune.md'}, plot {out / 'tune.png'}")
     if result.ok:
         print("paste into the config:\n" + _snippet(result, isinstance(runner, LLMFoundryTrials)))
@@ -185,35 +263,49 @@ def _snippet(result: Any, llmfoundry: bool) -> str:
     return f"slw: {{enabled: true, start: {result.start}, duration: {d}}}"
 
 
-def write_report(result: Any, out: Path, *, full_run_tokens: int, wall_s: float,
-                 snippet: str = "") -> dict[str, Any]:
+def write_report(result: Any, out: Path, *, full_run_tokens: int, wall_s: float, snippet: str = "") -> dict[str, Any]:
     """``tune.json``, ``tune.md`` and ``tune.png`` under ``out``; returns the JSON's content."""
     out.mkdir(parents=True, exist_ok=True)
     trained = [t for t in result.trials if not t.cached]
     unique = {(t.start, t.duration): t for t in result.trials}
     trial_tokens = sum(t.curve.trained_tokens for t in unique.values())
     data = result.to_dict()
-    data.update({"trials_trained": len({(t.start, t.duration) for t in trained}),
-                 "trials_cached": len({(t.start, t.duration) for t in result.trials if t.cached}),
-                 "trial_tokens": trial_tokens, "full_run_tokens": full_run_tokens,
-                 "cost_fraction": trial_tokens / full_run_tokens if full_run_tokens else math.nan,
-                 "wall_s": wall_s, "snippet": snippet})
+    data.update(
+        {
+            "trials_trained": len({(t.start, t.duration) for t in trained}),
+            "trials_cached": len({(t.start, t.duration) for t in result.trials if t.cached}),
+            "trial_tokens": trial_tokens,
+            "full_run_tokens": full_run_tokens,
+            "cost_fraction": trial_tokens / full_run_tokens if full_run_tokens else math.nan,
+            "wall_s": wall_s,
+            "snippet": snippet,
+        }
+    )
     (out / "tune.json").write_text(json.dumps(data, indent=1))
     sp = result.space
     u = sp.unit
-    lines = ["# slwdata tune", "", result.message, "",
-             f"LR warmup {sp.lr_warmup}{u}; each trial trains {sp.trial_length}{u} and validates every "
-             f"{sp.eval_interval}{u}; a fluctuation is a validation perplexity above {sp.ratio}x the best "
-             "before it.", "",
-             f"Cost: {trial_tokens:,} trained tokens over {len(unique)} trials = "
-             f"{data['cost_fraction']:.1%} of the full run ({full_run_tokens:,} tokens).", "",
-             "| # | stage | s | T | verdict | best val ppl | trained tokens | wall s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# slwdata tune",
+        "",
+        result.message,
+        "",
+        f"LR warmup {sp.lr_warmup}{u}; each trial trains {sp.trial_length}{u} and validates every "
+        f"{sp.eval_interval}{u}; a fluctuation is a validation perplexity above {sp.ratio}x the best "
+        "before it.",
+        "",
+        f"Cost: {trial_tokens:,} trained tokens over {len(unique)} trials = "
+        f"{data['cost_fraction']:.1%} of the full run ({full_run_tokens:,} tokens).",
+        "",
+        "| # | stage | s | T | verdict | best val ppl | trained tokens | wall s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for i, t in enumerate(result.trials, 1):
         verdict = "passes" if t.passed else f"fluctuates at {t.fluctuation_at}{u}"
         best = min((v for _, v in t.curve.points), default=math.nan)
-        lines.append(f"| {i} | {t.stage} | {t.start} | {t.duration}{u} | {verdict} (judged to {t.judged_until}{u}) | "
-                     f"{best:.2f} | {t.curve.trained_tokens:,} | {t.curve.wall_s:.1f}{' (cached)' if t.cached else ''} |")
+        lines.append(
+            f"| {i} | {t.stage} | {t.start} | {t.duration}{u} | {verdict} (judged to {t.judged_until}{u}) | "
+            f"{best:.2f} | {t.curve.trained_tokens:,} | {t.curve.wall_s:.1f}{' (cached)' if t.cached else ''} |"
+        )
     if snippet:
         lines += ["", "```yaml", snippet, "```"]
     (out / "tune.md").write_text("\n".join(lines) + "\n")
@@ -236,7 +328,9 @@ def _plot(result: Any, path: Path) -> None:
         seen.add((t.start, t.duration))
         xs = [p for p, _ in t.curve.points]
         ys = [v for _, v in t.curve.points]
-        line, = ax.plot(xs, ys, marker=".", label=f"s={t.start} T={t.duration}{u}" + ("" if t.passed else " (fluct.)"))
+        (line,) = ax.plot(
+            xs, ys, marker=".", label=f"s={t.start} T={t.duration}{u}" + ("" if t.passed else " (fluct.)")
+        )
         best, thr = math.inf, []
         for v in ys:
             thr.append(result.space.ratio * best if math.isfinite(best) else math.nan)

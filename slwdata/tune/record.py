@@ -35,8 +35,9 @@ class EvalCurveRecorder(Callback):
                 fh.write(json.dumps(record) + "\n")
 
     def eval_end(self, state: State, logger: Logger) -> None:
-        metrics = {f"{label}/{name}": float(m.compute())
-                   for label, ms in state.eval_metrics.items() for name, m in ms.items()}
+        metrics = {
+            f"{label}/{name}": float(m.compute()) for label, ms in state.eval_metrics.items() for name, m in ms.items()
+        }
         ts = state.timestamp
         self._write({"kind": "eval", "batch": int(ts.batch), "token": int(ts.token), "metrics": metrics})
 

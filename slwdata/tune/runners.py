@@ -36,8 +36,15 @@ from slwdata.pacing import Duration
 from slwdata.shards import read_meta_fields
 from slwdata.tune.search import Curve
 
-__all__ = ["TuneSetupError", "ExampleTrainerTrials", "LLMFoundryTrials", "ComposerFactoryTrials", "resolve_amount",
-           "val_tokens_needed"]
+__all__ = [
+    "TuneSetupError",
+    "ExampleTrainerTrials",
+    "LLMFoundryTrials",
+    "ComposerFactoryTrials",
+    "resolve_amount",
+    "val_tokens_needed",
+]
+
 
 class TuneSetupError(ValueError):
     """The setup cannot be tuned as given (said before any trial runs)."""
@@ -90,10 +97,17 @@ class ExampleTrainerTrials:
 
     metric = "metrics/eval/LanguageCrossEntropy"
 
-    def __init__(self, config: str | os.PathLike, *, script: Optional[str | os.PathLike] = None,
-                 overrides: Sequence[str] = (), launcher: Optional[str] = None,
-                 lr_warmup: Optional[str] = None, log_dir: Optional[str | os.PathLike] = None,
-                 timeout_s: Optional[float] = None) -> None:
+    def __init__(
+        self,
+        config: str | os.PathLike,
+        *,
+        script: Optional[str | os.PathLike] = None,
+        overrides: Sequence[str] = (),
+        launcher: Optional[str] = None,
+        lr_warmup: Optional[str] = None,
+        log_dir: Optional[str | os.PathLike] = None,
+        timeout_s: Optional[float] = None,
+    ) -> None:
         import yaml
 
         self.config = Path(config)
@@ -113,8 +127,10 @@ class ExampleTrainerTrials:
         try:
             self.total = Duration.parse(cfg["max_duration"])
         except KeyError:
-            raise TuneSetupError(f"{self.config}: no max_duration: the trials follow the full run's LR schedule, "
-                                 "so the full run's length must be known") from None
+            raise TuneSetupError(
+                f"{self.config}: no max_duration: the trials follow the full run's LR schedule, "
+                "so the full run's length must be known"
+            ) from None
         except ValueError as exc:
             raise TuneSetupError(f"{self.config}: max_duration: {exc}") from exc
         if self.total.unit == "dur":
@@ -122,8 +138,10 @@ class ExampleTrainerTrials:
         sched = cfg.get("scheduler") or {}
         spec = lr_warmup or sched.get("t_warmup")
         if spec is None:
-            raise TuneSetupError(f"{self.config}: cannot find the LR warmup (scheduler.t_warmup): the strategy "
-                                 "measures trials in multiples of it; add it to the config or pass --lr-warmup")
+            raise TuneSetupError(
+                f"{self.config}: cannot find the LR warmup (scheduler.t_warmup): the strategy "
+                "measures trials in multiples of it; add it to the config or pass --lr-warmup"
+            )
         self.warmup = resolve_amount(spec, self.total, "LR warmup (scheduler.t_warmup)")
         if self.warmup.unit == "sp":
             raise TuneSetupError("give the LR warmup in steps ('ba') or tokens ('tok') for tuning, not samples")
@@ -153,8 +171,10 @@ class ExampleTrainerTrials:
         data = self.cfg.get("data") or {}
         val = data.get("val")
         if not val:
-            raise TuneSetupError(f"{self.config}: no validation set (data.val): the strategy judges trials "
-                                 "by validation perplexity alone")
+            raise TuneSetupError(
+                f"{self.config}: no validation set (data.val): the strategy judges trials "
+                "by validation perplexity alone"
+            )
         meta = read_meta_fields(val)
         index = Path(val) / "index.json"
         if meta is not None:
@@ -164,8 +184,9 @@ class ExampleTrainerTrials:
         elif str(val).startswith(("s3://", "gs://")) or data.get("remote_val"):
             return -1  # remote: counted by the trial itself
         else:
-            raise TuneSetupError(f"validation set {val}: no index.json (not a shard folder written by "
-                                 "`slwdata convert`)")
+            raise TuneSetupError(
+                f"validation set {val}: no index.json (not a shard folder written by `slwdata convert`)"
+            )
         subset = int(self.cfg.get("eval_subset_num_batches", -1))
         if subset > 0:
             rows = min(rows, subset * self.global_batch)
@@ -173,8 +194,12 @@ class ExampleTrainerTrials:
 
     def identity(self) -> dict[str, Any]:
         """What makes two trials comparable: the config after overrides, and the script."""
-        return {"runner": "example", "config": self.cfg, "script": str(self.script.resolve()),
-                "launcher": self.launcher}
+        return {
+            "runner": "example",
+            "config": self.cfg,
+            "script": str(self.script.resolve()),
+            "launcher": self.launcher,
+        }
 
     # -- one trial
 
@@ -212,13 +237,15 @@ class ExampleTrainerTrials:
         curves = data.get("eval_curves") or {}
         points = curves.get(self.metric)
         if not points:
-            raise RuntimeError(f"trial s={start} T={duration}{self.unit} logged no {self.metric}: "
-                               "check data.val and eval_interval")
+            raise RuntimeError(
+                f"trial s={start} T={duration}{self.unit} logged no {self.metric}: check data.val and eval_interval"
+            )
         return _curve_from(points, self.unit, int(data.get("trained_tokens", 0)), wall)
 
 
-def _run_trial(cmd: list[str], log_dir: Optional[Path], start: int, duration: int, unit: str,
-               timeout_s: Optional[float]) -> float:
+def _run_trial(
+    cmd: list[str], log_dir: Optional[Path], start: int, duration: int, unit: str, timeout_s: Optional[float]
+) -> float:
     """Run one trial's command with its output in a log file; its wall time, or an error naming the log."""
     log_dir = log_dir or Path(tempfile.gettempdir())
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -228,15 +255,16 @@ def _run_trial(cmd: list[str], log_dir: Optional[Path], start: int, duration: in
         fh.write("$ " + shlex.join(cmd) + "\n")
         fh.flush()
         try:
-            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  timeout=timeout_s)
+            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            raise RuntimeError(f"trial s={start} T={duration}{unit} ran past {timeout_s:.0f} s; "
-                               f"its log: {log}") from None
+            raise RuntimeError(
+                f"trial s={start} T={duration}{unit} ran past {timeout_s:.0f} s; its log: {log}"
+            ) from None
     if proc.returncode != 0:
         tail = log.read_text().strip().splitlines()[-1:] or ["(no output)"]
-        raise RuntimeError(f"trial s={start} T={duration}{unit} failed (exit {proc.returncode}): "
-                           f"{tail[0]} — full log: {log}")
+        raise RuntimeError(
+            f"trial s={start} T={duration}{unit} failed (exit {proc.returncode}): {tail[0]} — full log: {log}"
+        )
     return time.time() - t0
 
 
@@ -253,14 +281,23 @@ class LLMFoundryTrials:
 
     metric = "LanguageCrossEntropy"
 
-    def __init__(self, yaml_path: str | os.PathLike, *, overrides: Sequence[str] = (),
-                 launcher: Optional[str] = None, lr_warmup: Optional[str] = None,
-                 log_dir: Optional[str | os.PathLike] = None, timeout_s: Optional[float] = None) -> None:
+    def __init__(
+        self,
+        yaml_path: str | os.PathLike,
+        *,
+        overrides: Sequence[str] = (),
+        launcher: Optional[str] = None,
+        lr_warmup: Optional[str] = None,
+        log_dir: Optional[str | os.PathLike] = None,
+        timeout_s: Optional[float] = None,
+    ) -> None:
         try:
             from omegaconf import OmegaConf
         except ImportError:
-            raise TuneSetupError("the llm-foundry runner needs omegaconf (llm-foundry's environment): run "
-                                 "slwdata tune from the environment where llm-foundry is installed") from None
+            raise TuneSetupError(
+                "the llm-foundry runner needs omegaconf (llm-foundry's environment): run "
+                "slwdata tune from the environment where llm-foundry is installed"
+            ) from None
         self.yaml = Path(yaml_path)
         if not self.yaml.is_file():
             raise TuneSetupError(f"{self.yaml}: no such YAML file")
@@ -283,8 +320,10 @@ class LLMFoundryTrials:
         sched = cfg.get("scheduler") or {}
         spec = lr_warmup or sched.get("t_warmup")
         if spec is None:
-            raise TuneSetupError(f"{self.yaml}: cannot find the LR warmup (scheduler.t_warmup): the strategy "
-                                 "measures trials in multiples of it; add it to the YAML or pass --lr-warmup")
+            raise TuneSetupError(
+                f"{self.yaml}: cannot find the LR warmup (scheduler.t_warmup): the strategy "
+                "measures trials in multiples of it; add it to the YAML or pass --lr-warmup"
+            )
         self.warmup = resolve_amount(spec, self.total, "LR warmup (scheduler.t_warmup)")
         if self.warmup.unit not in ("ba", "tok"):
             raise TuneSetupError("give the LR warmup in steps ('ba') or tokens ('tok') for tuning")
@@ -306,8 +345,9 @@ class LLMFoundryTrials:
     def val_tokens(self) -> int:
         ev = self.cfg.get("eval_loader")
         if not ev:
-            raise TuneSetupError(f"{self.yaml}: no eval_loader: the strategy judges trials by validation "
-                                 "perplexity alone")
+            raise TuneSetupError(
+                f"{self.yaml}: no eval_loader: the strategy judges trials by validation perplexity alone"
+            )
         ds = (ev[0] if isinstance(ev, list) else ev).get("dataset") or {}
         local = ds.get("local")
         index = Path(local) / "index.json" if local else None
@@ -322,11 +362,13 @@ class LLMFoundryTrials:
     def identity(self) -> dict[str, Any]:
         return {"runner": "llmfoundry", "config": self.cfg, "launcher": self.launcher}
 
-    def trial_overrides(self, start: int, duration: int, trial_length: int, eval_interval: int,
-                        curve_path: str) -> list[str]:
+    def trial_overrides(
+        self, start: int, duration: int, trial_length: int, eval_interval: int, curve_path: str
+    ) -> list[str]:
         u = self.unit
-        t_max = str(resolve_amount((self.cfg.get("scheduler") or {}).get("t_max", "1dur"), self.total,
-                                   "scheduler.t_max"))
+        t_max = str(
+            resolve_amount((self.cfg.get("scheduler") or {}).get("t_max", "1dur"), self.total, "scheduler.t_max")
+        )
         return self.overrides + [
             f"max_duration={trial_length}{u}",
             f"scheduler.t_warmup={self.lr_warmup}{u}",
@@ -344,15 +386,25 @@ class LLMFoundryTrials:
     def run(self, start: int, duration: int, trial_length: int, eval_interval: int) -> Curve:
         with tempfile.TemporaryDirectory(prefix="slw-tune-") as tmp:
             path = Path(tmp) / "eval.jsonl"
-            cmd = self.command + [str(self.yaml)] + self.trial_overrides(start, duration, trial_length,
-                                                                         eval_interval, str(path))
+            cmd = (
+                self.command
+                + [str(self.yaml)]
+                + self.trial_overrides(start, duration, trial_length, eval_interval, str(path))
+            )
             wall = _run_trial(cmd, self.log_dir, start, duration, self.unit, self.timeout_s)
             rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-        points = [[r["batch"], r["token"], v] for r in rows if r["kind"] == "eval"
-                  for k, v in r["metrics"].items() if k.endswith(self.metric)]
+        points = [
+            [r["batch"], r["token"], v]
+            for r in rows
+            if r["kind"] == "eval"
+            for k, v in r["metrics"].items()
+            if k.endswith(self.metric)
+        ]
         if not points:
-            raise RuntimeError(f"trial s={start} T={duration}{self.unit} recorded no {self.metric}: check "
-                               "eval_loader and eval_interval")
+            raise RuntimeError(
+                f"trial s={start} T={duration}{self.unit} recorded no {self.metric}: check "
+                "eval_loader and eval_interval"
+            )
         ends = [r for r in rows if r["kind"] == "fit_end"]
         tokens = int(ends[-1]["token"]) if ends else int(rows[-1]["token"])
         return _curve_from(points, self.unit, tokens, wall)
@@ -373,8 +425,15 @@ class ComposerFactoryTrials:
         result = search(trials.bind(400, 25), space)
     """
 
-    def __init__(self, make_trainer: Callable[..., Any], *, unit: str, lr_warmup: int,
-                 full_run_tokens: int, metric: str = "LanguageCrossEntropy") -> None:
+    def __init__(
+        self,
+        make_trainer: Callable[..., Any],
+        *,
+        unit: str,
+        lr_warmup: int,
+        full_run_tokens: int,
+        metric: str = "LanguageCrossEntropy",
+    ) -> None:
         if unit not in ("ba", "tok"):
             raise TuneSetupError(f"unit must be 'ba' or 'tok', got {unit!r}")
         self.make_trainer = make_trainer
@@ -388,8 +447,13 @@ class ComposerFactoryTrials:
 
     def identity(self) -> dict[str, Any]:
         fn = self.make_trainer
-        return {"runner": "composer", "factory": f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', fn)}",
-                "unit": self.unit, "lr_warmup": self.lr_warmup, "metric": self.metric}
+        return {
+            "runner": "composer",
+            "factory": f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', fn)}",
+            "unit": self.unit,
+            "lr_warmup": self.lr_warmup,
+            "metric": self.metric,
+        }
 
     def bind(self, trial_length: int, eval_interval: int) -> Callable[[int, int], Curve]:
         return lambda start, duration: self.run(start, duration, trial_length, eval_interval)
@@ -410,17 +474,23 @@ class ComposerFactoryTrials:
                         points.append((at, math.exp(loss) if loss < 700 else math.inf))
 
         t0 = time.time()
-        trainer = self.make_trainer(start=start, duration=f"{duration}{unit}",
-                                    max_duration=f"{trial_length}{unit}",
-                                    eval_interval=f"{eval_interval}{unit}", callbacks=[_Record()])
+        trainer = self.make_trainer(
+            start=start,
+            duration=f"{duration}{unit}",
+            max_duration=f"{trial_length}{unit}",
+            eval_interval=f"{eval_interval}{unit}",
+            callbacks=[_Record()],
+        )
         try:
             trainer.fit()
             tokens = int(trainer.state.timestamp.token)
         finally:
             trainer.close()
         if not points:
-            raise RuntimeError(f"trial s={start} T={duration}{unit}: no eval metric ending in {metric!r} was "
-                               "computed; give the Trainer an eval_dataloader")
+            raise RuntimeError(
+                f"trial s={start} T={duration}{unit}: no eval metric ending in {metric!r} was "
+                "computed; give the Trainer an eval_dataloader"
+            )
         return Curve(points, tokens, time.time() - t0)
 
 

@@ -38,8 +38,16 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
-__all__ = ["Curve", "SearchSpace", "TrialRecord", "TuneResult", "TrialCache", "first_fluctuation",
-           "search", "bisection_trials"]
+__all__ = [
+    "Curve",
+    "SearchSpace",
+    "TrialRecord",
+    "TuneResult",
+    "TrialCache",
+    "first_fluctuation",
+    "search",
+    "bisection_trials",
+]
 
 
 @dataclasses.dataclass
@@ -52,17 +60,22 @@ class Curve:
     wall_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"points": [[int(p), float(v)] for p, v in self.points],
-                "trained_tokens": int(self.trained_tokens), "wall_s": float(self.wall_s)}
+        return {
+            "points": [[int(p), float(v)] for p, v in self.points],
+            "trained_tokens": int(self.trained_tokens),
+            "wall_s": float(self.wall_s),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Curve":
-        return cls([(int(p), float(v)) for p, v in d["points"]], int(d.get("trained_tokens", 0)),
-                   float(d.get("wall_s", 0.0)))
+        return cls(
+            [(int(p), float(v)) for p, v in d["points"]], int(d.get("trained_tokens", 0)), float(d.get("wall_s", 0.0))
+        )
 
 
-def first_fluctuation(points: Sequence[tuple[int, float]], ratio: float = 1.3,
-                      until: Optional[int] = None) -> Optional[int]:
+def first_fluctuation(
+    points: Sequence[tuple[int, float]], ratio: float = 1.3, until: Optional[int] = None
+) -> Optional[int]:
     """Index of the first point whose perplexity exceeds ``ratio`` x the best (lowest) before it.
 
     Only points with progress ``<= until`` are judged (all when ``None``). A non-finite
@@ -117,13 +130,17 @@ class SearchSpace:
         if self.unit not in ("ba", "tok", "sp"):
             out.append(f"unit must be 'ba', 'sp' or 'tok', got {self.unit!r}")
         if self.lr_warmup <= 0:
-            out.append(f"the LR warmup is {self.lr_warmup}{self.unit}: the strategy measures trials in "
-                       "multiples of it, so it must be positive")
+            out.append(
+                f"the LR warmup is {self.lr_warmup}{self.unit}: the strategy measures trials in "
+                "multiples of it, so it must be positive"
+            )
         if self.trial_length <= 0 or self.eval_interval <= 0:
             out.append("trial length and eval interval must be positive")
         elif self.trial_length < 3 * self.eval_interval:
-            out.append(f"a trial of {self.trial_length}{self.unit} holds fewer than 3 validations every "
-                       f"{self.eval_interval}{self.unit}: no fluctuation can be judged; lower --eval-interval")
+            out.append(
+                f"a trial of {self.trial_length}{self.unit} holds fewer than 3 validations every "
+                f"{self.eval_interval}{self.unit}: no fluctuation can be judged; lower --eval-interval"
+            )
         starts = [s for s in self.starts if s > 0 and s % 8 == 0 and (self.end is None or s < self.end)]
         if not starts:
             limit = f" and below the row length {self.end}" if self.end else ""
@@ -157,9 +174,16 @@ class TrialRecord:
     cached: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stage": self.stage, "start": self.start, "duration": self.duration,
-                "curve": self.curve.to_dict(), "fluctuation_at": self.fluctuation_at,
-                "judged_until": self.judged_until, "passed": self.passed, "cached": self.cached}
+        return {
+            "stage": self.stage,
+            "start": self.start,
+            "duration": self.duration,
+            "curve": self.curve.to_dict(),
+            "fluctuation_at": self.fluctuation_at,
+            "judged_until": self.judged_until,
+            "passed": self.passed,
+            "cached": self.cached,
+        }
 
 
 @dataclasses.dataclass
@@ -179,10 +203,16 @@ class TuneResult:
         return self.start is not None and self.duration is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"space": self.space.to_dict(), "start": self.start, "duration": self.duration,
-                "unit": self.space.unit, "message": self.message, "bound_hit": self.bound_hit,
-                "interval": list(self.interval) if self.interval else None,
-                "trials": [t.to_dict() for t in self.trials]}
+        return {
+            "space": self.space.to_dict(),
+            "start": self.start,
+            "duration": self.duration,
+            "unit": self.space.unit,
+            "message": self.message,
+            "bound_hit": self.bound_hit,
+            "interval": list(self.interval) if self.interval else None,
+            "trials": [t.to_dict() for t in self.trials],
+        }
 
 
 def bisection_trials(lo: int, hi: int, resolution: int) -> int:
@@ -226,8 +256,12 @@ class TrialCache:
 TrialFn = Callable[[int, int], Curve]
 
 
-def search(trial: TrialFn, space: SearchSpace, cache: Optional[TrialCache] = None,
-           log: Callable[[str], None] = lambda msg: None) -> TuneResult:
+def search(
+    trial: TrialFn,
+    space: SearchSpace,
+    cache: Optional[TrialCache] = None,
+    log: Callable[[str], None] = lambda msg: None,
+) -> TuneResult:
     """Run the paper's strategy: the start-length stage, then the binary search over ``T``.
 
     ``trial(start, duration)`` trains the first ``space.trial_length`` of a run with SLW at
@@ -259,8 +293,10 @@ def search(trial: TrialFn, space: SearchSpace, cache: Optional[TrialCache] = Non
         rec = TrialRecord(stage, s, T, curve, at, until, at is None, cached)
         records.append(rec)
         verdict = "passes" if rec.passed else f"fluctuates at {at}{space.unit}"
-        log(f"trial {len(records)}: s={s} T={T}{space.unit} {verdict}"
-            f" (judged to {until}{space.unit}{', cached' if cached else ''})")
+        log(
+            f"trial {len(records)}: s={s} T={T}{space.unit} {verdict}"
+            f" (judged to {until}{space.unit}{', cached' if cached else ''})"
+        )
         return rec
 
     # What is known so far, kept outside the try so a spent budget can report it.
@@ -272,10 +308,15 @@ def search(trial: TrialFn, space: SearchSpace, cache: Optional[TrialCache] = Non
                 break
         chosen_s = known["s"]
         if chosen_s is None:
-            return TuneResult(space, None, None, records,
-                              f"every start length {space.candidate_starts()} fluctuates within the first "
-                              f"{start_window}{space.unit}: lower the learning rate, lengthen the LR warmup, "
-                              "or allow longer starts (--starts)")
+            return TuneResult(
+                space,
+                None,
+                None,
+                records,
+                f"every start length {space.candidate_starts()} fluctuates within the first "
+                f"{start_window}{space.unit}: lower the learning rate, lengthen the LR warmup, "
+                "or allow longer starts (--starts)",
+            )
         # The start-stage trial at t_init is a known point for T, judged now over the whole window.
         if space.t_min <= space.t_init <= space.t_max:
             # Judged again over the whole trial: a record of its own, trained once.
@@ -285,20 +326,34 @@ def search(trial: TrialFn, space: SearchSpace, cache: Optional[TrialCache] = Non
         # also catches a learning rate so high that only a long T is calm (short T is unstable).
         if space.t_max != known["bad"] and run("duration", chosen_s, space.t_max, space.trial_length).passed:
             calm_long = known["bad"] is not None
-            return TuneResult(space, chosen_s, space.t_max, records,
-                              f"T = t_max ({space.t_max}{space.unit}) passes"
-                              + (f" while T = {known['bad']}{space.unit} fluctuates (a shorter T is unstable at "
-                                 "this learning rate)" if calm_long else "")
-                              + ": the search hit its upper bound; raise --t-max to look further", bound_hit=True)
+            return TuneResult(
+                space,
+                chosen_s,
+                space.t_max,
+                records,
+                f"T = t_max ({space.t_max}{space.unit}) passes"
+                + (
+                    f" while T = {known['bad']}{space.unit} fluctuates (a shorter T is unstable at this learning rate)"
+                    if calm_long
+                    else ""
+                )
+                + ": the search hit its upper bound; raise --t-max to look further",
+                bound_hit=True,
+            )
         if known["bad"] is None:
             known["bad"] = space.t_max
         if known["good"] is None:
             if not run("duration", chosen_s, space.t_min, space.trial_length).passed:
-                return TuneResult(space, chosen_s, None, records,
-                                  f"with s={chosen_s} every T tried ({space.t_min}, {space.t_init} and "
-                                  f"{space.t_max}{space.unit}) fluctuates within {space.trial_length}{space.unit}: "
-                                  "raise s, lower the learning rate or lengthen its warmup",
-                                  interval=(0, space.t_min))
+                return TuneResult(
+                    space,
+                    chosen_s,
+                    None,
+                    records,
+                    f"with s={chosen_s} every T tried ({space.t_min}, {space.t_init} and "
+                    f"{space.t_max}{space.unit}) fluctuates within {space.trial_length}{space.unit}: "
+                    "raise s, lower the learning rate or lengthen its warmup",
+                    interval=(0, space.t_min),
+                )
             known["good"] = space.t_min
         good, bad = int(known["good"]), int(known["bad"])  # type: ignore[arg-type]
         while bad - good > space.resolution:
@@ -307,17 +362,27 @@ def search(trial: TrialFn, space: SearchSpace, cache: Optional[TrialCache] = Non
                 good = known["good"] = mid
             else:
                 bad = known["bad"] = mid
-        return TuneResult(space, chosen_s, good, records,
-                          f"s={chosen_s}, T={good}{space.unit}: the largest T without fluctuation "
-                          f"(T={bad}{space.unit} fluctuates)", interval=(good, bad))
+        return TuneResult(
+            space,
+            chosen_s,
+            good,
+            records,
+            f"s={chosen_s}, T={good}{space.unit}: the largest T without fluctuation (T={bad}{space.unit} fluctuates)",
+            interval=(good, bad),
+        )
     except _BudgetSpent:
         s, good, bad = known["s"], known["good"], known["bad"]
         so_far = f"; so far s={s}" if s is not None else ""
         if good is not None:
             so_far += f", T={good}{space.unit} passes" + (f" and T={bad}{space.unit} fluctuates" if bad else "")
-        return TuneResult(space, s if good is not None else None, good, records,
-                          f"trial budget of {space.max_trials} spent before the search converged{so_far}",
-                          interval=(good, bad) if good is not None and bad is not None else None)
+        return TuneResult(
+            space,
+            s if good is not None else None,
+            good,
+            records,
+            f"trial budget of {space.max_trials} spent before the search converged{so_far}",
+            interval=(good, bad) if good is not None and bad is not None else None,
+        )
 
 
 class _BudgetSpent(Exception):

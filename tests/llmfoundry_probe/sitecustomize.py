@@ -26,10 +26,17 @@ if os.environ.get("SLW_PROBE_OUT"):
             ts = state.timestamp
             if event == Event.BEFORE_FORWARD:
                 ids = state.batch["input_ids"]
-                self._write({"kind": "forward", "step": int(ts.batch), "epoch": int(ts.epoch),
-                             "shape": list(ids.shape), "tokens": int(ids.numel()),
-                             "keys": sorted(state.batch),
-                             "sha1": hashlib.sha1(ids.cpu().contiguous().numpy().tobytes()).hexdigest()})
+                self._write(
+                    {
+                        "kind": "forward",
+                        "step": int(ts.batch),
+                        "epoch": int(ts.epoch),
+                        "shape": list(ids.shape),
+                        "tokens": int(ids.numel()),
+                        "keys": sorted(state.batch),
+                        "sha1": hashlib.sha1(ids.cpu().contiguous().numpy().tobytes()).hexdigest(),
+                    }
+                )
             elif event == Event.BATCH_END:
                 self._write({"kind": "batch_end", "step": int(ts.batch), "token": int(ts.token)})
             elif event == Event.FIT_END:
@@ -38,14 +45,26 @@ if os.environ.get("SLW_PROBE_OUT"):
                 accounts = {}
                 if hasattr(dataset, "epoch_account"):
                     accounts = {e: dataset.epoch_account(e).as_dict() for e in range(int(ts.epoch) + 1)}
-                self._write({"kind": "fit_end", "token": int(ts.token), "batch": int(ts.batch),
-                             "epoch": int(ts.epoch), "dataset": type(dataset).__name__,
-                             "train_metrics": sorted(state.train_metrics or {}),
-                             "train_metric_values": {k: float(v) for k, v in state.train_metric_values.items()},
-                             "slw": None if algo is None else {
-                                 "trained_tokens": algo.trained_tokens, "dropped_tokens": algo.dropped_tokens,
-                                 "reserved_tokens": algo.reserved_tokens, "schedule": algo.schedule.to_config()},
-                             "accounts": accounts})
+                self._write(
+                    {
+                        "kind": "fit_end",
+                        "token": int(ts.token),
+                        "batch": int(ts.batch),
+                        "epoch": int(ts.epoch),
+                        "dataset": type(dataset).__name__,
+                        "train_metrics": sorted(state.train_metrics or {}),
+                        "train_metric_values": {k: float(v) for k, v in state.train_metric_values.items()},
+                        "slw": None
+                        if algo is None
+                        else {
+                            "trained_tokens": algo.trained_tokens,
+                            "dropped_tokens": algo.dropped_tokens,
+                            "reserved_tokens": algo.reserved_tokens,
+                            "schedule": algo.schedule.to_config(),
+                        },
+                        "accounts": accounts,
+                    }
+                )
 
     _init = composer.Trainer.__init__
 

@@ -29,10 +29,8 @@ def run_epoch(args, world, workers=0, stop_after=None, state_in=None):
     from slwdata.pacing import PacingSchedule
 
     bs = args.batch_size
-    ds = SLWDataset(local=args.local, batch_size=bs, reuse=args.reuse, shuffle=True,
-                    shuffle_seed=5)
-    ds.bind_pacing(PacingSchedule(start=8, duration=args.duration, multiple=8),
-                   rows_per_step=bs * world)
+    ds = SLWDataset(local=args.local, batch_size=bs, reuse=args.reuse, shuffle=True, shuffle_seed=5)
+    ds.bind_pacing(PacingSchedule(start=8, duration=args.duration, multiple=8), rows_per_step=bs * world)
     loader = make_dataloader(ds, num_workers=workers)
     if state_in is not None:
         loader.load_state_dict(state_in)
@@ -71,8 +69,7 @@ def main() -> int:
     args = p.parse_args()
 
     rank, world = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
-    dist.init_process_group('gloo', rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=60))
+    dist.init_process_group('gloo', rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
     results = {}
     # Importing torch + streaming costs most of a process's life: run every scenario here.
     full, _ = run_epoch(args, world)

@@ -69,9 +69,17 @@ def main() -> None:
     rec = Recorder()
     fed = MaskTokens()
     slw = SequenceLengthWarmup(start=8, duration="0.5dur")
-    trainer = Trainer(model=model, train_dataloader=dl, max_duration="3000tok", algorithms=[slw], callbacks=[rec, fed] if padded else [rec],
-                      optimizers=torch.optim.SGD(model.parameters(), lr=0.1), device="cpu", progress_bar=False,
-                      seed=0)
+    trainer = Trainer(
+        model=model,
+        train_dataloader=dl,
+        max_duration="3000tok",
+        algorithms=[slw],
+        callbacks=[rec, fed] if padded else [rec],
+        optimizers=torch.optim.SGD(model.parameters(), lr=0.1),
+        device="cpu",
+        progress_bar=False,
+        seed=0,
+    )
     trainer.fit()
     result = {
         "rank": dist.get_global_rank(),
