@@ -1,6 +1,6 @@
 """Cut a batch to the paced sequence length: the plain-PyTorch path of Sequence Length Warmup.
 
-Every sequence-shaped tensor (``ndim >= 2`` and ``shape[1]`` equal to the batch's full length:
+Every sequence-shaped tensor (``ndim >= 2`` and ``shape[1]`` equal to the batch's row length:
 ``input_ids``, ``labels``, ``attention_mask``, ``sequence_id``, ``position_ids``...) is cut to
 ``[:, :seq_len]`` and made contiguous, so code that calls ``.view()`` on it (Composer's
 ``LanguageCrossEntropy``, Hugging Face losses, MPT) works; the copy costs little next to a step
@@ -30,7 +30,7 @@ from slwdata.pacing import PacingSchedule
 __all__ = [
     "TruncateInfo",
     "truncate_batch",
-    "full_length",
+    "row_length",
     "slw_step",
     "PlainSLW",
     "SLW_PREFIX",
@@ -84,7 +84,7 @@ def check_inferred_end(full: int, end: int, step: int) -> None:
 class TruncateInfo:
     """What :func:`truncate_batch` did to one batch (on this process)."""
 
-    full_len: int
+    row_len: int
     seq_len: int
     rows: int
     dropped_tokens: int
@@ -117,8 +117,8 @@ def _first_seq_tensor(batch: Any) -> Any:
     return None
 
 
-def full_length(batch: Any) -> int:
-    """The batch's full sequence length: ``input_ids.shape[1]``, else the first 2-D tensor's.
+def row_length(batch: Any) -> int:
+    """The batch's row length (its rows as stored, before any cut): ``input_ids.shape[1]``, else the first 2-D tensor's.
 
     Raises:
         ValueError: if the batch holds no tensor with at least two dimensions.
@@ -221,7 +221,7 @@ def truncate_batch(
     seq_len: int,
     keys: Iterable[str] | None = None,
     *,
-    full_len: int | None = None,
+    row_len: int | None = None,
     return_info: bool = False,
 ) -> Any:
     """Cut every sequence-shaped tensor of ``batch`` to ``seq_len`` (contiguous copies).
@@ -231,8 +231,8 @@ def truncate_batch(
             ``(inputs, targets)``; nested containers are walked.
         seq_len: the length to keep. A batch already no longer than that is left as is.
         keys: for dict batches, only these top-level keys are cut (default: every tensor whose
-            dim 1 equals the full length).
-        full_len: the full length; default :func:`full_length` of the batch.
+            dim 1 equals the row length).
+        row_len: the row length; default :func:`row_length` of the batch.
         return_info: also return a :class:`TruncateInfo` (dropped tokens, popped ``slw_*`` keys).
 
     Returns:
@@ -248,17 +248,17 @@ def truncate_batch(
     if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
         raise ValueError(f"seq_len must be a positive int, got {seq_len!r}")
     ref = _first_seq_tensor(batch)
-    if full_len is None:
-        full_len = full_length(batch)
+    if row_len is None:
+        row_len = row_length(batch)
     rows = int(ref.shape[0]) if ref is not None else 0
-    keep = min(seq_len, full_len)
+    keep = min(seq_len, row_len)
     meta: dict[str, Any] = {}
     key_set = frozenset(keys) if keys is not None else None
-    out = _cut(batch, full_len, keep, key_set, meta, top=True)
+    out = _cut(batch, row_len, keep, key_set, meta, top=True)
     if not return_info:
         return out
     return out, TruncateInfo(
-        full_len=full_len, seq_len=keep, rows=rows, dropped_tokens=rows * (full_len - keep), meta=meta
+        row_len=row_len, seq_len=keep, rows=rows, dropped_tokens=rows * (row_len - keep), meta=meta
     )
 
 
@@ -276,14 +276,14 @@ def slw_step(
 
     ``samples``/``tokens`` are the *trained* (global) counts so far, needed when the schedule's
     duration is in samples or tokens. Returns ``(batch, seq_len)``. A schedule without ``end``
-    takes the batch's full length. For a loop that keeps the counters for you see
+    takes the batch's row length. For a loop that keeps the counters for you see
     :class:`PlainSLW`.
     """
-    full = full_length(batch)
+    full = row_length(batch)
     if schedule.end is None:
         schedule = schedule.with_end(full)
     seq_len = min(schedule.seq_len(step=step, samples=samples, tokens=tokens, total=total), full)
-    return truncate_batch(batch, seq_len, keys, full_len=full), seq_len
+    return truncate_batch(batch, seq_len, keys, row_len=full), seq_len
 
 
 class PlainSLW:
@@ -333,7 +333,7 @@ class PlainSLW:
         self._end_inferred = False
 
     def __call__(self, batch: Any) -> Any:
-        full = full_length(batch)
+        full = row_length(batch)
         if self.schedule.end is None:
             self.schedule = self.schedule.with_end(full)
             self._end_inferred = True
@@ -342,7 +342,7 @@ class PlainSLW:
         seq_len = self.schedule.seq_len(
             step=self.step, samples=self.samples, tokens=self.trained_tokens, total=self.total
         )
-        out, info = truncate_batch(batch, seq_len, self.keys, full_len=full, return_info=True)
+        out, info = truncate_batch(batch, seq_len, self.keys, row_len=full, return_info=True)
         planned = info.meta.get(SLW_PREFIX + "seq_len")
         if planned is not None:
             check_planned_length(planned, info.seq_len, self.step, "PlainSLW's schedule")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from slwdata.pacing import PacingSchedule
-from slwdata.truncate import PlainSLW, full_length, slw_step, truncate_batch
+from slwdata.truncate import PlainSLW, row_length, slw_step, truncate_batch
 
 
 def _dict_batch(rows=3, n=16):
@@ -33,7 +33,7 @@ def test_dict_batch_cuts_every_sequence_tensor_contiguously():
         assert out[key].is_contiguous()  # .view(-1) works (Composer's metrics, HF losses)
     assert out["embeds"].shape == (3, 8, 4)
     assert out["doc_ids"] is batch["doc_ids"] and out["other"] is batch["other"]
-    assert (info.full_len, info.seq_len, info.rows, info.dropped_tokens, info.kept_tokens) == (16, 8, 3, 24, 24)
+    assert (info.row_len, info.seq_len, info.rows, info.dropped_tokens, info.kept_tokens) == (16, 8, 3, 24, 24)
     assert batch["input_ids"].shape == (3, 16)  # the caller's batch is untouched
 
 
@@ -72,7 +72,7 @@ def test_longer_than_batch_is_a_no_op_and_bad_input_errors():
     with pytest.raises(ValueError, match="positive int"):
         truncate_batch(batch, 0)
     with pytest.raises(ValueError, match="sequence-shaped"):
-        full_length({"x": torch.zeros(3)})
+        row_length({"x": torch.zeros(3)})
 
 
 def test_slw_step_follows_the_schedule():

@@ -45,7 +45,7 @@ from slwdata.truncate import (
     TruncateInfo,
     check_inferred_end,
     check_planned_length,
-    full_length,
+    row_length,
     truncate_batch,
 )
 
@@ -387,7 +387,7 @@ class SequenceLengthWarmup(Algorithm):
         return self.schedule.seq_len(step=int(ts.batch), samples=int(ts.sample), tokens=int(ts.token), total=self.total)
 
     def _pace(self, batch: Any, state: State, check: bool = True) -> Any:
-        full = full_length(batch)
+        full = row_length(batch)
         if self.schedule.end is None:
             self.schedule = self.schedule.with_end(full)
             self._end_inferred = True
@@ -395,7 +395,7 @@ class SequenceLengthWarmup(Algorithm):
             check_inferred_end(full, self.schedule.end, int(state.timestamp.batch))
         paced = min(self.length_at(state), full)
         cut = paced if self.truncate else full
-        out, info = truncate_batch(batch, cut, self.keys, full_len=full, return_info=True)
+        out, info = truncate_batch(batch, cut, self.keys, row_len=full, return_info=True)
         planned = info.meta.get(SLW_PREFIX + "seq_len")
         if planned is not None and check and self.truncate:
             check_planned_length(planned, paced, int(state.timestamp.batch), "the trainer's schedule")
@@ -426,11 +426,11 @@ class SequenceLengthWarmup(Algorithm):
             else 0
         )
         self.trained_tokens += info.seq_len * rows_global
-        self.dropped_tokens += (info.full_len - info.seq_len) * rows_global
+        self.dropped_tokens += (info.row_len - info.seq_len) * rows_global
         # Lockstep (docs/DESIGN.md): every rank re-serves the same number of tail rows per step.
         self.reserved_tokens += self._tail_rows * info.seq_len * dist.get_world_size()
         self._check_token_count(
-            tokens_step, info.seq_len * rows_global, info.full_len * rows_global, state, counts=self._counts
+            tokens_step, info.seq_len * rows_global, info.row_len * rows_global, state, counts=self._counts
         )
         metrics = {
             "slw/seq_len": info.seq_len,
@@ -503,7 +503,7 @@ class SequenceLengthWarmup(Algorithm):
 
         full_batch = self._full_batch
         self._full_batch = None
-        if self._info is not None and self._info.seq_len >= self._info.full_len:
+        if self._info is not None and self._info.seq_len >= self._info.row_len:
             self._preallocated = True  # the first step already runs at full length
             return
         full_batch, _ = truncate_batch(full_batch, 10**12, return_info=True)  # pops slw_* keys only

@@ -31,7 +31,7 @@ from slwdata.dataset.accounting import EpochAccount
 from slwdata.dataset.cache import check_cache_limit
 from slwdata.dataset.epochs import RankEpochs
 from slwdata.dataset.integrity import ShardVerifier
-from slwdata.dataset.plan import BatchPlan, EpochPlanner
+from slwdata.dataset.plan import REUSE_POLICIES, BatchPlan, EpochPlanner
 from slwdata.dataset.reader import ShardFormatError, ShardTokenReader
 from slwdata.dataset.remote import DEFAULT_REMOTE_TIMEOUT, bound_streams, bounded_s3_downloads
 from slwdata.dataset.shm import clean_dead_owners, register_owner, release_owner
@@ -42,7 +42,6 @@ __all__ = ['SLWDataset', 'REUSE_POLICIES', 'ResumeMismatchError']
 
 logger = logging.getLogger(__name__)
 
-REUSE_POLICIES = ('off', 'deferred', 'interleave')
 STATE_VERSION = 1
 META_BASENAME = META_NAME
 

@@ -41,7 +41,7 @@ from slwdata.dataset.accounting import EpochAccount
 from slwdata.dataset.ledger import TailLedger, _split_rows, split_into_rows
 
 __all__ = [
-    "POLICIES",
+    "REUSE_POLICIES",
     "BatchPlan",
     "EpochPlanner",
     "plan_epoch",
@@ -49,7 +49,7 @@ __all__ = [
     "warmup_end_from_lengths",
 ]
 
-POLICIES = ("off", "deferred", "interleave")
+REUSE_POLICIES = ("off", "deferred", "interleave")
 
 _DONE = object()
 
@@ -291,8 +291,8 @@ class EpochPlanner:
         ledger: Optional[TailLedger] = None,
         fresh_rows: Any = None,
     ) -> None:
-        if policy not in POLICIES:
-            raise ValueError(f"plan_epoch: policy must be one of {POLICIES}, got {policy!r}")
+        if policy not in REUSE_POLICIES:
+            raise ValueError(f"plan_epoch: policy must be one of {REUSE_POLICIES}, got {policy!r}")
         if int(rows_per_batch) < 1 or int(row_len) < 1:
             raise ValueError(f"plan_epoch: rows_per_batch={rows_per_batch} and row_len={row_len} must be >= 1")
         if int(first_step) < 0:
@@ -538,8 +538,8 @@ def count_epoch_batches(
         >>> count_epoch_batches(4, 2, 16, [8, 8, 16], policy="deferred")
         5
     """
-    if policy not in POLICIES:
-        raise ValueError(f"count_epoch_batches: policy must be one of {POLICIES}, got {policy!r}")
+    if policy not in REUSE_POLICIES:
+        raise ValueError(f"count_epoch_batches: policy must be one of {REUSE_POLICIES}, got {policy!r}")
     fn = _as_length_fn(length_at)
     if warmup_end_step is None and not callable(length_at):
         warmup_end_step = warmup_end_from_lengths(length_at, int(row_len))
