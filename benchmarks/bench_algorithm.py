@@ -56,7 +56,7 @@ class _EmbLinear(torch.nn.Module):
 
 
 def _tiny_gpt(vocab: int, block: int) -> torch.nn.Module:
-    from slwdata.models.gpt import GPT, get_config
+    from slwdata.demo.models.gpt import GPT, get_config
 
     return GPT(get_config("tiny", vocab_size=vocab, block_size=block))
 

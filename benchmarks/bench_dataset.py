@@ -387,7 +387,7 @@ def bench_model_step(seq_len: int, batch_size: int, repeats: int = 2) -> float:
     """Seconds per forward+backward+AdamW step of the tiny GPT at ``[batch_size, seq_len]``."""
     import torch
 
-    from slwdata.models.gpt import GPT, get_config, lm_loss
+    from slwdata.demo.models.gpt import GPT, get_config, lm_loss
 
     torch.manual_seed(0)
     model = GPT(get_config('tiny'))

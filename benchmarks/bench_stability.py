@@ -204,7 +204,7 @@ def run_cell(
     import numpy as np
     import torch
 
-    from slwdata.models.gpt import GPT, lm_loss
+    from slwdata.demo.models.gpt import GPT, lm_loss
     from slwdata.truncate import PlainSLW
 
     torch.manual_seed(cell.seed)

@@ -64,8 +64,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from slwdata.quickstart import QuickstartConfig, RunSpec, prepare_data, train_run
-    from slwdata.report import format_table, plot_runs, write_report
+    from slwdata.demo.quickstart import QuickstartConfig, RunSpec, prepare_data, train_run
+    from slwdata.demo.report import format_table, plot_runs, write_report
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gpu", action="store_true", help="GPT-2 124M class preset on a CUDA GPU")

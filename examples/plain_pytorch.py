@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from slwdata.dataset import SLWDataset
-from slwdata.models import GPT, lm_loss
+from slwdata.demo.models import GPT, lm_loss
 from slwdata.pacing import PacingSchedule
 from slwdata.truncate import PlainSLW
 

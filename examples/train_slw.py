@@ -60,7 +60,7 @@ def build_trainer(cfg: dict[str, Any]):
 
     from slwdata.composer import SequenceLengthWarmup, StabilityMonitor
     from slwdata.dataset import SLWDataset
-    from slwdata.models import ComposerGPT
+    from slwdata.demo.models import ComposerGPT
     from slwdata.pacing import PacingSchedule
     from slwdata.shards import read_meta_fields
 
@@ -92,7 +92,7 @@ def build_trainer(cfg: dict[str, Any]):
         # Without the algorithm nothing pops the dataset's slw_* metadata: drop it here.
         from composer.core import DataSpec
 
-        from slwdata.quickstart import strip_slw_keys
+        from slwdata.demo.quickstart import strip_slw_keys
 
         train_dl = DataSpec(train_dl, batch_transforms=strip_slw_keys)
     eval_dl = None

@@ -17,7 +17,7 @@ from slwdata.errors import UserError
 # (module, one-line summary). Order is the order in --help.
 SUBCOMMANDS: list[tuple[str, str]] = [
     ("converters.cli", "convert, inspect, verify: corpora -> fixed-length zstd MDS shards"),
-    ("slwdata.quickstart", "quickstart: end-to-end SLW demo on an embedded corpus"),
+    ("slwdata.demo.quickstart", "quickstart: end-to-end SLW demo on an embedded corpus"),
     ("slwdata.tune.cli", "tune: find SLW's start length and duration from short trials"),
 ]
 

@@ -6,7 +6,7 @@ import json
 import pytest
 import zstandard
 
-from slwdata.corpus import build_corpus, docstrings
+from slwdata.demo.corpus import build_corpus, docstrings
 
 
 def _records(path):

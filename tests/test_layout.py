@@ -3,7 +3,8 @@
 Edges are read from the source (``ast``), so a circle is found even where Python would
 tolerate it at run time: every ``import`` counts, also those inside functions (a lazy import
 still ties the two modules together), and so do the subcommand modules that ``slwdata.cli``
-loads by name; a ``if __name__ == "__main__":`` block does not (it runs only as a script).
+loads by name; a ``if __name__ == "__main__":`` block does not (it runs only as a script), nor
+does ``if TYPE_CHECKING:`` (annotations only).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def _edges(name: str, path: Path, mods: dict[str, Path], top_level_only: bool) -
     tree = ast.parse(path.read_text(), str(path))
     # A `__main__` block runs only as a script, when the module is not itself in the graph.
     tree.body = [n for n in tree.body if not (isinstance(n, ast.If) and "__main__" in ast.unparse(n.test))]
+    # An `if TYPE_CHECKING:` block never runs: its imports name types for annotations only.
+    tree.body = [n for n in tree.body if not (isinstance(n, ast.If) and "TYPE_CHECKING" in ast.unparse(n.test))]
     is_pkg = path.name == "__init__.py"
     nodes = tree.body if top_level_only else list(ast.walk(tree))
     if top_level_only:  # module level includes `if`/`try` blocks, not function bodies
@@ -127,6 +130,20 @@ def test_module_imports_alone_in_a_fresh_interpreter(module: str) -> None:
     """Each module imports first, on its own (a circle shows up as an ImportError here)."""
     run = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+
+
+def test_core_never_imports_the_demo() -> None:
+    """``slwdata/demo/`` (quickstart, corpus, report, tiny GPT) sits apart from the core: only the
+    CLI's subcommand table names it."""
+    mods = _modules()
+    users = {
+        name
+        for name, path in mods.items()
+        if not name.startswith("slwdata.demo")
+        and name != "slwdata.cli"
+        and any(dep.startswith("slwdata.demo") for dep in _edges(name, path, mods, top_level_only=False))
+    }
+    assert users == set()
 
 
 def test_user_error_is_one_class() -> None:

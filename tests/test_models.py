@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from slwdata.models import GPT, lm_loss
-from slwdata.models.gpt import get_config
+from slwdata.demo.models import GPT, lm_loss
+from slwdata.demo.models.gpt import get_config
 
 
 @pytest.fixture()
@@ -73,7 +73,7 @@ def test_training_step_reduces_loss_at_two_lengths():
 
 def test_composer_model_loss_and_metrics():
     pytest.importorskip("composer")
-    from slwdata.models import ComposerGPT
+    from slwdata.demo.models import ComposerGPT
 
     torch.manual_seed(0)
     cm = ComposerGPT("tiny", vocab_size=97, block_size=64)

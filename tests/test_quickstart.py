@@ -15,7 +15,7 @@ SEQ, BS, START = 32, 8, 8
 
 
 def _cfg(out, **kw):
-    from slwdata.quickstart import QuickstartConfig
+    from slwdata.demo.quickstart import QuickstartConfig
 
     base = dict(
         out=str(out),
@@ -34,7 +34,7 @@ def _cfg(out, **kw):
 
 @pytest.fixture(scope="module")
 def quickstart(tmp_path_factory):
-    from slwdata.quickstart import run_quickstart
+    from slwdata.demo.quickstart import run_quickstart
 
     out = tmp_path_factory.mktemp("qs")
     return out, run_quickstart(_cfg(out))
@@ -84,7 +84,7 @@ def test_every_cut_tail_is_reserved_within_the_run(quickstart):
 
 def test_a_short_budget_shows_the_unserved_tails(tmp_path):
     # --steps below one pass: the run ends before the deferred tails come back, and says so.
-    from slwdata.quickstart import run_quickstart
+    from slwdata.demo.quickstart import run_quickstart
 
     result = run_quickstart(_cfg(tmp_path, steps=8, eval_points=1))
     tails = result["tails"]

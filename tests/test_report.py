@@ -1,8 +1,8 @@
-"""slwdata.report: loss ratio definition, tables, plots and report files."""
+"""slwdata.demo.report: loss ratio definition, tables, plots and report files."""
 
 import json
 
-from slwdata.report import format_table, loss_ratios, plot_runs, write_report
+from slwdata.demo.report import format_table, loss_ratios, plot_runs, write_report
 
 
 def test_loss_ratio_is_loss_over_previous_minimum():

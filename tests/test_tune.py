@@ -308,8 +308,8 @@ def test_composer_factory_trials_follow_the_trial_settings(text_shards):
 
     from slwdata.composer import SequenceLengthWarmup
     from slwdata.dataset import SLWDataset
-    from slwdata.models import ComposerGPT
-    from slwdata.quickstart import val_dataloader
+    from slwdata.demo.models import ComposerGPT
+    from slwdata.demo.quickstart import val_dataloader
     from slwdata.tune import ComposerFactoryTrials
 
     made = []

@@ -2,7 +2,7 @@
 
 What it does, in order (everything lands under ``--out``, default ``./slw-quickstart``):
 
-1. builds a small corpus from this Python's standard library (``slwdata.corpus``, no download),
+1. builds a small corpus from this Python's standard library (``slwdata.demo.corpus``, no download),
    in The Pile's ``*.jsonl.zst`` layout;
 2. converts it with the real converter into fixed-length zstd MDS shards (train and validation);
 3. trains a small GPT with Composer three times on the same data and seed:
@@ -20,7 +20,7 @@ the loss ratio mostly measures mini-batch noise: the floor run shows how much.
 
 Python use::
 
-    >>> from slwdata.quickstart import QuickstartConfig, run_quickstart
+    >>> from slwdata.demo.quickstart import QuickstartConfig, run_quickstart
     >>> result = run_quickstart(QuickstartConfig(out="/tmp/qs", steps=4))   # doctest: +SKIP
     >>> result["runs"][1]["name"]                                           # doctest: +SKIP
     'slw'
@@ -86,7 +86,7 @@ def prepare_data(cfg: QuickstartConfig) -> dict[str, Any]:
     at once.
     """
     from converters import convert
-    from slwdata.corpus import build_corpus
+    from slwdata.demo.corpus import build_corpus
 
     out = Path(cfg.out)
     corpus_dir = out / "corpus"
@@ -295,8 +295,8 @@ def train_run(spec: RunSpec) -> dict[str, Any]:
 
     from slwdata.composer import SequenceLengthWarmup, StabilityMonitor
     from slwdata.dataset import SLWDataset
-    from slwdata.models import ComposerGPT
-    from slwdata.report import LOSS_RATIO_THRESHOLD, loss_ratios
+    from slwdata.demo.models import ComposerGPT
+    from slwdata.demo.report import LOSS_RATIO_THRESHOLD, loss_ratios
 
     meta = shard_meta(spec.train_dir)
     vocab = vocab_size(meta)
@@ -450,7 +450,7 @@ def token_budget(cfg: QuickstartConfig, train_dir: str) -> int:
         return cfg.steps * cfg.batch_size * cfg.seq_len
     rows = int(shard_meta(train_dir)["counts"]["rows"])
     if rows < cfg.batch_size:
-        from slwdata.cli import UserError
+        from slwdata.errors import UserError
 
         raise UserError(
             f"{train_dir}: {rows} rows, fewer than one batch of {cfg.batch_size}; "
@@ -512,7 +512,7 @@ def reach(run: dict[str, Any], base: dict[str, Any]) -> dict[str, Any] | None:
 
 def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     """Data, three trainings, table, plots and report; returns ``{"runs", "table", "files", ...}``."""
-    from slwdata.report import format_table, plot_runs, write_report
+    from slwdata.demo.report import format_table, plot_runs, write_report
 
     _validate(cfg)
     out = Path(cfg.out)
@@ -662,8 +662,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
 
 
 def _validate(cfg: QuickstartConfig) -> None:
+    from slwdata.demo.models.gpt import CONFIGS
     from slwdata.errors import UserError
-    from slwdata.models.gpt import CONFIGS
 
     if cfg.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {cfg.batch_size}")

@@ -5,7 +5,7 @@ the loss, so truncating ``input_ids`` (what Sequence Length Warmup does) is all 
 
 Example::
 
-    >>> from slwdata.models import ComposerGPT
+    >>> from slwdata.demo.models import ComposerGPT
     >>> model = ComposerGPT("tiny", vocab_size=50257, block_size=1024)
 """
 
@@ -17,7 +17,7 @@ import torch
 from composer.models import ComposerModel
 from torchmetrics import Metric
 
-from slwdata.models.gpt import GPT, get_config, lm_loss
+from slwdata.demo.models.gpt import GPT, get_config, lm_loss
 
 
 def _input_ids(batch: Any) -> torch.Tensor:

@@ -4,14 +4,14 @@
 ``composer.models.ComposerModel`` and is imported lazily so this package works without Composer.
 """
 
-from slwdata.models.gpt import CONFIGS, GPT, GPTConfig, lm_loss
+from slwdata.demo.models.gpt import CONFIGS, GPT, GPTConfig, lm_loss
 
 __all__ = ["CONFIGS", "GPT", "GPTConfig", "lm_loss", "ComposerGPT"]
 
 
 def __getattr__(name: str):
     if name == "ComposerGPT":
-        from slwdata.models.composer_gpt import ComposerGPT
+        from slwdata.demo.models.composer_gpt import ComposerGPT
 
         return ComposerGPT
     raise AttributeError(name)

@@ -10,7 +10,7 @@ writes them in The Pile's on-disk layout, so the real converter reads them like 
 
 Example::
 
-    >>> from slwdata.corpus import build_corpus
+    >>> from slwdata.demo.corpus import build_corpus
     >>> info = build_corpus("/tmp/corpus", max_mb=1.0)   # doctest: +SKIP
     >>> info["files"]                                      # doctest: +SKIP
     ['/tmp/corpus/00.jsonl.zst', '/tmp/corpus/01.jsonl.zst']

@@ -6,7 +6,7 @@ first), so nothing here caches shapes: any ``L <= block_size`` works.
 Example::
 
     >>> import torch
-    >>> from slwdata.models import GPT
+    >>> from slwdata.demo.models import GPT
     >>> model = GPT.from_name("tiny", vocab_size=256, block_size=64)
     >>> logits = model(torch.randint(0, 256, (2, 16)))
     >>> tuple(logits.shape)
