@@ -56,6 +56,9 @@ def _die_with_parent(parent_pid: int) -> None:
     keep it off the caller's stdout: an orphaned worker would hold a pipe open for ever."""
     # Ctrl-C reaches the whole process group; the main process stops the pool and says what was kept.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The CLI's SIGTERM handler is inherited through fork; the pool's own shutdown sends SIGTERM,
+    # which must end a worker quietly.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.close(devnull)

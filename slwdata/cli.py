@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
-from typing import Sequence
+import threading
+from typing import Any, Sequence
 
 from slwdata.errors import UserError
 
@@ -46,20 +48,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_terminated = False
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM (a supervisor, ``kill``, a scheduler's time limit) takes Ctrl-C's path, so the
+    subcommand stops cleanly and says what it kept; a second SIGTERM ends the process at once."""
+    global _terminated
+    _terminated = True
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"slwdata {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # a subcommand may say what was kept
-        print(f"slwdata {args.command}: interrupted" + (f" — {exc}" if str(exc) else ""), file=sys.stderr)
-        return 130
+        what = "terminated (SIGTERM)" if _terminated else "interrupted"
+        print(f"slwdata {args.command}: {what}" + (f" — {exc}" if str(exc) else ""), file=sys.stderr)
+        return 143 if _terminated else 130
 
 
 if __name__ == "__main__":

@@ -171,7 +171,15 @@ def test_pool_workers_die_with_the_main_process_and_release_stdout(tmp_path, sig
 
 
 @pytest.mark.slow
-def test_ctrl_c_ends_with_one_line_and_a_rerun_resumes_to_the_same_bytes(tmp_path):
+@pytest.mark.parametrize(
+    "sig, to_group, code, said",
+    [
+        (signal.SIGINT, True, 130, "interrupted"),  # a terminal's Ctrl-C reaches the whole process group
+        (signal.SIGTERM, False, 143, "terminated (SIGTERM)"),  # `kill` or a supervisor: the main process
+    ],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_interrupt_ends_with_one_line_and_a_rerun_resumes_to_the_same_bytes(tmp_path, sig, to_group, code, said):
     out, ref = tmp_path / "out", tmp_path / "ref"
     args = ["convert", str(PILE), "--out", str(out), "--seq-len", "64", "--workers", "2", "--no-progress"]
     proc = subprocess.Popen(
@@ -186,17 +194,17 @@ def test_ctrl_c_ends_with_one_line_and_a_rerun_resumes_to_the_same_bytes(tmp_pat
         deadline = time.time() + 60
         while not list((out / ".slwdata-work").glob("unit-*.json")) and proc.poll() is None and time.time() < deadline:
             time.sleep(0.005)
-        os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole process group
+        (os.killpg if to_group else os.kill)(proc.pid, sig)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert "Traceback" not in err, err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1, err
-    assert lines[0].startswith("slwdata convert: interrupted — ")
+    assert lines[0].startswith(f"slwdata convert: {said} — ")
     assert re.search(
         r"\d+ of 2 tokenized work units and [1-9]\d* tokenized chunks of compressed JSON-lines "
         r"files kept in ",
