@@ -25,24 +25,17 @@ from typing import Any
 
 import yaml
 
-
-def set_dotted(cfg: dict, dotted: str) -> None:
-    """``a.b=value`` -> ``cfg["a"]["b"] = yaml.safe_load(value)``."""
-    if "=" not in dotted:
-        raise SystemExit(f"--set expects key=value, got {dotted!r}")
-    key, raw = dotted.split("=", 1)
-    node = cfg
-    parts = key.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = yaml.safe_load(raw)
+from slwdata.tune.runners import set_dotted  # the same --set rules as `slwdata tune`
 
 
 def load_config(path: str, overrides: list[str] = (), no_slw: bool = False) -> dict[str, Any]:
     with open(path) as f:
         cfg = yaml.safe_load(f)
     for item in overrides:
-        set_dotted(cfg, item)
+        try:
+            set_dotted(cfg, item)
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
     if no_slw:
         cfg.setdefault("slw", {})["enabled"] = False
     return cfg

@@ -42,6 +42,7 @@ __all__ = [
     "LLMFoundryTrials",
     "ComposerFactoryTrials",
     "resolve_amount",
+    "set_dotted",
     "val_tokens_needed",
 ]
 
@@ -87,6 +88,32 @@ def _curve_from(points: Sequence[Sequence[float]], unit: str, trained_tokens: in
     return Curve(out, trained_tokens, wall_s)
 
 
+def _run_length_and_warmup(cfg: dict[str, Any], lr_warmup: str | None, where: Path) -> tuple[Duration, Duration]:
+    """The full run's ``max_duration`` and its LR warmup (``--lr-warmup`` or ``scheduler.t_warmup``),
+    both of which the strategy measures trials by; a missing or relative one stops tuning."""
+    if not cfg.get("max_duration"):
+        raise TuneSetupError(
+            f"{where}: no max_duration: the trials follow the full run's LR schedule, "
+            "so the full run's length must be known"
+        )
+    try:
+        total = Duration.parse(cfg["max_duration"])
+    except ValueError as exc:
+        raise TuneSetupError(f"{where}: max_duration: {exc}") from exc
+    if total.unit == "dur":
+        raise TuneSetupError(f"{where}: max_duration {cfg['max_duration']!r} must be absolute")
+    spec = lr_warmup or (cfg.get("scheduler") or {}).get("t_warmup")
+    if spec is None:
+        raise TuneSetupError(
+            f"{where}: cannot find the LR warmup (scheduler.t_warmup): the strategy "
+            "measures trials in multiples of it; add it to the config or pass --lr-warmup"
+        )
+    warmup = resolve_amount(spec, total, "LR warmup (scheduler.t_warmup)")
+    if warmup.unit not in ("ba", "tok"):
+        raise TuneSetupError("give the LR warmup in steps ('ba') or tokens ('tok') for tuning, not samples")
+    return total, warmup
+
+
 class ExampleTrainerTrials:
     """Trials of ``examples/train_slw.py CONFIG``, each in its own process.
 
@@ -122,29 +149,9 @@ class ExampleTrainerTrials:
         self.timeout_s = timeout_s
         cfg = yaml.safe_load(self.config.read_text()) or {}
         for item in self.overrides:
-            _set_dotted(cfg, item)
+            set_dotted(cfg, item)
         self.cfg = cfg
-        try:
-            self.total = Duration.parse(cfg["max_duration"])
-        except KeyError:
-            raise TuneSetupError(
-                f"{self.config}: no max_duration: the trials follow the full run's LR schedule, "
-                "so the full run's length must be known"
-            ) from None
-        except ValueError as exc:
-            raise TuneSetupError(f"{self.config}: max_duration: {exc}") from exc
-        if self.total.unit == "dur":
-            raise TuneSetupError(f"{self.config}: max_duration {cfg['max_duration']!r} must be absolute")
-        sched = cfg.get("scheduler") or {}
-        spec = lr_warmup or sched.get("t_warmup")
-        if spec is None:
-            raise TuneSetupError(
-                f"{self.config}: cannot find the LR warmup (scheduler.t_warmup): the strategy "
-                "measures trials in multiples of it; add it to the config or pass --lr-warmup"
-            )
-        self.warmup = resolve_amount(spec, self.total, "LR warmup (scheduler.t_warmup)")
-        if self.warmup.unit == "sp":
-            raise TuneSetupError("give the LR warmup in steps ('ba') or tokens ('tok') for tuning, not samples")
+        self.total, self.warmup = _run_length_and_warmup(cfg, lr_warmup, self.config)
         self.seq_len = int(cfg.get("seq_len", 0))
         self.global_batch = int(cfg.get("global_batch_size", 0))
         self.seed = cfg.get("seed")
@@ -311,22 +318,7 @@ class LLMFoundryTrials:
         except Exception as exc:  # omegaconf's parse and interpolation errors share no base class
             raise TuneSetupError(f"{self.yaml}: cannot read it with its overrides: {exc}") from None
         self.cfg = cfg
-        if not cfg.get("max_duration"):
-            raise TuneSetupError(f"{self.yaml}: no max_duration: the trials follow the full run's LR schedule")
-        try:
-            self.total = Duration.parse(cfg["max_duration"])
-        except ValueError as exc:
-            raise TuneSetupError(f"{self.yaml}: max_duration: {exc}") from exc
-        sched = cfg.get("scheduler") or {}
-        spec = lr_warmup or sched.get("t_warmup")
-        if spec is None:
-            raise TuneSetupError(
-                f"{self.yaml}: cannot find the LR warmup (scheduler.t_warmup): the strategy "
-                "measures trials in multiples of it; add it to the YAML or pass --lr-warmup"
-            )
-        self.warmup = resolve_amount(spec, self.total, "LR warmup (scheduler.t_warmup)")
-        if self.warmup.unit not in ("ba", "tok"):
-            raise TuneSetupError("give the LR warmup in steps ('ba') or tokens ('tok') for tuning")
+        self.total, self.warmup = _run_length_and_warmup(cfg, lr_warmup, self.yaml)
         self.seq_len = int(cfg.get("max_seq_len") or (cfg.get("model") or {}).get("max_seq_len") or 0)
         self.global_batch = int(cfg.get("global_train_batch_size") or 0)
         if launcher:
@@ -494,7 +486,9 @@ class ComposerFactoryTrials:
         return Curve(points, tokens, time.time() - t0)
 
 
-def _set_dotted(cfg: dict, dotted: str) -> None:
+def set_dotted(cfg: dict, dotted: str) -> None:
+    """``a.b=value`` -> ``cfg["a"]["b"] = yaml.safe_load(value)``: the ``--set`` rule of
+    ``examples/train_slw.py`` and of ``slwdata tune`` over its configs."""
     import yaml
 
     if "=" not in dotted:
