@@ -840,7 +840,7 @@ def _tokenize_and_write(job: _Job, state: dict[str, Any]) -> dict[str, Any]:
     rows: _RowWriter | None = None
     try:
         # Submit (and so fork the pool) before _make_writer imports streaming and torch: forking
-        # that bigger process costs ~40 ms per worker here, and the import overlaps tokenizing.
+        # a process holding torch copies its page tables per worker, and the import overlaps tokenizing.
         feed.top_up()
         # Shards are written locally and uploaded at the end (see converters.remote), so every
         # remote call is bounded in time and named when it fails.

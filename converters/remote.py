@@ -26,7 +26,7 @@ from slwdata.errors import ConvertError, RemoteError
 
 __all__ = ["Remote", "RemoteError", "Lease", "LEASE_NAME", "DEFAULT_TIMEOUT", "timeout_from_env"]
 
-DEFAULT_TIMEOUT = 120.0  # seconds per remote call, retries included; the bound is 3 minutes
+DEFAULT_TIMEOUT = 120.0  # seconds per remote call, retries included: a stalled store ends well within 3 minutes
 _ENV = "SLWDATA_REMOTE_TIMEOUT"
 LEASE_NAME = ".slwdata-lease.json"  # in a remote --out while a conversion writes it
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
