@@ -27,17 +27,14 @@ from typing import Any, Iterable, Mapping
 
 from slwdata.pacing import PacingSchedule
 
+# What a user imports; the algorithm's checks (row_length, check_inferred_end, ...) stay importable.
 __all__ = [
-    "TruncateInfo",
     "truncate_batch",
-    "row_length",
     "slw_step",
     "PlainSLW",
-    "SLW_PREFIX",
-    "check_inferred_end",
+    "TruncateInfo",
     "SLWMismatchError",
     "count_tokens",
-    "check_planned_length",
 ]
 
 SLW_PREFIX = "slw_"

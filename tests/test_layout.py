@@ -168,3 +168,15 @@ def test_only_shards_names_the_metadata_file() -> None:
             if isinstance(n, ast.Constant) and n.value == "slwdata.json":
                 spelled.append(f"{name}:{n.lineno}")
     assert spelled == []
+
+
+@pytest.mark.parametrize(
+    "package", ["slwdata", "slwdata.dataset", "slwdata.composer", "slwdata.truncate", "converters"]
+)
+def test_public_surface_is_short_and_importable(package: str) -> None:
+    """``__all__`` lists what a user imports (a handful of names), and every one of them exists."""
+    import importlib
+
+    mod = importlib.import_module(package)
+    assert 0 < len(mod.__all__) <= 8, mod.__all__
+    assert [n for n in mod.__all__ if not hasattr(mod, n)] == []

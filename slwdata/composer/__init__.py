@@ -1,6 +1,13 @@
 """Composer integration: the ``SequenceLengthWarmup`` algorithm and the ``StabilityMonitor`` callback.
 
-Needs the ``composer`` extra (``pip install slwdata[composer]``).
+Needs the ``composer`` extra (``pip install slwdata[composer]``). The cut itself is the pure
+function :func:`slwdata.truncate.truncate_batch`; the algorithm decides when and how long.
+
+Example::
+
+    from slwdata.composer import SequenceLengthWarmup, StabilityMonitor
+    trainer = Trainer(..., algorithms=[SequenceLengthWarmup(start=8, duration="0.1dur")],
+                      callbacks=[StabilityMonitor(threshold=1.5)])
 """
 
 try:
@@ -12,15 +19,14 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subproce
         name="composer",
     ) from exc
 
-from slwdata.composer.algorithm import PacedDataLoader, SequenceLengthWarmup, SLWMismatchError, registry
+from slwdata.composer.algorithm import PacedDataLoader, SequenceLengthWarmup, SLWMismatchError, registry  # noqa: F401 - importable, outside __all__
 from slwdata.composer.monitors import StabilityMonitor, adam_variance_stats, loss_ratio_stats
 
+# What a user imports.
 __all__ = [
-    "PacedDataLoader",
     "SequenceLengthWarmup",
-    "SLWMismatchError",
-    "registry",
     "StabilityMonitor",
-    "adam_variance_stats",
+    "SLWMismatchError",
     "loss_ratio_stats",
+    "adam_variance_stats",
 ]
