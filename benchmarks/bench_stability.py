@@ -334,11 +334,12 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    # The CPU grid, sized for a shared 2-core machine (~30 core-minutes): tiny GPT, bytes,
-    # 128 rows x 128, s = 16 so the shortest step holds 2,048 tokens; T = 8x the LR warmup, so
-    # the LR peaks while SLW is at length 24; LRs a factor 3 apart across the boundary.
+    # The CPU grid, sized for a shared 2-core machine (about 2 core-hours with the levers): tiny
+    # GPT, bytes, 128 rows x 128, s = 16 so the shortest step holds 2,048 tokens; T = 8x the LR
+    # warmup, so the LR peaks while SLW is at length 24; LRs about a factor 1.75 apart across the
+    # boundary.
     "cpu": Preset(
-        lrs=(0.1, 0.3, 0.9),
+        lrs=(0.1, 0.17, 0.3, 0.5, 0.9),
         seeds=(0, 1, 2),
         floor_lr=0.05,
         base=dict(
@@ -362,6 +363,11 @@ PRESETS: dict[str, Preset] = {
             # tokens. Its steps hold 512 tokens at the shortest, so it carries its own noise floor.
             "pilot: 64 rows, s 8, LR warmup 25, T 250": (
                 dict(rows=64, start=8, lr_warmup=25, slw_steps=250, base_steps=300),
+                (0.3,),
+                ("floor", "baseline", "slw"),
+            ),
+            "pilot, beta2 0.95": (
+                dict(rows=64, start=8, lr_warmup=25, slw_steps=250, base_steps=300, beta2=0.95),
                 (0.3,),
                 ("floor", "baseline", "slw"),
             ),
