@@ -363,7 +363,7 @@ PRESETS: dict[str, Preset] = {
             # tokens. Its steps hold 512 tokens at the shortest, so it carries its own noise floor.
             "pilot: 64 rows, s 8, LR warmup 25, T 250": (
                 dict(rows=64, start=8, lr_warmup=25, slw_steps=250, base_steps=300),
-                (0.3,),
+                (0.3, 0.6),
                 ("floor", "baseline", "slw"),
             ),
             "pilot, beta2 0.95": (
