@@ -205,3 +205,51 @@ def test_a_run_longer_than_the_corpus_starts_a_new_epoch():
     )
     got = bs.run_cell(cell, rows, rows[:4], vocab=257, eval_points=2)
     assert got["trained_tokens"] == 6 * 4 * 32 and got["epochs_started"] == 3  # 24 rows from 10
+
+
+def test_a_lever_with_other_rows_runs_and_reports_its_own_noise_floor():
+    """A lever that changes the rows per step or s carries a floor at its own shape, and its table
+    rows and readings print that floor's counts, not the grid's."""
+    preset = bs.Preset(
+        lrs=(0.3,),
+        seeds=(0, 1),
+        floor_lr=0.05,
+        base=dict(base_steps=4, rows=8, seq_len=32, start=16, slw_steps=3, lr_warmup=1),
+        levers={"small": (dict(rows=4, start=8), (0.3,), ("floor", "baseline", "slw"))},
+    )
+    cells = bs.grid(preset)
+    lever_floors = [c for c in cells if c.group == "small" and c.method == "floor"]
+    assert [c.seed for c in lever_floors] == [0, 1]
+    for c in lever_floors:
+        slw = bs.Cell(method="slw", lr=0.05, seed=c.seed, **{**preset.base, "rows": 4, "start": 8})
+        assert (c.rows, c.start, c.lr, c.floor_steps) == (4, 8, 0.05, bs.step_count(slw))
+
+    def fake(cell, spikes):  # a finished cell's JSON, as run_cell writes it
+        return {
+            "cell": {**bs.dataclasses.asdict(cell)},
+            "key": cell.key(),
+            "spikes_1.5": spikes,
+            "spikes_1.2": spikes + 10,
+            "early_spikes_1.5": spikes,
+            "early_spikes_1.2": spikes,
+            "steps": 5,
+            "max_ratio": 1.0,
+            "final_val_loss": 3.0,
+            "diverged": False,
+            "adam_var_max": 0.1,
+            "wall_s": 1.0,
+            "cpu_s": 1.0,
+            "trained_tokens": cell.total_tokens,
+            "evals": [],
+        }
+
+    results = [fake(c, 7 if c.group == "small" and c.method == "floor" else 0) for c in cells]
+    summary = bs.summarize(results)
+    assert summary["floor"]["1.5"] == [0, 0]  # the grid's floor keeps only the grid's floor runs
+    assert summary["lever_floors"]["small"]["1.5"] == [7, 7]
+    text = bs.format_summary(summary)
+    lever_rows = [ln for ln in text.splitlines() if ln.startswith("| small |")]
+    grid_rows = [ln for ln in text.splitlines() if ln.startswith("| grid |")]
+    assert lever_rows and all("| 7/7 / 17/17 |" in ln for ln in lever_rows)
+    assert grid_rows and all("| 0/0 / 10/10 |" in ln for ln in grid_rows)
+    assert any(ln.startswith("- small, LR 0.3") and "noise floor <= 7" in ln for ln in text.splitlines())
