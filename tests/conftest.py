@@ -1,9 +1,11 @@
-"""Fixtures that several test files share: token shards, a free port, a moto S3 server on loopback."""
+"""Fixtures that several test files share: token shards, a free port, a moto S3 server on loopback;
+and, for every test, the closing of the streaming datasets it built."""
 
 from __future__ import annotations
 
+import atexit
 import socket
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -15,6 +17,46 @@ AWS_TEST_ENV = {
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+
+
+@pytest.fixture(autouse=True)
+def _close_streaming_datasets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close the streaming datasets a test built once it is done.
+
+    streaming keeps each dataset's shared memory (about 12 file descriptors) until the process
+    exits, and a new dataset's prefix search opens those of every dataset still open, so one
+    pytest process running the whole suite reaches any descriptor limit. ``SLWDataset.close``
+    releases its own; a plain ``StreamingDataset`` gets the same release here."""
+    try:
+        from streaming import StreamingDataset
+    except ImportError:  # the core's tests without streaming
+        yield
+        return
+    made: list[Any] = []
+    init = StreamingDataset.__init__
+
+    def recording_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(StreamingDataset, "__init__", recording_init)
+    yield
+    monkeypatch.undo()
+    from slwdata.dataset import streaming_compat as compat
+
+    for ds in made:
+        if getattr(ds, "_closed", False):
+            continue
+        if hasattr(ds, "close"):
+            try:
+                ds.close()
+            except Exception:  # noqa: BLE001 - a dataset the test broke on purpose
+                pass
+            continue
+        compat.release_local_dir(ds)
+        for shm in compat.streaming_shms(ds):
+            atexit.unregister(shm.cleanup)
+            shm.cleanup()
 
 
 @pytest.fixture(scope="session")
