@@ -250,7 +250,7 @@ def test_tune_end_to_end_at_a_high_lr(text_shards, tmp_path):
     assert report["trial_tokens"] == sum(
         {(t["start"], t["duration"]): t["curve"]["trained_tokens"] for t in trials}.values()
     )
-    assert f"{report['trials_trained']} trials trained (0 cached)" in run.stdout
+    assert f"{report['trials_trained']} trials trained (0 cached)" in run.stdout, run.stdout
     assert (out / "tune.png").stat().st_size > 10_000 and "| # | stage |" in (out / "tune.md").read_text()
     # Rerunning the same command trains nothing and reaches the same verdicts.
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)

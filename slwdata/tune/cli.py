@@ -273,7 +273,11 @@ def write_report(result: Any, out: Path, *, full_run_tokens: int, wall_s: float,
     data.update(
         {
             "trials_trained": len({(t.start, t.duration) for t in trained}),
-            "trials_cached": len({(t.start, t.duration) for t in result.trials if t.cached}),
+            # From an earlier run's cache; a trial this run trained and then judged again (t_init,
+            # start stage then T stage) is not one.
+            "trials_cached": len(
+                {(t.start, t.duration) for t in result.trials if t.cached} - {(t.start, t.duration) for t in trained}
+            ),
             "trial_tokens": trial_tokens,
             "full_run_tokens": full_run_tokens,
             "cost_fraction": trial_tokens / full_run_tokens if full_run_tokens else math.nan,

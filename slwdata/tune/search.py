@@ -277,9 +277,11 @@ def search(
     def run(stage: str, s: int, T: int, until: int) -> TrialRecord:
         curve = seen.get((s, T))
         cached = curve is not None
+        source = "the same training as before" if cached else ""
         if curve is None and cache is not None:
             curve = cache.get(s, T)
             cached = curve is not None
+            source = "cached" if cached else ""
         if curve is None:
             if space.max_trials is not None and sum(not r.cached for r in records) >= space.max_trials:
                 raise _BudgetSpent()
@@ -295,7 +297,7 @@ def search(
         verdict = "passes" if rec.passed else f"fluctuates at {at}{space.unit}"
         log(
             f"trial {len(records)}: s={s} T={T}{space.unit} {verdict}"
-            f" (judged to {until}{space.unit}{', cached' if cached else ''})"
+            f" (judged to {until}{space.unit}{', ' + source if source else ''})"
         )
         return rec
 
