@@ -180,3 +180,13 @@ def test_public_surface_is_short_and_importable(package: str) -> None:
     mod = importlib.import_module(package)
     assert 0 < len(mod.__all__) <= 8, mod.__all__
     assert [n for n in mod.__all__ if not hasattr(mod, n)] == []
+
+
+def test_every_module_opens_with_a_docstring_that_states_its_job() -> None:
+    """One module, one concern, said in its opening docstring (a first line of a few words at least)."""
+    missing = []
+    for name, path in _modules().items():
+        doc = ast.get_docstring(ast.parse(path.read_text()))
+        if not doc or len(doc.splitlines()[0].split()) < 3:
+            missing.append(name)
+    assert missing == []
