@@ -334,7 +334,7 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    # The CPU grid, sized for a shared 2-core machine (about 2 core-hours with the levers): tiny
+    # The CPU grid, sized for a shared 2-core machine (about 1.5 core-hours with the levers): tiny
     # GPT, bytes, 128 rows x 128, s = 16 so the shortest step holds 2,048 tokens; T = 8x the LR
     # warmup, so the LR peaks while SLW is at length 24; LRs about a factor 1.75 apart across the
     # boundary.

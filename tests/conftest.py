@@ -3,7 +3,6 @@ and, for every test, the closing of the streaming datasets it built."""
 
 from __future__ import annotations
 
-import atexit
 import socket
 from typing import Any, Callable, Iterator
 
@@ -41,7 +40,6 @@ def _close_streaming_datasets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
     monkeypatch.setattr(StreamingDataset, "__init__", recording_init)
     yield
-    monkeypatch.undo()
     from slwdata.dataset import streaming_compat as compat
 
     for ds in made:
@@ -53,10 +51,7 @@ def _close_streaming_datasets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
             except Exception:  # noqa: BLE001 - a dataset the test broke on purpose
                 pass
             continue
-        compat.release_local_dir(ds)
-        for shm in compat.streaming_shms(ds):
-            atexit.unregister(shm.cleanup)
-            shm.cleanup()
+        compat.release_shared_memory(ds)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ the pacing module and the Composer algorithm.
 
 from __future__ import annotations
 
-import atexit
 import functools
 import json
 import logging
@@ -462,10 +461,7 @@ class SLWDataset(StreamingDataset):
             ds.close()
         """
         self.reader.close()
-        compat.release_local_dir(self)
-        for shm in compat.streaming_shms(self):
-            atexit.unregister(shm.cleanup)
-            shm.cleanup()
+        compat.release_shared_memory(self)
         if compat.is_local_leader(self):
             release_owner(compat.shm_prefix(self))
         self._closed = True

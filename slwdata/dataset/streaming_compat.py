@@ -14,6 +14,7 @@ the installed streaming still calls them with the same parameters.
 
 from __future__ import annotations
 
+import atexit
 import json
 from time import time_ns
 from typing import Any, Optional
@@ -57,6 +58,7 @@ __all__ = [
     'download_stream_file',
     'release_local_dir',
     'streaming_shms',
+    'release_shared_memory',
     'downloader_mappings',
     'stream_downloader',
     'set_stream_downloader',
@@ -199,6 +201,16 @@ def streaming_shms(dataset: Any) -> list[SharedMemory]:
             if isinstance(obj, SharedMemory):
                 found[id(obj)] = obj
     return list(found.values())
+
+
+def release_shared_memory(dataset: Any) -> None:
+    """Give back a dataset's local-directory slot and free its shared memory now, not at exit
+    (streaming's ``atexit`` handlers would hold them until then); works on any
+    ``StreamingDataset``."""
+    release_local_dir(dataset)
+    for shm in streaming_shms(dataset):
+        atexit.unregister(shm.cleanup)
+        shm.cleanup()
 
 
 # ---------------------------------------------------------------- downloads
